@@ -1,0 +1,239 @@
+"""App: one store, one secret key, the components that run on them, and the
+process-wide snapshots and cache that their instances share."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import config, constants
+from .cache import LocalCache
+from .codec import Codec
+from .core.component import CacheMode, Component
+from .core.layout import KeyLayout, Layout, WholeLayout
+from .core.state import Snapshot
+from .exceptions import StoreError
+from .stores import Store, from_url
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+_apps: weakref.WeakSet[App] = weakref.WeakSet()
+
+
+class App:
+    """A Tidal application.
+
+    ``store`` is a URL (``sqlite:///path``, ``memory://``) or a Store; by
+    default a SQLite file named after the app in ``TIDAL_HOME`` (``./.tidal``).
+    No server is needed::
+
+        app = tidal.App("shop")
+        Prefs = app.component("Prefs")
+    """
+
+    def __init__(
+        self,
+        name: str = constants.DEFAULT_APP_NAME,
+        store: str | Store | None = None,
+        *,
+        home: str | Path | None = None,
+        secret_key: str | bytes | None = None,
+        settings: config.Settings | None = None,
+        shared_cache: bool = False,
+    ) -> None:
+        self.name = name
+        self.home = config.home_dir(home)
+        self.settings = settings or config.Settings()
+        if isinstance(store, Store):
+            self.store = store
+        else:
+            self.store = from_url(store or config.default_store_url(name, self.home))
+        self.codec = Codec(config.secret_key(self.home, secret_key))
+        self.shared_cache = shared_cache and self.store.shared
+        self.components: dict[str, Component] = {}
+        self.cache = LocalCache(self.settings.local_cache_entries)
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._layouts: dict[str, Layout] = {}
+        self._snap_lock = threading.Lock()
+        self._committed = threading.Condition()
+        self._executor: Executor | None = None
+        self._executor_lock = threading.Lock()
+        self._closed = False
+        _apps.add(self)
+
+    # -- components -------------------------------------------------------
+
+    def component(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        cache_ttl: float = constants.DEFAULT_CACHE_TTL,
+        *,
+        cache_mode: CacheMode = "version",
+    ) -> Component:
+        """Define a component that runs in this app."""
+        return Component(name, params, cache_ttl, cache_mode=cache_mode, app=self)
+
+    def register(self, component: Component) -> None:
+        """Make ``component``'s update ops runnable by this app's workers. A
+        component defined again under the same name replaces the old one."""
+        self.components[component.name] = component
+        self._layouts.pop(component.name, None)
+
+    def layout(self, component: Component) -> Layout:
+        """How ``component``'s state is laid out in the store."""
+        layout = self._layouts.get(component.name)
+        if layout is None:
+            layout = (
+                WholeLayout(component._save_state_fn, component._load_state_fn)
+                if component.whole_state
+                else KeyLayout()
+            )
+            self._layouts[component.name] = layout
+        return layout
+
+    # -- serialisation ----------------------------------------------------
+
+    def encoder(self, component: Component, instance: str) -> Any:
+        """A function that serialises a state value, naming it in errors."""
+        dumps = self.codec.dumps
+        prefix = f"state key of {component.name}/{instance}"
+
+        def encode(value: Any, key: str) -> bytes:
+            return dumps(value, what=f"{prefix} {key!r}")
+
+        return encode
+
+    def decode(self, raw: bytes, key: str) -> Any:
+        """Deserialise one stored state value."""
+        return self.codec.loads(raw, what=f"state key {key!r}")
+
+    # -- snapshots --------------------------------------------------------
+
+    def snapshot(self, component: Component, instance: str) -> Snapshot:
+        """The current committed state of an instance, shared read-only."""
+        name = component.name
+        version = self.store.get_version(name, instance)
+        snap = self._snapshots.get((name, instance))
+        if snap is not None and snap.version == version:
+            return snap
+        if version is None:
+            raise StoreError(f"instance {name}/{instance} does not exist in {self.store.url}")
+        return self._refresh(component, instance)
+
+    def _refresh(self, component: Component, instance: str) -> Snapshot:
+        key = (component.name, instance)
+        layout = self.layout(component)
+        with self._snap_lock:
+            current = self._snapshots.get(key)
+            read = self.store.read_state(component.name, instance, since=current.version if current else 0)
+            if read is None:
+                raise StoreError(f"instance {component.name}/{instance} does not exist in {self.store.url}")
+            if current is not None and read.version <= current.version:
+                return current
+            if current is None:
+                snap = layout.snapshot(read.version, read.changed, self.decode, instance)
+            else:
+                snap = layout.advance(current, read.version, read.changed, read.deleted)
+            self._snapshots[key] = snap
+            return snap
+
+    def install(self, component: Component, snapshot: Snapshot) -> None:
+        """Publish a snapshot this process committed, unless a newer one is known."""
+        key = (component.name, snapshot.instance_id)
+        with self._snap_lock:
+            current = self._snapshots.get(key)
+            if current is None or current.version < snapshot.version:
+                self._snapshots[key] = snapshot
+
+    def forget(self, component: Component, instance: str) -> None:
+        """Drop the process's snapshot and cached results of an instance."""
+        with self._snap_lock:
+            self._snapshots.pop((component.name, instance), None)
+        self.cache.drop_instance(component.name, instance)
+
+    # -- executor ---------------------------------------------------------
+
+    @property
+    def executor(self) -> Executor:
+        """This process's update executor (started on first use)."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    if self._closed:
+                        raise StoreError(f"app {self.name!r} is closed")
+                    from .executor import Executor
+
+                    executor = Executor(self)
+                    executor.start()
+                    self._executor = executor
+        return self._executor
+
+    @property
+    def executor_running(self) -> bool:
+        return self._executor is not None
+
+    def notify_enqueued(self) -> None:
+        if self._executor is not None:
+            self._executor.notify()
+
+    def notify_committed(self) -> None:
+        with self._committed:
+            self._committed.notify_all()
+
+    def wait_committed(self, timeout: float) -> None:
+        """Sleep until this process commits something, at most ``timeout``."""
+        with self._committed:
+            self._committed.wait(timeout)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the executor (after its batch in hand) and close the store.
+        Queued ops stay in a persistent store for the next run."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.stop()
+        self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r} store={self.store.url}>"
+
+
+_default: App | None = None
+_default_lock = threading.Lock()
+
+
+def default_app() -> App:
+    """The app used by components not bound to one, configured from the
+    environment (``TIDAL_STORE``, ``TIDAL_HOME``, ``TIDAL_SECRET_KEY``)."""
+    global _default
+    if _default is None or _default._closed:
+        with _default_lock:
+            if _default is None or _default._closed:
+                _default = App()
+    return _default
+
+
+def set_default_app(app: App | None) -> None:
+    """Replace the default app (tests, or code that configures one up front)."""
+    global _default
+    _default = app
+
+
+@atexit.register
+def _close_all() -> None:
+    for app in list(_apps):
+        app.close()

@@ -1,0 +1,69 @@
+"""Turning state values, op payloads and props into bytes and keys.
+
+State values and queued payloads are pickled (protocol 5, so numpy arrays are
+copied as raw buffers) and signed with HMAC-SHA256 using the app's secret key.
+Bytes whose signature does not check out are never unpickled, so write access
+to a shared store cannot be turned into code execution in the processes that
+read it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import pickle
+from typing import Any
+
+import orjson
+
+from .exceptions import StateIntegrityError, StateSerializationError
+
+_FORMAT = b"\x01"
+_MAC_SIZE = 32
+_HEADER = len(_FORMAT) + _MAC_SIZE
+_PROPS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class Codec:
+    """Signs and serialises values with one secret key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret_key: bytes) -> None:
+        if len(secret_key) < 16:
+            raise ValueError("secret_key must be at least 16 bytes")
+        self._key = secret_key
+
+    def dumps(self, value: Any, *, what: str = "value") -> bytes:
+        """Serialise ``value``; ``what`` names it in the error if that fails."""
+        try:
+            data = pickle.dumps(value, protocol=5)
+        except Exception as exc:
+            raise StateSerializationError(
+                f"cannot serialise {what}: {type(value).__name__} is not picklable ({exc}). "
+                "Store plain data (dicts, lists, numbers, strings, numpy arrays), or define "
+                "save_state / load_state on the component to convert it."
+            ) from exc
+        return b"".join((_FORMAT, hmac.digest(self._key, data, "sha256"), data))
+
+    def loads(self, raw: bytes, *, what: str = "value") -> Any:
+        """Check the signature of ``raw`` and unpickle it."""
+        view = memoryview(raw)
+        if raw[:1] != _FORMAT or len(raw) < _HEADER:
+            raise StateIntegrityError(f"{what}: not in Tidal's format; refusing to load it")
+        body = view[_HEADER:]
+        if not hmac.compare_digest(view[1:_HEADER], hmac.digest(self._key, body, "sha256")):
+            raise StateIntegrityError(
+                f"{what}: HMAC check failed; the bytes were not written with this app's "
+                "secret key (TIDAL_SECRET_KEY), so they are not unpickled"
+            )
+        return pickle.loads(body)
+
+
+def props_key(props: dict[str, Any]) -> bytes | None:
+    """A canonical key for ``props``: equal for equal props whatever their key
+    order, distinct for 1, 1.0 and True. None when props hold values that have
+    no canonical form (such calls are not cached)."""
+    try:
+        return orjson.dumps(props, option=_PROPS_OPTIONS)
+    except TypeError:
+        return None

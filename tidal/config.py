@@ -1,0 +1,70 @@
+"""Settings read from arguments and the environment.
+
+=================== ===========================================================
+``TIDAL_HOME``      folder for the embedded store and secret key (``./.tidal``)
+``TIDAL_STORE``     store URL: ``sqlite:///path``, ``memory://``
+                    (default ``sqlite:///$TIDAL_HOME/<app>.db``)
+``TIDAL_SECRET_KEY`` HMAC key for stored pickles; every process sharing a store
+                    needs the same one (default: generated once into
+                    ``$TIDAL_HOME/secret.key``)
+=================== ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import constants
+
+
+def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """The home folder: the argument, else ``TIDAL_HOME``, else ``./.tidal``."""
+    return Path(home or os.environ.get("TIDAL_HOME") or constants.DEFAULT_HOME)
+
+
+def default_store_url(app_name: str, home: Path) -> str:
+    """``TIDAL_STORE`` if set, else a SQLite file named after the app in ``home``."""
+    return os.environ.get("TIDAL_STORE") or f"sqlite:///{home / (app_name + '.db')}"
+
+
+def secret_key(home: Path, explicit: str | bytes | None = None) -> bytes:
+    """The HMAC key: the argument, else ``TIDAL_SECRET_KEY``, else the key file
+    in ``home``, created (readable by its owner only) on first use."""
+    value = explicit if explicit is not None else os.environ.get("TIDAL_SECRET_KEY")
+    if value:
+        return value.encode() if isinstance(value, str) else value
+    path = home / constants.SECRET_KEY_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:  # O_EXCL: when two processes race, the loser reads the winner's key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+@dataclass
+class Settings:
+    """Tunables of one App; every field has a documented default in
+    :mod:`tidal.constants`."""
+
+    lease_seconds: float = constants.LEASE_SECONDS
+    sweep_seconds: float = constants.SWEEP_SECONDS
+    worker_threads: int = constants.WORKER_THREADS
+    max_batch: int = constants.MAX_BATCH
+    local_cache_entries: int = constants.LOCAL_CACHE_ENTRIES
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("lease_seconds", "sweep_seconds", "worker_threads", "max_batch"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Settings.{name} must be > 0, got {getattr(self, name)!r}")

@@ -1,0 +1,46 @@
+"""Defaults, each in one place with the reason for its value."""
+
+from __future__ import annotations
+
+DEFAULT_HOME = ".tidal"
+"""Folder for the embedded store and the secret key, relative to the working
+directory unless ``TIDAL_HOME`` says otherwise."""
+
+DEFAULT_APP_NAME = "default"
+"""Name of the app that Motion-style code (which never creates an App) uses."""
+
+DEFAULT_CACHE_TTL = 86_400
+"""Seconds a cached serve result may live (Motion's default, one day). With
+the default version-keyed cache an entry also dies as soon as state changes."""
+
+LEASE_SECONDS = 10.0
+"""How long a claimed batch of update ops stays locked to its worker without
+a heartbeat. Short, so that the ops of a killed worker are picked up again
+quickly; a live worker renews the lease every third of it."""
+
+SWEEP_SECONDS = 1.0
+"""How often an idle executor looks in the store for work that no local
+enqueue told it about (ops left by a crashed process, or enqueued by another
+process). One query per executor, never one per instance."""
+
+WORKER_THREADS = 2
+"""Update threads per executor. Updates of one instance never run in
+parallel, so more threads only help with many busy instances."""
+
+MAX_BATCH = 256
+"""Most update ops of one instance that one claim takes and one commit applies.
+Batching is what makes thousands of updates per second possible on SQLite."""
+
+LOCAL_CACHE_ENTRIES = 10_000
+"""Serve results kept per process in the in-memory cache tier."""
+
+FLUSH_POLL_SECONDS = 0.05
+"""How often ``flush_update`` re-checks the store while it waits on work done
+by another process (local commits wake it at once)."""
+
+COMMIT_RETRIES = 5
+"""How often an update batch is re-run when ``write_state`` or a migration
+changed the state between claim and commit."""
+
+SECRET_KEY_FILE = "secret.key"
+"""Name of the generated HMAC key inside the home folder."""

@@ -1,0 +1,306 @@
+"""Component: a named state definition plus its route table of flows."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..constants import DEFAULT_CACHE_TTL
+from ..exceptions import DefinitionError
+from .policies import DiscardPolicy, validate_policy
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..instance import Instance
+
+CacheMode = Literal["version", "ttl"]
+"""``version``: a cached serve result is reused only while the state version
+it was computed from is current (and at most ``cache_ttl`` seconds).
+``ttl``: Motion's behaviour, reused for ``cache_ttl`` seconds whatever
+updates happen meanwhile."""
+
+_CACHE_MODES = ("version", "ttl")
+
+
+@dataclass(frozen=True)
+class ServeRoute:
+    """The serve op of one flow."""
+
+    key: str
+    fn: Callable[..., Any]
+    kind: Literal["sync", "async", "gen", "agen"]
+    cache: CacheMode | None  # None: the component's mode
+
+
+@dataclass(frozen=True)
+class UpdateRoute:
+    """One update op of a flow (a flow may have several, run in order)."""
+
+    key: str
+    fn: Callable[..., Any]
+    discard_policy: DiscardPolicy
+    discard_after: float | None
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__qualname__", repr(self.fn))
+
+
+def _kind(fn: Callable[..., Any]) -> Literal["sync", "async", "gen", "agen"]:
+    if inspect.isasyncgenfunction(fn):
+        return "agen"
+    if inspect.iscoroutinefunction(fn):
+        return "async"
+    if inspect.isgeneratorfunction(fn):
+        return "gen"
+    return "sync"
+
+
+def _keys(keys: str | Iterable[str], where: str) -> list[str]:
+    out = [keys] if isinstance(keys, str) else list(keys)
+    if not out:
+        raise DefinitionError(f"{where}: give at least one flow key")
+    for key in out:
+        if not isinstance(key, str) or not key:
+            raise DefinitionError(f"{where}: flow keys must be non-empty strings, got {key!r}")
+    return out
+
+
+def _check_signature(fn: Callable[..., Any], where: str) -> None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: trust them
+        return
+    positional = [
+        p
+        for p in params.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in params.values())
+    if len(positional) != 2 and not (varargs and len(positional) < 2):
+        raise DefinitionError(
+            f"{where}: op {getattr(fn, '__name__', fn)!r} must take two arguments "
+            f"(state, props), it takes {list(params)}"
+        )
+
+
+class Component:
+    """A named kind of stateful object with flows.
+
+    ``init_state`` builds the first state of each instance; each flow key has
+    at most one serve op (foreground, reads state) and any number of update ops
+    (background, return a dict of state changes). Calling the component makes
+    or reopens an instance::
+
+        Counter = Component("Counter")
+
+        @Counter.init_state
+        def setup():
+            return {"n": 0}
+
+        @Counter.serve("add")
+        def total(state, props):
+            return state["n"] + props["k"]
+
+        @Counter.update("add")
+        def add(state, props):
+            return {"n": state["n"] + props["k"]}
+
+        with Counter("c1") as c:
+            c.run("add", props={"k": 2}, flush_update=True)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        *,
+        cache_mode: CacheMode = "version",
+        app: App | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise DefinitionError(f"Component name must be a non-empty string without '/', got {name!r}")
+        if cache_ttl is None or cache_ttl < 0:
+            raise DefinitionError(
+                f"Component {name}: cache_ttl must be 0 (caching off) or a positive number of "
+                f"seconds, got {cache_ttl!r}"
+            )
+        if cache_mode not in _CACHE_MODES:
+            raise DefinitionError(f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}")
+        self._name = name
+        self._params: dict[str, Any] = dict(params or {})
+        self._cache_ttl = cache_ttl
+        self._cache_mode: CacheMode = cache_mode
+        self._app = app
+        self._init_state_fn: Callable[..., dict[str, Any]] | None = None
+        self._save_state_fn: Callable[[dict[str, Any]], Any] | None = None
+        self._load_state_fn: Callable[[Any], dict[str, Any]] | None = None
+        self.serve_routes: dict[str, ServeRoute] = {}
+        self.update_routes: dict[str, list[UpdateRoute]] = {}
+        if app is not None:
+            app.register(self)
+
+    # -- properties -------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The component's name; instances are stored under it."""
+        return self._name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Fixed parameters, for ops to read as ``C.params["x"]``."""
+        return self._params
+
+    @property
+    def cache_ttl(self) -> float:
+        """Seconds a serve result stays cached; 0 turns caching off."""
+        return self._cache_ttl
+
+    @property
+    def cache_mode(self) -> CacheMode:
+        """Default cache mode of this component's serve ops."""
+        return self._cache_mode
+
+    @property
+    def app(self) -> App:
+        """The app this component runs in (the default app unless bound)."""
+        if self._app is None:
+            from ..app import default_app
+
+            self._app = default_app()
+            self._app.register(self)
+        return self._app
+
+    @property
+    def whole_state(self) -> bool:
+        """True when save_state / load_state are defined: the state is then
+        stored as one value, converted by them, instead of key by key."""
+        return self._save_state_fn is not None or self._load_state_fn is not None
+
+    def flow_keys(self) -> list[str]:
+        """Every flow key with a serve or update op."""
+        return sorted(set(self.serve_routes) | set(self.update_routes))
+
+    # -- decorators -------------------------------------------------------
+
+    def init_state(self, fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        """Decorate the function that returns a new instance's first state
+        (a dict). It receives the instance's ``init_state_params`` as keyword
+        arguments."""
+        self._init_state_fn = fn
+        return fn
+
+    def save_state(self, fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """Decorate a function that turns the state into something picklable
+        (e.g. dropping a connection). Defining it stores the state as a whole."""
+        self._save_state_fn = fn
+        return fn
+
+    def load_state(self, fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        """Decorate the inverse of ``save_state``: rebuild the state dict."""
+        self._load_state_fn = fn
+        return fn
+
+    def serve(
+        self, keys: str | Iterable[str], *, cache: CacheMode | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate the serve op of one or more flows: ``fn(state, props)``,
+        plain, async, generator or async generator. ``cache`` overrides the
+        component's cache mode for these flows."""
+        where = f"Component {self._name}.serve"
+        flow_keys = _keys(keys, where)
+        if cache is not None and cache not in _CACHE_MODES:
+            raise DefinitionError(f"{where}: cache must be one of {_CACHE_MODES}, got {cache!r}")
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            _check_signature(fn, where)
+            for key in flow_keys:
+                if key in self.serve_routes:
+                    other = self.serve_routes[key].fn
+                    raise DefinitionError(
+                        f"Component {self._name}: flow {key!r} already has a serve op "
+                        f"({getattr(other, '__name__', other)!r}); a flow has at most one"
+                    )
+            for key in flow_keys:
+                self.serve_routes[key] = ServeRoute(key, fn, _kind(fn), cache)
+            return fn
+
+        return decorator
+
+    def update(
+        self,
+        keys: str | Iterable[str],
+        discard_policy: DiscardPolicy = DiscardPolicy.NONE,
+        discard_after: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate an update op of one or more flows: ``fn(state, props)``
+        returning a dict of changed keys (or None for no change). It runs in
+        the background after the flow's serve op, with ``props.serve_result``
+        set; ops of one instance run one at a time in enqueue order."""
+        where = f"Component {self._name}.update"
+        flow_keys = _keys(keys, where)
+        validate_policy(discard_policy, discard_after, where)
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            _check_signature(fn, where)
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise DefinitionError(
+                    f"{where}: update op {fn.__name__!r} must be a plain function returning a dict"
+                )
+            for key in flow_keys:
+                self.update_routes.setdefault(key, []).append(
+                    UpdateRoute(key, fn, discard_policy, discard_after)
+                )
+            return fn
+
+        return decorator
+
+    # -- instances --------------------------------------------------------
+
+    def make_init_state(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Run ``init_state`` with ``params``; an empty state without one."""
+        from ..exceptions import InitStateError
+
+        if self._init_state_fn is None:
+            return {}
+        state = self._init_state_fn(**params)
+        if not isinstance(state, dict):
+            raise InitStateError(
+                f"Component {self._name}: init_state must return a dict, "
+                f"got {type(state).__name__}"
+            )
+        return state
+
+    def __call__(
+        self,
+        instance_id: str = "",
+        init_state_params: dict[str, Any] | None = None,
+        logging_level: str = "WARNING",
+        update_task_type: Literal["thread", "process"] = "thread",
+        disable_update_task: bool = False,
+        redis_socket_timeout: int = 60,
+        config_path: str = "",
+        flush_on_exit: bool = False,
+    ) -> Instance:
+        """Open the instance ``instance_id`` (a new random id if empty),
+        creating its state with ``init_state(**init_state_params)`` if it does
+        not exist yet. ``logging_level``, ``redis_socket_timeout`` and
+        ``config_path`` are accepted for Motion compatibility."""
+        from ..instance import Instance
+
+        del logging_level, redis_socket_timeout, config_path
+        return Instance(
+            self,
+            instance_id,
+            init_state_params=init_state_params or {},
+            disable_update_task=disable_update_task,
+            update_task_type=update_task_type,
+            flush_on_exit=flush_on_exit,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Component {self._name} flows={self.flow_keys()}>"

@@ -1,0 +1,109 @@
+"""Every error Tidal raises derives from :class:`TidalError`.
+
+::
+
+    TidalError
+    ├── ConfigError                 bad store URL, missing extra, bad settings
+    ├── DefinitionError (ValueError)  a component or op defined wrongly
+    ├── UnknownFlowError (KeyError)   run() on a flow key with no ops
+    ├── StateError
+    │   ├── InitStateError          init_state did not return a dict
+    │   ├── StateSerializationError   a state value or payload cannot be stored
+    │   └── StateIntegrityError     stored bytes failed their HMAC check
+    ├── UpdateError
+    │   ├── UpdateReturnError       an update op returned something not a dict
+    │   └── UpdateFailedError       flush_update found failed update ops
+    ├── LeaseLostError              a worker's lease expired before it committed
+    ├── VersionConflictError        state changed between read and commit
+    └── StoreError                  the store is closed or unusable
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TidalError(Exception):
+    """Base class of every error raised by Tidal."""
+
+
+class ConfigError(TidalError):
+    """Raised when settings, a store URL or an optional dependency is wrong."""
+
+
+class DefinitionError(TidalError, ValueError):
+    """Raised when a component, op or policy is defined in a way Tidal cannot run."""
+
+
+class UnknownFlowError(TidalError, KeyError):
+    """Raised when a flow key has neither a serve nor an update op."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class StateError(TidalError):
+    """Base class of errors about stored state."""
+
+
+class InitStateError(StateError, TypeError):
+    """Raised when ``init_state`` (or a migration) does not return a dict."""
+
+
+class StateSerializationError(StateError, TypeError):
+    """Raised when a value cannot be serialised for the store."""
+
+
+class StateIntegrityError(StateError):
+    """Raised when stored bytes fail their HMAC check: they were not written
+    by a process holding this app's secret key, so they are never unpickled."""
+
+
+class UpdateError(TidalError):
+    """Base class of errors about update ops."""
+
+
+class UpdateReturnError(UpdateError, TypeError):
+    """Raised (and recorded on the op) when an update op returns a non-dict."""
+
+
+@dataclass(frozen=True)
+class FailedOp:
+    """An update op that raised, as recorded in the store."""
+
+    op_id: int
+    component: str
+    instance: str
+    flow: str
+    error: str
+    """The traceback of the exception the op raised."""
+    failed_at: float
+
+
+class UpdateFailedError(UpdateError):
+    """Raised by ``flush_update`` when update ops it waited for failed.
+
+    The state is as if the failed ops had never run; ``failures`` holds each
+    one with its traceback."""
+
+    def __init__(self, failures: list[FailedOp]) -> None:
+        self.failures = failures
+        first = failures[0]
+        last_line = first.error.strip().splitlines()[-1] if first.error else ""
+        super().__init__(
+            f"{len(failures)} update op(s) failed on {first.component}/{first.instance}; "
+            f"first: flow {first.flow!r} op {first.op_id}: {last_line}"
+        )
+
+
+class LeaseLostError(TidalError):
+    """Raised when a worker tries to commit after its lease expired or was
+    taken over: the commit is refused so that the op is applied only once."""
+
+
+class VersionConflictError(TidalError):
+    """Raised when a commit expected a state version that is no longer current."""
+
+
+class StoreError(TidalError):
+    """Raised when the store cannot be used (closed, corrupt, misconfigured)."""

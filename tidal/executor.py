@@ -1,0 +1,213 @@
+"""The executor: claims batches of update ops from the store, runs them, and
+commits each batch's state changes atomically.
+
+One executor serves a whole process (the app's update threads, or a ``tidal
+worker``); it never keeps anything per instance, so idle instances cost
+nothing. Ordering and exclusivity come from the store's ``claim``; fencing
+from ``commit``; so this module holds no locks around state at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from .constants import COMMIT_RETRIES
+from .core.layout import check_delta
+from .core.policies import should_discard
+from .core.props import Properties
+from .core.state import overlay
+from .exceptions import LeaseLostError, StoreError, VersionConflictError
+from .stores import Claim, Failure
+
+if TYPE_CHECKING:
+    from .app import App
+    from .core.component import Component
+
+log = logging.getLogger("tidal.executor")
+
+
+class Executor:
+    """Runs update ops of the app's components in ``worker_threads`` threads."""
+
+    def __init__(self, app: App, *, threads: int | None = None) -> None:
+        self.app = app
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._threads_wanted = threads or app.settings.worker_threads
+        self._threads: list[threading.Thread] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._active: dict[str, Claim] = {}
+        self._active_lock = threading.Lock()
+        self.committed_ops = 0
+        self.failed_ops = 0
+        self.lost_leases = 0
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        for n in range(self._threads_wanted):
+            thread = threading.Thread(target=self._loop, name=f"tidal-update-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeat, name="tidal-heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batches in hand are committed."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def notify(self) -> None:
+        """Tell idle threads that work was enqueued."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        sweep = self.app.settings.sweep_seconds
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                worked = self.run_once()
+            except StoreError:
+                if self._stop.is_set() or self.app._closed:
+                    return
+                log.exception("store error in update loop; retrying")
+                worked = False
+            except Exception:  # never let one bad batch kill the thread
+                log.exception("unexpected error in update loop")
+                worked = False
+            if not worked:
+                self._wake.wait(sweep)
+
+    def _heartbeat(self) -> None:
+        lease = self.app.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
+            with self._active_lock:
+                claims = list(self._active.values())
+            for claim in claims:
+                try:
+                    if not self.app.store.renew(claim, lease):
+                        log.warning("lease on %s/%s lost before renewal", claim.component, claim.instance)
+                except Exception:
+                    log.exception("lease renewal failed")
+
+    # -- work -------------------------------------------------------------
+
+    def runnable_components(self) -> list[str]:
+        return [name for name, comp in self.app.components.items() if comp.update_routes]
+
+    def run_once(self) -> bool:
+        """Claim and process one batch; False when there was nothing to do."""
+        components = self.runnable_components()
+        if not components:
+            return False
+        settings = self.app.settings
+        claim = self.app.store.claim(components, self.owner, settings.lease_seconds, settings.max_batch)
+        if claim is None:
+            return False
+        with self._active_lock:
+            self._active[claim.token] = claim
+        try:
+            self.process(claim)
+        finally:
+            with self._active_lock:
+                self._active.pop(claim.token, None)
+        return True
+
+    def drain(self) -> int:
+        """Process batches until none is left; returns how many ran."""
+        n = 0
+        while self.run_once():
+            n += 1
+        return n
+
+    def process(self, claim: Claim) -> None:
+        """Run a claimed batch and commit it (re-running it if the state
+        changed underneath, e.g. by ``write_state``)."""
+        app = self.app
+        component = app.components.get(claim.component)
+        if component is None:  # pragma: no cover - claim filters by component
+            app.store.release(claim)
+            return
+        for _ in range(COMMIT_RETRIES):
+            snap = app.snapshot(component, claim.instance)
+            changes, done, failed, bump = self._apply(component, claim, snap.raw_items)
+            try:
+                version = app.store.commit(
+                    claim.component,
+                    claim.instance,
+                    changes,
+                    claim=claim,
+                    done=done,
+                    failed=failed,
+                    expected_version=snap.version,
+                    bump=bump,
+                )
+            except VersionConflictError:
+                continue
+            except LeaseLostError as exc:
+                self.lost_leases += 1
+                log.warning("not committing %d op(s): %s", len(claim.ops), exc)
+                return
+            if changes:
+                app.install(component, app.layout(component).advance(snap, version, changes, ()))
+            self.committed_ops += len(done)
+            self.failed_ops += len(failed)
+            app.notify_committed()
+            return
+        log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
+        app.store.release(claim)
+
+    def _apply(
+        self, component: Component, claim: Claim, raw: Any
+    ) -> tuple[dict[str, bytes], list[int], list[Failure], int]:
+        app = self.app
+        layout = app.layout(component)
+        encode = app.encoder(component, claim.instance)
+        changes: dict[str, bytes] = {}
+        done: list[int] = []
+        failed: list[Failure] = []
+        bump = 0
+        for op in claim.ops:
+            try:
+                flow, props = app.codec.loads(op.payload, what=f"payload of op {op.id}")
+                if not isinstance(props, Properties):
+                    raise TypeError(f"payload of op {op.id} holds {type(props).__name__}, not props")
+                routes = component.update_routes.get(flow)
+                if not routes:
+                    raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
+                state = layout.update_state(overlay(raw, changes), app.decode, claim.instance)
+                delta: dict[str, Any] = {}
+                for route in routes:
+                    if should_discard(
+                        route.discard_policy,
+                        route.discard_after,
+                        enqueued_at=op.enqueued_at,
+                        newer_same_flow=op.newer_same_flow,
+                    ):
+                        continue
+                    where = f"update op {route.name!r} of {component.name} flow {flow!r}"
+                    result = check_delta(route.fn(state, props), where)
+                    for key, value in result.items():
+                        dict.__setitem__(state, key, value)
+                    delta.update(result)
+                encoded = layout.encode(state, delta, encode)
+            except Exception:
+                error = traceback.format_exc()
+                log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
+                failed.append(Failure(op.id, error))
+                continue
+            changes.update(encoded)
+            done.append(op.id)
+            if encoded:
+                bump += 1
+        return changes, done, failed, bump

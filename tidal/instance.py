@@ -1,0 +1,340 @@
+"""Instance: one persisted state of a component and the API to run its flows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import serving
+from .constants import FLUSH_POLL_SECONDS
+from .core.props import Properties
+from .exceptions import (
+    DefinitionError,
+    TidalError,
+    UnknownFlowError,
+    UpdateFailedError,
+)
+
+if TYPE_CHECKING:
+    from .app import App
+    from .core.component import Component, ServeRoute
+    from .core.state import Snapshot
+
+
+class Instance:
+    """A component instance: its own persisted, versioned state.
+
+    Made by calling the component (``Counter("c1")``). ``run`` executes a
+    flow's serve op now, against the latest committed state, and queues its
+    update ops; those run in the background, one at a time per instance, in
+    the order they were queued."""
+
+    def __init__(
+        self,
+        component: Component,
+        instance_id: str = "",
+        *,
+        init_state_params: dict[str, Any] | None = None,
+        disable_update_task: bool = False,
+        update_task_type: Literal["thread", "process"] = "thread",
+        flush_on_exit: bool = False,
+    ) -> None:
+        if update_task_type not in ("thread", "process"):
+            raise DefinitionError(f"update_task_type must be 'thread' or 'process', got {update_task_type!r}")
+        if not isinstance(instance_id, str):
+            raise DefinitionError(f"instance_id must be a string, got {type(instance_id).__name__}")
+        self.component = component
+        self.app: App = component.app
+        self._id = instance_id or uuid.uuid4().hex[:16]
+        self.disable_update_task = disable_update_task
+        self.update_task_type = update_task_type
+        self.flush_on_exit = flush_on_exit
+        self._closed = False
+        store = self.app.store
+        name = component.name
+        if store.get_version(name, self._id) is None:
+            state = component.make_init_state(init_state_params or {})
+            layout = self.app.layout(component)
+            store.create_instance(name, self._id, layout.encode_initial(state, self.app.encoder(component, self._id)))
+        # Failures of ops queued before this handle existed are history, not
+        # news: flush_update reports only those of later ops.
+        self._reported_upto = store.last_op_id(name, self._id)
+        if component.update_routes and not disable_update_task:
+            self.app.executor  # noqa: B018 - starts this process's update threads
+
+    # -- identity ---------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        """The id this instance's state is stored under."""
+        return self._id
+
+    @property
+    def instance_name(self) -> str:
+        """``Component__id``, as Motion names instances."""
+        return f"{self.component.name}__{self._id}"
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.component.name}/{self._id}>"
+
+    # -- flows ------------------------------------------------------------
+
+    def _routes(self, flow_key: str) -> tuple[ServeRoute | None, bool]:
+        if self._closed:
+            raise TidalError(f"cannot run {self!r}, as the instance has been closed")
+        serve = self.component.serve_routes.get(flow_key)
+        has_updates = flow_key in self.component.update_routes
+        if serve is None and not has_updates:
+            raise UnknownFlowError(
+                f"component {self.component.name} has no flow {flow_key!r}; "
+                f"known flows: {self.component.flow_keys()}"
+            )
+        return serve, has_updates
+
+    def _prepare(
+        self, serve: ServeRoute | None, props: dict[str, Any] | None, ignore_cache: bool
+    ) -> tuple[Properties, Snapshot | None, Any, bool, Any]:
+        """Props, snapshot, cache key, hit?, cached result."""
+        if props is not None and not isinstance(props, dict):
+            raise TypeError(f"props must be a dict, got {type(props).__name__}")
+        p = Properties(props) if props else Properties()
+        if serve is None:
+            return p, None, None, False, None
+        snap = self.app.snapshot(self.component, self._id)
+        key = None
+        if self.component.cache_ttl and not ignore_cache:
+            key = serving.cache_key(self, serve, p, snap)
+            if key is not None:
+                hit, result = serving.lookup(self, key, p)
+                if hit:
+                    return p, snap, key, True, result
+        return p, snap, key, False, None
+
+    def _finish(self, flow_key: str, has_updates: bool, p: Properties, key: Any, result: Any, hit: bool) -> None:
+        if key is not None and not hit:
+            serving.remember(self, key, p, result)
+        if has_updates:
+            p._serve_result = result
+            payload = self.app.codec.dumps((flow_key, p), what=f"props of flow {flow_key!r} (with serve_result)")
+            self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
+            self.app.notify_enqueued()
+
+    def run(
+        self,
+        flow_key: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> Any:
+        """Run a flow: its serve op's result (a list of all items for a
+        generator serve op), with its update ops queued.
+
+        ``ignore_cache`` recomputes even if a cached result exists;
+        ``force_refresh`` first waits for queued updates so the serve op sees
+        them; ``flush_update`` waits for this run's updates before returning."""
+        serve, has_updates = self._routes(flow_key)
+        if force_refresh:
+            self._wait(None)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        if serve is not None and not hit:
+            assert snap is not None
+            result = serving.call_sync(serve, snap, p)
+        self._finish(flow_key, has_updates, p, key, result, hit)
+        if flush_update and has_updates:
+            self.flush_update(flow_key)
+        return result
+
+    async def arun(
+        self,
+        flow_key: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> Any:
+        """``run`` for async code: awaits async serve ops and collects async
+        generators; waiting for updates happens off the event loop."""
+        serve, has_updates = self._routes(flow_key)
+        if force_refresh:
+            await asyncio.to_thread(self._wait, None)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        if serve is not None and not hit:
+            assert snap is not None
+            result = await serving.call_async(serve, snap, p)
+        self._finish(flow_key, has_updates, p, key, result, hit)
+        if flush_update and has_updates:
+            await asyncio.to_thread(self.flush_update, flow_key)
+        return result
+
+    def gen(
+        self,
+        flow_key: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> Iterator[Any]:
+        """Run a flow and yield a generator serve op's items as they come
+        (other serve ops yield their one result). Updates are queued once the
+        generator is exhausted, with the list of items as ``serve_result``."""
+        serve, has_updates = self._routes(flow_key)
+        if serve is None or serve.kind != "gen":
+            result = self.run(flow_key, props, ignore_cache, force_refresh, flush_update)
+            yield from (result if serve is not None and serve.kind == "agen" else [result])
+            return
+        if force_refresh:
+            self._wait(None)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        if hit:
+            yield from result
+        else:
+            assert snap is not None
+            items: list[Any] = []
+            yield from serving.iterate(serve, snap, p, items)
+            result = items
+        self._finish(flow_key, has_updates, p, key, result, hit)
+        if flush_update and has_updates:
+            self.flush_update(flow_key)
+
+    async def agen(
+        self,
+        flow_key: str,
+        props: dict[str, Any] | None = None,
+        ignore_cache: bool = False,
+        force_refresh: bool = False,
+        flush_update: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Async twin of :meth:`gen`, for async generator serve ops."""
+        serve, has_updates = self._routes(flow_key)
+        if force_refresh:
+            await asyncio.to_thread(self._wait, None)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        streams = serve is not None and serve.kind in ("gen", "agen")
+        if hit:
+            for item in result if streams else [result]:
+                yield item
+        elif serve is not None:
+            assert snap is not None
+            items: list[Any] = []
+            async for item in serving.aiterate(serve, snap, p, items):
+                yield item
+            result = items if streams else items[0]
+        else:
+            yield None
+        self._finish(flow_key, has_updates, p, key, result, hit)
+        if flush_update and has_updates:
+            await asyncio.to_thread(self.flush_update, flow_key)
+
+    # -- state ------------------------------------------------------------
+
+    def read_state(self, key: str, default_value: Any = None) -> Any:
+        """The latest committed value of one state key (a private copy)."""
+        snap = self.app.snapshot(self.component, self._id)
+        if self.component.whole_state:
+            return snap.get(key, default_value)
+        raw = snap.raw(key)
+        return default_value if raw is None else self.app.decode(raw, key)
+
+    def write_state(self, state_update: dict[str, Any], latest: bool = False) -> None:
+        """Set state keys directly, outside any flow, in one atomic commit.
+        An update batch running at the same time is re-run on top of it."""
+        del latest  # always applied to the latest version
+        if not isinstance(state_update, dict):
+            raise TypeError(f"write_state expects a dict of state keys, got {type(state_update).__name__}")
+        app = self.app
+        layout = app.layout(self.component)
+        encode = app.encoder(self.component, self._id)
+        for _ in range(5):
+            snap = app.snapshot(self.component, self._id)
+            state = layout.update_state(snap.raw_items, app.decode, self._id)
+            for k, v in state_update.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"state keys must be strings, got {k!r}")
+                dict.__setitem__(state, k, v)
+            changes = layout.encode(state, state_update, encode)
+            from .exceptions import VersionConflictError
+
+            try:
+                version = app.store.commit(self.component.name, self._id, changes, expected_version=snap.version)
+            except VersionConflictError:
+                continue
+            if changes:
+                app.install(self.component, layout.advance(snap, version, changes, ()))
+            app.notify_committed()
+            return
+        raise TidalError(f"write_state on {self!r} kept conflicting with concurrent updates")
+
+    def get_version(self) -> int:
+        """The version of the latest committed state (1 after init_state)."""
+        version = self.app.store.get_version(self.component.name, self._id)
+        if version is None:
+            raise TidalError(f"{self!r} no longer exists in the store")
+        return version
+
+    # -- updates ----------------------------------------------------------
+
+    def _wait(self, flow_key: str | None, timeout: float | None = None) -> int:
+        """Wait until every op queued so far (of ``flow_key``) is done;
+        returns the id of the last op waited for."""
+        import time
+
+        store = self.app.store
+        name = self.component.name
+        upto = store.last_op_id(name, self._id, flow=flow_key)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while store.pending(name, self._id, flow=flow_key, upto=upto):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"updates of {self!r} still pending after {timeout}s")
+            self.app.notify_enqueued()
+            self.app.wait_committed(FLUSH_POLL_SECONDS)
+        return upto
+
+    def flush_update(self, flow_key: str | None = None, timeout: float | None = None) -> None:
+        """Wait until the update ops queued so far (of ``flow_key``, or of
+        every flow) are applied. Raises :class:`UpdateFailedError`, with each
+        traceback, if any of them failed since the last flush."""
+        if self.disable_update_task:
+            raise RuntimeError(
+                f"cannot flush {self!r}: it was created with disable_update_task=True, so its "
+                "updates run in other processes (tidal worker)"
+            )
+        if flow_key is not None and flow_key not in self.component.update_routes:
+            self._routes(flow_key)  # unknown flow -> UnknownFlowError
+            return
+        if not self.app.executor_running:
+            self.app.executor  # noqa: B018 - someone has to run them
+        upto = self._wait(flow_key, timeout)
+        failures = self.app.store.failures(
+            self.component.name, self._id, flow=flow_key, after=self._reported_upto, upto=upto
+        )
+        if flow_key is None:
+            self._reported_upto = max(self._reported_upto, upto)
+        if failures:
+            if flow_key is not None:
+                self._reported_upto = max(self._reported_upto, failures[-1].op_id)
+            raise UpdateFailedError(failures)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def close(self, wait_for_logging_threads: bool = False) -> None:
+        """Close this handle (flushing first if ``flush_on_exit``). The state
+        and any queued updates stay in the store."""
+        del wait_for_logging_threads
+        if self._closed:
+            return
+        try:
+            if self.flush_on_exit and self.component.update_routes and not self.disable_update_task:
+                self.flush_update()
+        finally:
+            self._closed = True
+
+    shutdown = close
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

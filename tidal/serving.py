@@ -1,0 +1,127 @@
+"""The serve path: cache lookup, calling a serve op of any kind, caching.
+
+Kept apart from :mod:`tidal.instance` because it is the hot path: every
+line here runs on every ``run`` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .cache import CacheKey
+from .codec import props_key
+from .core.component import ServeRoute
+from .core.props import Properties
+from .core.state import Snapshot
+
+if TYPE_CHECKING:
+    from .instance import Instance
+
+_NO_CACHE = None
+
+
+def cache_key(inst: Instance, route: ServeRoute, props: Properties, snap: Snapshot) -> CacheKey | None:
+    """Where this call's result is cached; None when it is not cacheable."""
+    pk = props_key(props)
+    if pk is None:
+        return None
+    mode = route.cache or inst.component.cache_mode
+    return (inst.component.name, inst.instance_id, route.key, pk, snap.version if mode == "version" else -1)
+
+
+def lookup(inst: Instance, key: CacheKey, props: Properties) -> tuple[bool, Any]:
+    """(hit, result); on a hit ``props`` gets what the serve op added to it."""
+    app = inst.app
+    hit = app.cache.get(key)
+    if hit is None and app.shared_cache:
+        raw = app.store.cache_get(_shared_key(key))
+        if raw is not None:
+            result, saved = app.codec.loads(raw, what="cached result")
+            hit = (result, saved)
+            app.cache.set(key, result, saved, inst.component.cache_ttl)
+    if hit is None:
+        return False, None
+    if len(hit[1]) != len(props):
+        props.update(hit[1])
+    return True, hit[0]
+
+
+def remember(inst: Instance, key: CacheKey, props: Properties, result: Any) -> None:
+    app = inst.app
+    ttl = inst.component.cache_ttl
+    saved = dict(props)
+    app.cache.set(key, result, saved, ttl)
+    if app.shared_cache:
+        try:
+            raw = app.codec.dumps((result, saved), what="serve result")
+        except Exception:  # an unpicklable result is still cached locally
+            return
+        app.store.cache_set(_shared_key(key), raw, ttl)
+
+
+def _shared_key(key: CacheKey) -> bytes:
+    component, instance, flow, pk, version = key
+    return b"\x00".join((component.encode(), instance.encode(), flow.encode(), str(version).encode(), pk))
+
+
+def call_sync(route: ServeRoute, state: Snapshot, props: Properties) -> Any:
+    """Run a serve op to completion from synchronous code."""
+    kind = route.kind
+    if kind == "sync":
+        return route.fn(state, props)
+    if kind == "gen":
+        return list(route.fn(state, props))
+    coro = route.fn(state, props) if kind == "async" else _collect(route.fn(state, props))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise TypeError(
+        f"serve op of flow {route.key!r} is async and an event loop is running in this thread; "
+        "use `await instance.arun(...)` (or `instance.agen(...)`) instead"
+    )
+
+
+async def call_async(route: ServeRoute, state: Snapshot, props: Properties) -> Any:
+    """Run a serve op to completion from async code."""
+    kind = route.kind
+    if kind == "async":
+        return await route.fn(state, props)
+    if kind == "agen":
+        return await _collect(route.fn(state, props))
+    if kind == "gen":
+        return list(route.fn(state, props))
+    return route.fn(state, props)
+
+
+async def _collect(agen: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in agen]
+
+
+def iterate(route: ServeRoute, state: Snapshot, props: Properties, sink: list[Any]) -> Iterator[Any]:
+    """Yield a generator serve op's items, appending each to ``sink``."""
+    for item in route.fn(state, props):
+        sink.append(item)
+        yield item
+
+
+async def aiterate(route: ServeRoute, state: Snapshot, props: Properties, sink: list[Any]) -> AsyncIterator[Any]:
+    """Async twin of :func:`iterate` for async generator (or any) serve ops."""
+    if route.kind == "agen":
+        async for item in route.fn(state, props):
+            sink.append(item)
+            yield item
+    elif route.kind == "gen":
+        for item in route.fn(state, props):
+            sink.append(item)
+            yield item
+    else:
+        result = route.fn(state, props)
+        if inspect.isawaitable(result):
+            result = await result
+        sink.append(result)
+        yield result

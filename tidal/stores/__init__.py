@@ -1,0 +1,51 @@
+"""Stores, chosen by URL: ``memory://``, ``sqlite:///path``."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..exceptions import ConfigError
+from .base import Claim, ClaimedOp, Failure, StateRead, Store
+
+__all__ = ["Claim", "ClaimedOp", "Failure", "StateRead", "Store", "from_url", "SCHEMES"]
+
+SCHEMES: dict[str, tuple[str, str, str]] = {
+    # scheme: (module, class, pip extra that provides its dependency)
+    "memory": ("tidal.stores.memory", "MemoryStore", ""),
+    "sqlite": ("tidal.stores.sqlite", "SQLiteStore", ""),
+}
+
+
+def from_url(url: str) -> Store:
+    """Open the store a URL names; the backend module is imported only now.
+
+    >>> from_url("memory://")
+    <MemoryStore memory://>
+    """
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ConfigError(f"unknown store URL scheme {scheme!r} in {url!r}; known: {known}")
+    module_name, class_name, extra = SCHEMES[scheme]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # pragma: no cover - only with extras missing
+        raise ConfigError(
+            f"the {scheme}:// store needs an optional dependency: pip install 'tidal[{extra}]' ({exc})"
+        ) from exc
+    store: Store = getattr(module, class_name).from_url(url)
+    return store
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///path`` URL points at (``sqlite:////abs`` for
+    absolute paths, as in SQLAlchemy)."""
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc:
+        path = parts.netloc + "/" + path
+    if not path:
+        raise ConfigError(f"store URL {url!r} names no file; use sqlite:///path/to/file.db")
+    return Path(path)

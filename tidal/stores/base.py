@@ -1,0 +1,198 @@
+"""The store contract: everything Tidal keeps outside a process.
+
+A store holds, per instance of a component, a versioned key/value state; a
+FIFO queue of update ops with leases; and a cache of serve results. Every
+verb is atomic. Per-instance ordering and fencing live here, in ``claim`` and
+``commit``, and nowhere else:
+
+* ``claim`` hands out the oldest ops of one instance whose lease is free, so
+  one instance's ops run one batch at a time, in enqueue order, while other
+  instances' ops go to other workers.
+* ``commit`` writes the changed keys, bumps the version, and retires the
+  claimed ops in one transaction, and only while the claim's lease is still
+  held: a worker that lost its lease cannot commit, so an op that was re-run
+  elsewhere is applied exactly once.
+
+Each store implementation is checked by the one contract suite in
+``tests/stores/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..exceptions import FailedOp
+
+
+@dataclass(frozen=True)
+class StateRead:
+    """State of an instance as of ``version``: the keys changed after the
+    version asked for (all keys for a full read), and keys deleted since."""
+
+    version: int
+    changed: dict[str, bytes]
+    deleted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClaimedOp:
+    """One queued update op handed to a worker."""
+
+    id: int
+    flow: str
+    payload: bytes
+    enqueued_at: float
+    attempts: int
+    """How often this op has been claimed, this claim included."""
+    newer_same_flow: int
+    """How many ops of the same instance and flow are queued after this one
+    (what ``DiscardPolicy.NUM_NEW_UPDATES`` looks at)."""
+
+
+@dataclass
+class Claim:
+    """A lease on the head of one instance's queue."""
+
+    component: str
+    instance: str
+    token: str
+    ops: list[ClaimedOp]
+    expires_at: float
+    op_ids: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.op_ids = tuple(op.id for op in self.ops)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An op that failed, to record in a commit."""
+
+    op_id: int
+    error: str
+
+
+class Store(ABC):
+    """Where state, queues and cache live. Pick one with
+    :func:`tidal.stores.from_url`."""
+
+    url: str = ""
+    shared: bool = False
+    """True when other processes can see this store (a file, a server)."""
+
+    # -- state ------------------------------------------------------------
+
+    @abstractmethod
+    def get_version(self, component: str, instance: str) -> int | None:
+        """The instance's current state version, None if it does not exist.
+        Called on every serve, so it must be cheap."""
+
+    @abstractmethod
+    def read_state(self, component: str, instance: str, since: int = 0) -> StateRead | None:
+        """Keys written after version ``since`` (all keys when 0), read
+        consistently with the returned version. None if no such instance."""
+
+    @abstractmethod
+    def create_instance(
+        self, component: str, instance: str, values: Mapping[str, bytes]
+    ) -> tuple[bool, int]:
+        """Create the instance at version 1 with ``values`` unless it exists.
+        Returns (created, current version)."""
+
+    @abstractmethod
+    def commit(
+        self,
+        component: str,
+        instance: str,
+        changes: Mapping[str, bytes],
+        *,
+        deleted: Iterable[str] = (),
+        claim: Claim | None = None,
+        done: Sequence[int] = (),
+        failed: Sequence[Failure] = (),
+        expected_version: int | None = None,
+        bump: int = 1,
+    ) -> int:
+        """Atomically write ``changes``, drop ``deleted`` keys, advance the
+        version by ``bump`` (when anything changed) and, with a ``claim``,
+        retire its ops (``done`` and discarded ones are removed, ``failed``
+        ones kept with their error) and release its lease. Returns the new
+        version.
+
+        Raises LeaseLostError if the claim's lease is no longer held,
+        VersionConflictError if ``expected_version`` is not current, and
+        StoreError if the instance does not exist. Nothing is written then."""
+
+    @abstractmethod
+    def list_instances(self, component: str) -> list[str]:
+        """Ids of every instance of ``component``."""
+
+    @abstractmethod
+    def delete_instance(self, component: str, instance: str) -> None:
+        """Remove an instance's state, queued ops and failures."""
+
+    # -- queue ------------------------------------------------------------
+
+    @abstractmethod
+    def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        """Append an update op to the instance's queue; returns its id. Ids
+        only grow, so an id says where an op stands in its queue."""
+
+    @abstractmethod
+    def claim(
+        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+    ) -> Claim | None:
+        """Lease up to ``max_ops`` of the oldest runnable ops of one instance
+        of one of ``components``: an instance whose lease is free or expired.
+        Ops of an expired lease are handed out again (at-least-once)."""
+
+    @abstractmethod
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        """Extend a held lease; False if it was already lost."""
+
+    @abstractmethod
+    def release(self, claim: Claim) -> None:
+        """Give a lease back without running its ops (they stay queued)."""
+
+    @abstractmethod
+    def pending(
+        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
+    ) -> int:
+        """How many ops (of ``flow``, with id <= ``upto``) are queued or running."""
+
+    @abstractmethod
+    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
+        """The id of the latest op enqueued for the instance, 0 if none is
+        pending or failed."""
+
+    @abstractmethod
+    def failures(
+        self,
+        component: str,
+        instance: str,
+        *,
+        flow: str | None = None,
+        after: int = 0,
+        upto: int | None = None,
+    ) -> list[FailedOp]:
+        """Failed ops with ``after`` < id <= ``upto``, oldest first."""
+
+    # -- cache ------------------------------------------------------------
+
+    @abstractmethod
+    def cache_get(self, key: bytes) -> bytes | None:
+        """A cached value, None if absent or expired."""
+
+    @abstractmethod
+    def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
+        """Cache ``value`` for ``ttl`` seconds."""
+
+    # -- lifecycle --------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the store is unusable afterwards."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

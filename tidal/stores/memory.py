@@ -1,0 +1,265 @@
+"""An in-process store: the reference implementation of the contract, and
+the fastest choice for tests and single-process apps that need no persistence.
+
+Layout (all under one lock, so every verb is atomic):
+
+* ``_state[(component, instance)]``: ``_Instance(version, keys)`` where
+  ``keys[key] = (version written, bytes or None for a deleted key)``
+* ``_queues[(component, instance)]``: list of pending ``_Op`` in id order
+* ``_failed[(component, instance)]``: failed ops, kept for inspection
+* ``_leases[(component, instance)]``: ``(token, expires_at)``
+* ``_cache[key]``: ``(value, expires_at)``
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
+from .base import Claim, ClaimedOp, Failure, StateRead, Store
+
+Key = tuple[str, str]
+
+
+@dataclass
+class _Instance:
+    version: int
+    keys: dict[str, tuple[int, bytes | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Op:
+    id: int
+    flow: str
+    payload: bytes
+    enqueued_at: float
+    attempts: int = 0
+
+
+class MemoryStore(Store):
+    """Everything in this process's memory; gone when it exits."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._state: dict[Key, _Instance] = {}
+        self._queues: dict[Key, list[_Op]] = {}
+        self._failed: dict[Key, list[FailedOp]] = {}
+        self._leases: dict[Key, tuple[str, float]] = {}
+        self._cache: dict[bytes, tuple[bytes, float]] = {}
+        self._last_id: dict[Key, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        return cls()
+
+    # -- state ------------------------------------------------------------
+
+    def get_version(self, component: str, instance: str) -> int | None:
+        rec = self._state.get((component, instance))
+        return rec.version if rec is not None else None
+
+    def read_state(self, component: str, instance: str, since: int = 0) -> StateRead | None:
+        with self._lock:
+            rec = self._state.get((component, instance))
+            if rec is None:
+                return None
+            changed = {k: v for k, (ver, v) in rec.keys.items() if ver > since and v is not None}
+            deleted = tuple(k for k, (ver, v) in rec.keys.items() if ver > since and v is None)
+            return StateRead(rec.version, changed, deleted if since else ())
+
+    def create_instance(
+        self, component: str, instance: str, values: Mapping[str, bytes]
+    ) -> tuple[bool, int]:
+        with self._lock:
+            rec = self._state.get((component, instance))
+            if rec is not None:
+                return False, rec.version
+            self._state[(component, instance)] = _Instance(1, {k: (1, v) for k, v in values.items()})
+            return True, 1
+
+    def commit(
+        self,
+        component: str,
+        instance: str,
+        changes: Mapping[str, bytes],
+        *,
+        deleted: Iterable[str] = (),
+        claim: Claim | None = None,
+        done: Sequence[int] = (),
+        failed: Sequence[Failure] = (),
+        expected_version: int | None = None,
+        bump: int = 1,
+    ) -> int:
+        key = (component, instance)
+        deleted = tuple(deleted)
+        with self._lock:
+            rec = self._state.get(key)
+            if rec is None:
+                raise StoreError(f"no instance {component}/{instance} in {self.url}")
+            if claim is not None:
+                self._check_lease(key, claim)
+            if expected_version is not None and rec.version != expected_version:
+                raise VersionConflictError(
+                    f"{component}/{instance} is at version {rec.version}, expected {expected_version}"
+                )
+            if changes or deleted:
+                rec.version += max(bump, 1)
+                for k, v in changes.items():
+                    rec.keys[k] = (rec.version, v)
+                for k in deleted:
+                    if k in rec.keys:
+                        rec.keys[k] = (rec.version, None)
+            if claim is not None:
+                now = time.time()
+                failures = {f.op_id: f.error for f in failed}
+                retired = set(claim.op_ids)
+                queue = self._queues.get(key, [])
+                for op in queue:
+                    if op.id in failures:
+                        self._failed.setdefault(key, []).append(
+                            FailedOp(op.id, component, instance, op.flow, failures[op.id], now)
+                        )
+                self._queues[key] = [op for op in queue if op.id not in retired]
+                del self._leases[key]
+            return rec.version
+
+    def _check_lease(self, key: Key, claim: Claim) -> None:
+        lease = self._leases.get(key)
+        if lease is None or lease[0] != claim.token or lease[1] <= time.time():
+            raise LeaseLostError(
+                f"lease on {key[0]}/{key[1]} was lost (expired or taken over); "
+                "its ops will be (or were) run by another worker"
+            )
+
+    def list_instances(self, component: str) -> list[str]:
+        with self._lock:
+            return sorted(i for c, i in self._state if c == component)
+
+    def delete_instance(self, component: str, instance: str) -> None:
+        key = (component, instance)
+        with self._lock:
+            for table in (self._state, self._queues, self._failed, self._leases, self._last_id):
+                table.pop(key, None)  # type: ignore[attr-defined]
+
+    # -- queue ------------------------------------------------------------
+
+    def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        with self._lock:
+            op_id = next(self._ids)
+            key = (component, instance)
+            self._queues.setdefault(key, []).append(_Op(op_id, flow, payload, time.time()))
+            self._last_id[key] = op_id
+            return op_id
+
+    def claim(
+        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+    ) -> Claim | None:
+        now = time.time()
+        wanted = set(components)
+        with self._lock:
+            best: Key | None = None
+            best_id = 0
+            for key, queue in self._queues.items():
+                if not queue or key[0] not in wanted:
+                    continue
+                lease = self._leases.get(key)
+                if lease is not None and lease[1] > now:
+                    continue
+                if best is None or queue[0].id < best_id:
+                    best, best_id = key, queue[0].id
+            if best is None:
+                return None
+            queue = self._queues[best]
+            batch = queue[:max_ops]
+            counts: dict[str, int] = {}
+            for op in queue:
+                counts[op.flow] = counts.get(op.flow, 0) + 1
+            ops = []
+            for op in batch:
+                counts[op.flow] -= 1
+                op.attempts += 1
+                ops.append(
+                    ClaimedOp(op.id, op.flow, op.payload, op.enqueued_at, op.attempts, counts[op.flow])
+                )
+            token = uuid.uuid4().hex
+            expires = now + lease_seconds
+            self._leases[best] = (token, expires)
+            return Claim(best[0], best[1], token, ops, expires)
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        key = (claim.component, claim.instance)
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is None or lease[0] != claim.token or lease[1] <= time.time():
+                return False
+            claim.expires_at = time.time() + lease_seconds
+            self._leases[key] = (claim.token, claim.expires_at)
+            return True
+
+    def release(self, claim: Claim) -> None:
+        key = (claim.component, claim.instance)
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is not None and lease[0] == claim.token:
+                del self._leases[key]
+
+    def pending(
+        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
+    ) -> int:
+        with self._lock:
+            queue = self._queues.get((component, instance), ())
+            return sum(
+                1
+                for op in queue
+                if (flow is None or op.flow == flow) and (upto is None or op.id <= upto)
+            )
+
+    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
+        key = (component, instance)
+        with self._lock:
+            if flow is None:
+                return self._last_id.get(key, 0)
+            ids = [op.id for op in self._queues.get(key, ()) if op.flow == flow]
+            ids += [f.op_id for f in self._failed.get(key, ()) if f.flow == flow]
+            return max(ids, default=0)
+
+    def failures(
+        self,
+        component: str,
+        instance: str,
+        *,
+        flow: str | None = None,
+        after: int = 0,
+        upto: int | None = None,
+    ) -> list[FailedOp]:
+        with self._lock:
+            return [
+                f
+                for f in self._failed.get((component, instance), ())
+                if f.op_id > after
+                and (upto is None or f.op_id <= upto)
+                and (flow is None or f.flow == flow)
+            ]
+
+    # -- cache ------------------------------------------------------------
+
+    def cache_get(self, key: bytes) -> bytes | None:
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= time.time():
+            self._cache.pop(key, None)
+            return None
+        return hit[0]
+
+    def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
+        self._cache[key] = (value, time.time() + ttl)

@@ -1,0 +1,432 @@
+"""The embedded default store: one SQLite file in WAL mode, safe for several
+processes on one machine.
+
+Tables::
+
+    tidal_instances (component, instance) -> version, created_at, updated_at
+    tidal_state     (component, instance, key) -> version, value
+                    value NULL marks a deleted key (so that readers asking
+                    "what changed since v" learn about deletions); value is
+                    the last column so that filtering on version never reads
+                    a large value's overflow pages
+    tidal_ops       id AUTOINCREMENT, component, instance, flow, status
+                    (0 pending, 1 failed), enqueued_at, attempts, failed_at,
+                    error, payload. Done ops are deleted in their commit.
+    tidal_leases    (component, instance) -> token, expires_at
+    tidal_cache     key -> expires_at, value
+
+Writes take ``BEGIN IMMEDIATE`` so that the check (lease, version) and the
+write happen under SQLite's single writer lock; reads run in a deferred
+transaction, which in WAL mode sees one consistent committed snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
+from .base import Claim, ClaimedOp, Failure, StateRead, Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tidal_instances (
+    component TEXT NOT NULL, instance TEXT NOT NULL, version INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (component, instance));
+CREATE TABLE IF NOT EXISTS tidal_state (
+    component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
+    version INTEGER NOT NULL, value BLOB,
+    PRIMARY KEY (component, instance, key));
+-- AUTOINCREMENT: done ops are deleted, and a plain rowid table may then hand
+-- out an id again; ids must only grow for "ops up to id N" to mean anything.
+CREATE TABLE IF NOT EXISTS tidal_ops (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    component TEXT NOT NULL, instance TEXT NOT NULL, flow TEXT NOT NULL,
+    status INTEGER NOT NULL DEFAULT 0, enqueued_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, failed_at REAL, error TEXT,
+    payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS tidal_ops_by_instance ON tidal_ops (component, instance, status, id);
+CREATE INDEX IF NOT EXISTS tidal_ops_by_status ON tidal_ops (status, id);
+CREATE TABLE IF NOT EXISTS tidal_leases (
+    component TEXT NOT NULL, instance TEXT NOT NULL, token TEXT NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (component, instance));
+CREATE TABLE IF NOT EXISTS tidal_cache (
+    key BLOB PRIMARY KEY, expires_at REAL NOT NULL, value BLOB NOT NULL);
+"""
+
+_PENDING, _FAILED = 0, 1
+
+
+class _Local(threading.local):
+    conn: sqlite3.Connection | None = None
+    data_version: int = -1
+    versions: dict[tuple[str, str], int]
+
+    def __init__(self) -> None:
+        self.versions = {}
+
+
+class SQLiteStore(Store):
+    """State, queue and cache in one SQLite file."""
+
+    shared = True
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._busy_ms = busy_timeout_ms
+        self._local = _Local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        with self._write(conn):
+            conn.executescript("SAVEPOINT s;" + _SCHEMA + "RELEASE s;")
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        from . import sqlite_path
+
+        return cls(sqlite_path(url))
+
+    # -- connections ------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = self._local.conn
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreError(f"cannot use {self.url}, as the store has been closed")
+        # One connection per thread: sqlite3 connections must not be shared
+        # between threads without a lock, and separate connections let WAL
+        # readers run while a writer commits.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, as WAL intends
+        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:  # pragma: no cover - closed in its thread
+                pass
+        self._local = _Local()
+
+    # -- state ------------------------------------------------------------
+
+    def get_version(self, component: str, instance: str) -> int | None:
+        conn = self._conn()
+        local = self._local
+        # PRAGMA data_version changes only when another connection commits,
+        # so while it stays put the versions this thread saw are current and
+        # a serve costs no table lookup at all.
+        (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+        if data_version != local.data_version:
+            local.versions.clear()
+            local.data_version = data_version
+        key = (component, instance)
+        version = local.versions.get(key)
+        if version is None:
+            row = conn.execute(
+                "SELECT version FROM tidal_instances WHERE component=? AND instance=?", key
+            ).fetchone()
+            if row is None:
+                return None
+            version = local.versions[key] = row[0]
+        return version
+
+    def _remember(self, component: str, instance: str, version: int) -> None:
+        self._local.versions[(component, instance)] = version
+
+    def read_state(self, component: str, instance: str, since: int = 0) -> StateRead | None:
+        conn = self._conn()
+        with self._read(conn):
+            row = conn.execute(
+                "SELECT version FROM tidal_instances WHERE component=? AND instance=?",
+                (component, instance),
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(
+                "SELECT key, value FROM tidal_state WHERE component=? AND instance=? AND version>?",
+                (component, instance, since),
+            ).fetchall()
+        changed = {k: v for k, v in rows if v is not None}
+        deleted = tuple(k for k, v in rows if v is None) if since else ()
+        return StateRead(row[0], changed, deleted)
+
+    def create_instance(
+        self, component: str, instance: str, values: Mapping[str, bytes]
+    ) -> tuple[bool, int]:
+        conn = self._conn()
+        now = time.time()
+        with self._write(conn):
+            row = conn.execute(
+                "SELECT version FROM tidal_instances WHERE component=? AND instance=?",
+                (component, instance),
+            ).fetchone()
+            if row is not None:
+                return False, row[0]
+            conn.execute(
+                "INSERT INTO tidal_instances VALUES (?, ?, 1, ?, ?)", (component, instance, now, now)
+            )
+            conn.executemany(
+                "INSERT INTO tidal_state VALUES (?, ?, ?, 1, ?)",
+                [(component, instance, k, v) for k, v in values.items()],
+            )
+        self._remember(component, instance, 1)
+        return True, 1
+
+    def commit(
+        self,
+        component: str,
+        instance: str,
+        changes: Mapping[str, bytes],
+        *,
+        deleted: Iterable[str] = (),
+        claim: Claim | None = None,
+        done: Sequence[int] = (),
+        failed: Sequence[Failure] = (),
+        expected_version: int | None = None,
+        bump: int = 1,
+    ) -> int:
+        conn = self._conn()
+        deleted = tuple(deleted)
+        now = time.time()
+        key = (component, instance)
+        with self._write(conn):
+            if claim is not None:
+                lease = conn.execute(
+                    "SELECT token, expires_at FROM tidal_leases WHERE component=? AND instance=?", key
+                ).fetchone()
+                if lease is None or lease[0] != claim.token or lease[1] <= now:
+                    raise LeaseLostError(
+                        f"lease on {component}/{instance} was lost (expired or taken over); "
+                        "its ops will be (or were) run by another worker"
+                    )
+            row = conn.execute(
+                "SELECT version FROM tidal_instances WHERE component=? AND instance=?", key
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no instance {component}/{instance} in {self.url}")
+            version = row[0]
+            if expected_version is not None and version != expected_version:
+                raise VersionConflictError(
+                    f"{component}/{instance} is at version {version}, expected {expected_version}"
+                )
+            if changes or deleted:
+                version += max(bump, 1)
+                conn.execute(
+                    "UPDATE tidal_instances SET version=?, updated_at=? WHERE component=? AND instance=?",
+                    (version, now, component, instance),
+                )
+                conn.executemany(
+                    "INSERT INTO tidal_state VALUES (?, ?, ?, ?, ?) ON CONFLICT (component, instance, key) "
+                    "DO UPDATE SET version=excluded.version, value=excluded.value",
+                    [(component, instance, k, version, v) for k, v in changes.items()],
+                )
+                conn.executemany(
+                    "UPDATE tidal_state SET version=?, value=NULL WHERE component=? AND instance=? AND key=?",
+                    [(version, component, instance, k) for k in deleted],
+                )
+            if claim is not None:
+                errors = {f.op_id: f.error for f in failed}
+                conn.executemany(
+                    "UPDATE tidal_ops SET status=?, error=?, failed_at=? WHERE id=?",
+                    [(_FAILED, err, now, op_id) for op_id, err in errors.items()],
+                )
+                conn.executemany(
+                    "DELETE FROM tidal_ops WHERE id=?",
+                    [(op_id,) for op_id in claim.op_ids if op_id not in errors],
+                )
+                conn.execute(
+                    "DELETE FROM tidal_leases WHERE component=? AND instance=?", key
+                )
+        self._remember(component, instance, version)
+        return int(version)
+
+    def list_instances(self, component: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT instance FROM tidal_instances WHERE component=? ORDER BY instance", (component,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def delete_instance(self, component: str, instance: str) -> None:
+        conn = self._conn()
+        with self._write(conn):
+            for table in ("tidal_instances", "tidal_state", "tidal_ops", "tidal_leases"):
+                conn.execute(f"DELETE FROM {table} WHERE component=? AND instance=?", (component, instance))
+        self._local.versions.pop((component, instance), None)
+
+    # -- queue ------------------------------------------------------------
+
+    def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        cur = self._conn().execute(
+            "INSERT INTO tidal_ops (component, instance, flow, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)",
+            (component, instance, flow, time.time(), payload),
+        )
+        return int(cur.lastrowid or 0)
+
+    def claim(
+        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+    ) -> Claim | None:
+        if not components:
+            return None
+        conn = self._conn()
+        marks = ",".join("?" * len(components))
+        find = (
+            "SELECT o.component, o.instance FROM tidal_ops o "
+            "LEFT JOIN tidal_leases l ON l.component=o.component AND l.instance=o.instance "
+            f"WHERE o.status=0 AND o.component IN ({marks}) AND (l.expires_at IS NULL OR l.expires_at<=?) "
+            "ORDER BY o.id LIMIT 1"
+        )
+        now = time.time()
+        # Look first without the write lock: an idle poll must not serialise
+        # every process on SQLite's writer lock.
+        if conn.execute(find, (*components, now)).fetchone() is None:
+            return None
+        with self._write(conn):
+            now = time.time()
+            row = conn.execute(find, (*components, now)).fetchone()
+            if row is None:
+                return None
+            component, instance = row
+            ops = conn.execute(
+                "SELECT id, flow, payload, enqueued_at, attempts FROM tidal_ops "
+                "WHERE component=? AND instance=? AND status=0 ORDER BY id LIMIT ?",
+                (component, instance, max_ops),
+            ).fetchall()
+            last = ops[-1][0]
+            later = dict(
+                conn.execute(
+                    "SELECT flow, count(*) FROM tidal_ops WHERE component=? AND instance=? "
+                    "AND status=0 AND id>? GROUP BY flow",
+                    (component, instance, last),
+                ).fetchall()
+            )
+            counts = dict(later)
+            for op in ops:
+                counts[op[1]] = counts.get(op[1], 0) + 1
+            token = uuid.uuid4().hex
+            expires = now + lease_seconds
+            conn.execute(
+                "INSERT OR REPLACE INTO tidal_leases VALUES (?, ?, ?, ?)",
+                (component, instance, token, expires),
+            )
+            conn.execute(
+                "UPDATE tidal_ops SET attempts=attempts+1 WHERE component=? AND instance=? "
+                "AND status=0 AND id<=?",
+                (component, instance, last),
+            )
+        claimed = []
+        for op_id, flow, payload, enqueued_at, attempts in ops:
+            counts[flow] -= 1
+            claimed.append(ClaimedOp(op_id, flow, payload, enqueued_at, attempts + 1, counts[flow]))
+        return Claim(component, instance, token, claimed, expires)
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        expires = time.time() + lease_seconds
+        cur = self._conn().execute(
+            "UPDATE tidal_leases SET expires_at=? WHERE component=? AND instance=? AND token=? AND expires_at>?",
+            (expires, claim.component, claim.instance, claim.token, time.time()),
+        )
+        if cur.rowcount:
+            claim.expires_at = expires
+        return cur.rowcount == 1
+
+    def release(self, claim: Claim) -> None:
+        self._conn().execute(
+            "DELETE FROM tidal_leases WHERE component=? AND instance=? AND token=?",
+            (claim.component, claim.instance, claim.token),
+        )
+
+    def pending(
+        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
+    ) -> int:
+        sql = "SELECT count(*) FROM tidal_ops WHERE component=? AND instance=? AND status=0"
+        args: list[object] = [component, instance]
+        if upto is not None:
+            sql += " AND id<=?"
+            args.append(upto)
+        if flow is not None:
+            sql += " AND flow=?"
+            args.append(flow)
+        return int(self._conn().execute(sql, args).fetchone()[0])
+
+    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
+        sql = "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?"
+        args: list[object] = [component, instance]
+        if flow is not None:
+            sql += " AND flow=?"
+            args.append(flow)
+        row = self._conn().execute(sql, args).fetchone()
+        return int(row[0] or 0)
+
+    def failures(
+        self,
+        component: str,
+        instance: str,
+        *,
+        flow: str | None = None,
+        after: int = 0,
+        upto: int | None = None,
+    ) -> list[FailedOp]:
+        sql = (
+            "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? "
+            "AND status=1 AND id>?"
+        )
+        args: list[object] = [component, instance, after]
+        if upto is not None:
+            sql += " AND id<=?"
+            args.append(upto)
+        if flow is not None:
+            sql += " AND flow=?"
+            args.append(flow)
+        rows = self._conn().execute(sql + " ORDER BY id", args).fetchall()
+        return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
+
+    # -- cache ------------------------------------------------------------
+
+    def cache_get(self, key: bytes) -> bytes | None:
+        row = self._conn().execute(
+            "SELECT value FROM tidal_cache WHERE key=? AND expires_at>?", (key, time.time())
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
+        self._conn().execute(
+            "INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value)
+        )
