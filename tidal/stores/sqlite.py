@@ -85,9 +85,7 @@ class SQLiteStore(Store):
         self._all_lock = threading.Lock()
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        with self._write(conn):
-            conn.executescript("SAVEPOINT s;" + _SCHEMA + "RELEASE s;")
+        self._conn().executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
