@@ -19,7 +19,7 @@ CacheKey = tuple[str, str, str, bytes, int]
 class LocalCache:
     """A bounded dict of serve results with per-entry expiry."""
 
-    __slots__ = ("_entries", "_max", "_lock", "hits", "misses")
+    __slots__ = ("_entries", "_lock", "_max", "hits", "misses")
 
     def __init__(self, max_entries: int) -> None:
         self._entries: dict[CacheKey, tuple[float, Any, dict[str, Any]]] = {}

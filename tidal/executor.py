@@ -164,7 +164,9 @@ class Executor:
             self.failed_ops += len(failed)
             app.notify_committed()
             return
-        log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
+        log.warning(
+            "gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES
+        )
         app.store.release(claim)
 
     def _apply(
@@ -203,7 +205,9 @@ class Executor:
                 encoded = layout.encode(state, delta, encode)
             except Exception:
                 error = traceback.format_exc()
-                log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
+                log.warning(
+                    "update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error
+                )
                 failed.append(Failure(op.id, error))
                 continue
             changes.update(encoded)

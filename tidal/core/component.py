@@ -129,7 +129,9 @@ class Component:
                 f"seconds, got {cache_ttl!r}"
             )
         if cache_mode not in _CACHE_MODES:
-            raise DefinitionError(f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}")
+            raise DefinitionError(
+                f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}"
+            )
         self._name = name
         self._params: dict[str, Any] = dict(params or {})
         self._cache_ttl = cache_ttl
@@ -247,7 +249,11 @@ class Component:
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             _check_signature(fn, where)
-            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            if (
+                inspect.iscoroutinefunction(fn)
+                or inspect.isasyncgenfunction(fn)
+                or inspect.isgeneratorfunction(fn)
+            ):
                 raise DefinitionError(
                     f"{where}: update op {fn.__name__!r} must be a plain function returning a dict"
                 )
@@ -270,8 +276,7 @@ class Component:
         state = self._init_state_fn(**params)
         if not isinstance(state, dict):
             raise InitStateError(
-                f"Component {self._name}: init_state must return a dict, "
-                f"got {type(state).__name__}"
+                f"Component {self._name}: init_state must return a dict, got {type(state).__name__}"
             )
         return state
 

@@ -19,7 +19,7 @@ Decode = Callable[[bytes, str], Any]
 class Snapshot(Mapping[str, Any]):
     """Read-only state of one instance at one version."""
 
-    __slots__ = ("version", "instance_id", "_raw", "_values", "_decode", "_whole")
+    __slots__ = ("_decode", "_raw", "_values", "_whole", "instance_id", "version")
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class UpdateState(dict[str, Any]):
     Assigning to it changes only this op's view; what the op returns is what
     gets committed."""
 
-    __slots__ = ("_raw", "_decode", "instance_id")
+    __slots__ = ("_decode", "_raw", "instance_id")
 
     def __init__(self, raw: Mapping[str, bytes], decode: Decode, instance_id: str = "") -> None:
         super().__init__()
@@ -128,8 +128,8 @@ class UpdateState(dict[str, Any]):
             if not dict.__contains__(self, key):
                 self.__missing__(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self else default
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - must load lazily
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or key in self._raw
@@ -153,7 +153,7 @@ class UpdateState(dict[str, Any]):
     def __len__(self) -> int:
         return len(set(self._raw) | set(dict.keys(self)))
 
-    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+    def copy(self) -> dict[str, Any]:
         self._load_all()
         return dict(dict.items(self))
 
@@ -168,4 +168,3 @@ def overlay(base: Mapping[str, bytes], changes: Mapping[str, bytes]) -> Mapping[
     merged = dict(base)
     merged.update(changes)
     return merged
-

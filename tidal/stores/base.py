@@ -95,9 +95,7 @@ class Store(ABC):
         consistently with the returned version. None if no such instance."""
 
     @abstractmethod
-    def create_instance(
-        self, component: str, instance: str, values: Mapping[str, bytes]
-    ) -> tuple[bool, int]:
+    def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
         """Create the instance at version 1 with ``values`` unless it exists.
         Returns (created, current version)."""
 

@@ -76,9 +76,7 @@ class MemoryStore(Store):
             deleted = tuple(k for k, (ver, v) in rec.keys.items() if ver > since and v is None)
             return StateRead(rec.version, changed, deleted if since else ())
 
-    def create_instance(
-        self, component: str, instance: str, values: Mapping[str, bytes]
-    ) -> tuple[bool, int]:
+    def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
         with self._lock:
             rec = self._state.get((component, instance))
             if rec is not None:
@@ -148,7 +146,7 @@ class MemoryStore(Store):
         key = (component, instance)
         with self._lock:
             for table in (self._state, self._queues, self._failed, self._leases, self._last_id):
-                table.pop(key, None)  # type: ignore[attr-defined]
+                table.pop(key, None)
 
     # -- queue ------------------------------------------------------------
 
@@ -218,9 +216,7 @@ class MemoryStore(Store):
         with self._lock:
             queue = self._queues.get((component, instance), ())
             return sum(
-                1
-                for op in queue
-                if (flow is None or op.flow == flow) and (upto is None or op.id <= upto)
+                1 for op in queue if (flow is None or op.flow == flow) and (upto is None or op.id <= upto)
             )
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
@@ -245,9 +241,7 @@ class MemoryStore(Store):
             return [
                 f
                 for f in self._failed.get((component, instance), ())
-                if f.op_id > after
-                and (upto is None or f.op_id <= upto)
-                and (flow is None or f.flow == flow)
+                if f.op_id > after and (upto is None or f.op_id <= upto) and (flow is None or f.flow == flow)
             ]
 
     # -- cache ------------------------------------------------------------

@@ -22,6 +22,7 @@ transaction, which in WAL mode sees one consistent committed snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -104,7 +105,9 @@ class SQLiteStore(Store):
         # One connection per thread: sqlite3 connections must not be shared
         # between threads without a lock, and separate connections let WAL
         # readers run while a writer commits.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, as WAL intends
         conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
@@ -137,10 +140,8 @@ class SQLiteStore(Store):
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.ProgrammingError):
                 conn.close()
-            except sqlite3.ProgrammingError:  # pragma: no cover - closed in its thread
-                pass
         self._local = _Local()
 
     # -- state ------------------------------------------------------------
@@ -186,9 +187,7 @@ class SQLiteStore(Store):
         deleted = tuple(k for k, v in rows if v is None) if since else ()
         return StateRead(row[0], changed, deleted)
 
-    def create_instance(
-        self, component: str, instance: str, values: Mapping[str, bytes]
-    ) -> tuple[bool, int]:
+    def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
         conn = self._conn()
         now = time.time()
         with self._write(conn):
@@ -270,16 +269,16 @@ class SQLiteStore(Store):
                     "DELETE FROM tidal_ops WHERE id=?",
                     [(op_id,) for op_id in claim.op_ids if op_id not in errors],
                 )
-                conn.execute(
-                    "DELETE FROM tidal_leases WHERE component=? AND instance=?", key
-                )
+                conn.execute("DELETE FROM tidal_leases WHERE component=? AND instance=?", key)
         self._remember(component, instance, version)
         return int(version)
 
     def list_instances(self, component: str) -> list[str]:
-        rows = self._conn().execute(
-            "SELECT instance FROM tidal_instances WHERE component=? ORDER BY instance", (component,)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT instance FROM tidal_instances WHERE component=? ORDER BY instance", (component,))
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def delete_instance(self, component: str, instance: str) -> None:
@@ -358,7 +357,8 @@ class SQLiteStore(Store):
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         expires = time.time() + lease_seconds
         cur = self._conn().execute(
-            "UPDATE tidal_leases SET expires_at=? WHERE component=? AND instance=? AND token=? AND expires_at>?",
+            "UPDATE tidal_leases SET expires_at=? "
+            "WHERE component=? AND instance=? AND token=? AND expires_at>?",
             (expires, claim.component, claim.instance, claim.token, time.time()),
         )
         if cur.rowcount:
@@ -419,9 +419,11 @@ class SQLiteStore(Store):
     # -- cache ------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> bytes | None:
-        row = self._conn().execute(
-            "SELECT value FROM tidal_cache WHERE key=? AND expires_at>?", (key, time.time())
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT value FROM tidal_cache WHERE key=? AND expires_at>?", (key, time.time()))
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
