@@ -44,3 +44,11 @@ changed the state between claim and commit."""
 
 SECRET_KEY_FILE = "secret.key"
 """Name of the generated HMAC key inside the home folder."""
+
+BATCH_LINGER_SECONDS = 0.002
+"""After a small batch, how long an update thread waits for more ops to pile
+up before it claims again. Without it a fast executor claims ops one by one
+and every op costs three write transactions instead of a share of two."""
+
+SMALL_BATCH = 32
+"""Batches smaller than this are followed by a linger."""

@@ -17,7 +17,7 @@ import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .constants import COMMIT_RETRIES
+from .constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
 from .core.layout import check_delta
 from .core.policies import should_discard
 from .core.props import Properties
@@ -81,12 +81,14 @@ class Executor:
                 if self._stop.is_set() or self.app._closed:
                     return
                 log.exception("store error in update loop; retrying")
-                worked = False
+                worked = 0
             except Exception:  # never let one bad batch kill the thread
                 log.exception("unexpected error in update loop")
-                worked = False
-            if not worked:
+                worked = 0
+            if worked == 0:
                 self._wake.wait(sweep)
+            elif worked < SMALL_BATCH:
+                self._stop.wait(BATCH_LINGER_SECONDS)
 
     def _heartbeat(self) -> None:
         lease = self.app.settings.lease_seconds
@@ -95,7 +97,7 @@ class Executor:
                 claims = list(self._active.values())
             for claim in claims:
                 try:
-                    if not self.app.store.renew(claim, lease):
+                    if not self.app.store.renew(claim, lease) and claim.token in self._active:
                         log.warning("lease on %s/%s lost before renewal", claim.component, claim.instance)
                 except Exception:
                     log.exception("lease renewal failed")
@@ -105,15 +107,15 @@ class Executor:
     def runnable_components(self) -> list[str]:
         return [name for name, comp in self.app.components.items() if comp.update_routes]
 
-    def run_once(self) -> bool:
-        """Claim and process one batch; False when there was nothing to do."""
+    def run_once(self) -> int:
+        """Claim and process one batch; returns how many ops it held (0: no work)."""
         components = self.runnable_components()
         if not components:
-            return False
+            return 0
         settings = self.app.settings
         claim = self.app.store.claim(components, self.owner, settings.lease_seconds, settings.max_batch)
         if claim is None:
-            return False
+            return 0
         with self._active_lock:
             self._active[claim.token] = claim
         try:
@@ -121,7 +123,7 @@ class Executor:
         finally:
             with self._active_lock:
                 self._active.pop(claim.token, None)
-        return True
+        return len(claim.ops)
 
     def drain(self) -> int:
         """Process batches until none is left; returns how many ran."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: every test gets its own home folder, and ``app`` runs a
+test once per embedded store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tidal
+from tidal.config import Settings
+
+STORES = ["memory", "sqlite"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads or writes ./.tidal, the environment, or another test's default app."""
+    monkeypatch.setenv("TIDAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TIDAL_STORE", raising=False)
+    monkeypatch.delenv("TIDAL_SECRET_KEY", raising=False)
+    tidal.set_default_app(None)
+    yield
+    app = tidal.app._default
+    if app is not None:
+        app.close()
+    tidal.set_default_app(None)
+
+
+def make_app(kind: str, tmp_path: Path, name: str = "test", **settings: object) -> tidal.App:
+    """An app on a fresh store of ``kind`` ("memory" or "sqlite") with short leases."""
+    store = "memory://" if kind == "memory" else f"sqlite:///{tmp_path / (name + '.db')}"
+    opts: dict[str, object] = {"lease_seconds": 2.0, "sweep_seconds": 0.2}
+    opts.update(settings)
+    return tidal.App(name, store=store, home=tmp_path / "home", settings=Settings(**opts))  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def app(store_kind: str, tmp_path: Path) -> Iterator[tidal.App]:
+    """A fresh App, once on ``memory://`` and once on ``sqlite:///``."""
+    a = make_app(store_kind, tmp_path)
+    yield a
+    a.close()
