@@ -1,0 +1,1 @@
+"""Example Tidal apps; ``tidal demo`` runs them."""
