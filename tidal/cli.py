@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .app import App, set_default_app
+from .core.component import defined_components
 
 
 def _open_app(app_name: str, store: str | None) -> App:
@@ -50,7 +51,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--example", type=click.Choice(["preferences", "zscore"]), default="preferences", show_default=True)
+@click.option(
+    "--example", type=click.Choice(["preferences", "zscore"]), default="preferences", show_default=True
+)
 @click.option("--keep", is_flag=True, help="Continue from the state left by the last demo run.")
 def demo(example: str, keep: bool) -> None:
     """Run an example app on the embedded store (./.tidal/demo.db)."""
@@ -65,7 +68,9 @@ def demo(example: str, keep: bool) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option("--app", "app_name", default="default", show_default=True, help="App name (names the store file).")
+@click.option(
+    "--app", "app_name", default="default", show_default=True, help="App name (names the store file)."
+)
 @click.option("--store", default=None, help="Store URL (default: TIDAL_STORE or sqlite in TIDAL_HOME).")
 @click.option("--threads", default=2, show_default=True, help="Update threads.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
@@ -77,8 +82,11 @@ def worker(target: str, app_name: str, store: str | None, threads: int, burst: b
     app = _open_app(app_name, store)
     set_default_app(app)
     _load_target(target)
-    for component in list(app.components.values()):
-        app.register(component)
+    for component in defined_components():
+        if not component.bound:
+            component.bind(app)
+        elif component.app.store.url == app.store.url:
+            app.register(component)
     if not app.components:
         raise click.ClickException(f"{target} defines no components used by app {app_name!r}")
     click.echo(f"worker on {app.store.url}: {', '.join(sorted(app.components))}", err=True)
@@ -148,7 +156,9 @@ def state_show(component: str, instance: str, app_name: str, store: str | None, 
         rows.append({"key": key, "bytes": len(raw), "value": value})
     app.close()
     if as_json:
-        click.echo(json.dumps({"component": component, "instance": instance, "version": read.version, "keys": rows}))
+        click.echo(
+            json.dumps({"component": component, "instance": instance, "version": read.version, "keys": rows})
+        )
         return
     table = Table("key", "bytes", "value", title=f"{component}/{instance} at version {read.version}")
     for row in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +23,13 @@ it was computed from is current (and at most ``cache_ttl`` seconds).
 updates happen meanwhile."""
 
 _CACHE_MODES = ("version", "ttl")
+
+_defined: weakref.WeakSet[Component] = weakref.WeakSet()
+
+
+def defined_components() -> list[Component]:
+    """Every component defined in this process (what ``tidal worker`` serves)."""
+    return sorted(_defined, key=lambda c: c.name)
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,7 @@ class Component:
         self.update_routes: dict[str, list[UpdateRoute]] = {}
         if app is not None:
             app.register(self)
+        _defined.add(self)
 
     # -- properties -------------------------------------------------------
 
@@ -176,6 +185,16 @@ class Component:
             self._app = default_app()
             self._app.register(self)
         return self._app
+
+    @property
+    def bound(self) -> bool:
+        """Whether the component has an app yet (it binds on first use)."""
+        return self._app is not None
+
+    def bind(self, app: App) -> None:
+        """Run this component in ``app`` (before any instance is opened)."""
+        self._app = app
+        app.register(self)
 
     @property
     def whole_state(self) -> bool:

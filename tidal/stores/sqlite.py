@@ -444,6 +444,4 @@ class SQLiteStore(Store):
         return None if row is None else bytes(row[0])
 
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
-        self._exec1(
-            "INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value)
-        )
+        self._exec1("INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value))
