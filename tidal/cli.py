@@ -147,7 +147,7 @@ def state_show(component: str, instance: str, app_name: str, store: str | None, 
     if read is None:
         app.close()
         raise click.ClickException(f"no instance {component}/{instance} in {app.store.url}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, raw in sorted(read.changed.items()):
         try:
             value = repr(app.decode(raw, key))
