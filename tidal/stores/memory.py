@@ -55,7 +55,6 @@ class MemoryStore(Store):
         self._failed: dict[Key, list[FailedOp]] = {}
         self._leases: dict[Key, tuple[str, float]] = {}
         self._cache: dict[bytes, tuple[bytes, float]] = {}
-        self._last_id: dict[Key, int] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -145,7 +144,7 @@ class MemoryStore(Store):
     def delete_instance(self, component: str, instance: str) -> None:
         key = (component, instance)
         with self._lock:
-            for table in (self._state, self._queues, self._failed, self._leases, self._last_id):
+            for table in (self._state, self._queues, self._failed, self._leases):
                 table.pop(key, None)
 
     # -- queue ------------------------------------------------------------
@@ -155,7 +154,6 @@ class MemoryStore(Store):
             op_id = next(self._ids)
             key = (component, instance)
             self._queues.setdefault(key, []).append(_Op(op_id, flow, payload, time.time()))
-            self._last_id[key] = op_id
             return op_id
 
     def claim(
@@ -222,10 +220,9 @@ class MemoryStore(Store):
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
         key = (component, instance)
         with self._lock:
-            if flow is None:
-                return self._last_id.get(key, 0)
-            ids = [op.id for op in self._queues.get(key, ()) if op.flow == flow]
-            ids += [f.op_id for f in self._failed.get(key, ()) if f.flow == flow]
+            # Done ops are gone, as in every store: the latest pending or failed op.
+            ids = [op.id for op in self._queues.get(key, ()) if flow is None or op.flow == flow]
+            ids += [f.op_id for f in self._failed.get(key, ()) if flow is None or f.flow == flow]
             return max(ids, default=0)
 
     def failures(
