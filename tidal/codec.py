@@ -20,7 +20,9 @@ from .exceptions import StateIntegrityError, StateSerializationError
 _FORMAT = b"\x01"
 _MAC_SIZE = 32
 _HEADER = len(_FORMAT) + _MAC_SIZE
-_PROPS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# No OPT_NON_STR_KEYS: it would give {1: x} and {"1": x} the same key. Props
+# with non-string dict keys are not cached instead.
+_PROPS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 class Codec:

@@ -98,7 +98,9 @@ class Instance:
     def _prepare(
         self, serve: ServeRoute | None, props: dict[str, Any] | None, ignore_cache: bool
     ) -> tuple[Properties, Snapshot | None, Any, bool, Any]:
-        """Props, snapshot, cache key, hit?, cached result."""
+        """Props, snapshot, cache key, hit?, cached result. With
+        ``ignore_cache`` (also set by ``force_refresh``) nothing is looked up,
+        but the recomputed result still replaces the cached one, as in Motion."""
         if props is not None and not isinstance(props, dict):
             raise TypeError(f"props must be a dict, got {type(props).__name__}")
         p = Properties(props) if props else Properties()
@@ -106,9 +108,9 @@ class Instance:
             return p, None, None, False, None
         snap = self.app.snapshot(self.component, self._id)
         key = None
-        if self.component.cache_ttl and not ignore_cache:
+        if self.component.cache_ttl:
             key = serving.cache_key(self, serve, p, snap)
-            if key is not None:
+            if key is not None and not ignore_cache:
                 hit, result = serving.lookup(self, key, p)
                 if hit:
                     return p, snap, key, True, result
@@ -144,7 +146,7 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             self._wait(None)
-        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
             result = serving.call_sync(serve, snap, p)
@@ -166,7 +168,7 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
             result = await serving.call_async(serve, snap, p)
@@ -193,7 +195,7 @@ class Instance:
             return
         if force_refresh:
             self._wait(None)
-        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if hit:
             yield from result
         else:
@@ -217,7 +219,7 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache)
+        p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         streams = serve is not None and serve.kind in ("gen", "agen")
         if hit:
             for item in result if streams else [result]:
@@ -296,7 +298,7 @@ class Instance:
         while store.pending(name, self._id, flow=flow_key, upto=upto):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"updates of {self!r} still pending after {timeout}s")
-            self.app.notify_enqueued()
+            self.app.hurry()
             self.app.wait_committed(FLUSH_POLL_SECONDS)
         return upto
 
