@@ -181,6 +181,11 @@ class App:
         if self._executor is not None:
             self._executor.notify()
 
+    def hurry(self) -> None:
+        """Ask the executor to claim now (someone waits for updates)."""
+        if self._executor is not None:
+            self._executor.hurry()
+
     def notify_committed(self) -> None:
         with self._committed:
             self._committed.notify_all()

@@ -51,9 +51,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--example", type=click.Choice(["preferences", "zscore"]), default="preferences", show_default=True
-)
+@click.option("--example", type=click.Choice(["preferences", "zscore"]), default="preferences", show_default=True)
 @click.option("--keep", is_flag=True, help="Continue from the state left by the last demo run.")
 def demo(example: str, keep: bool) -> None:
     """Run an example app on the embedded store (./.tidal/demo.db)."""
@@ -68,9 +66,7 @@ def demo(example: str, keep: bool) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option(
-    "--app", "app_name", default="default", show_default=True, help="App name (names the store file)."
-)
+@click.option("--app", "app_name", default="default", show_default=True, help="App name (names the store file).")
 @click.option("--store", default=None, help="Store URL (default: TIDAL_STORE or sqlite in TIDAL_HOME).")
 @click.option("--threads", default=2, show_default=True, help="Update threads.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
@@ -156,9 +152,7 @@ def state_show(component: str, instance: str, app_name: str, store: str | None, 
         rows.append({"key": key, "bytes": len(raw), "value": value})
     app.close()
     if as_json:
-        click.echo(
-            json.dumps({"component": component, "instance": instance, "version": read.version, "keys": rows})
-        )
+        click.echo(json.dumps({"component": component, "instance": instance, "version": read.version, "keys": rows}))
         return
     table = Table("key", "bytes", "value", title=f"{component}/{instance} at version {read.version}")
     for row in rows:

@@ -45,10 +45,12 @@ changed the state between claim and commit."""
 SECRET_KEY_FILE = "secret.key"
 """Name of the generated HMAC key inside the home folder."""
 
-BATCH_LINGER_SECONDS = 0.002
+BATCH_LINGER_SECONDS = 0.01
 """After a small batch, how long an update thread waits for more ops to pile
-up before it claims again. Without it a fast executor claims ops one by one
-and every op costs three write transactions instead of a share of two."""
+up before it claims again (unless someone waits in ``flush_update``). Without
+it a fast executor claims ops one by one: every op then costs three write
+transactions instead of a share of two, and the update thread keeps taking
+the GIL and the write lock from the threads serving requests."""
 
-SMALL_BATCH = 32
+SMALL_BATCH = 128
 """Batches smaller than this are followed by a linger."""

@@ -70,9 +70,7 @@ def run_preferences(console: Console, *, keep: bool = False, home: str | None = 
         )
     console.print(table)
 
-    final = {
-        user: {k: h.read_state(k) for k in ("summary", "events", "owned")} for user, h in handles.items()
-    }
+    final = {user: {k: h.read_state(k) for k in ("summary", "events", "owned")} for user, h in handles.items()}
     for handle in handles.values():
         handle.close()
     console.print(
@@ -90,9 +88,7 @@ def run_zscore(console: Console, *, home: str | None = None) -> None:
     set_default_app(app)
     example = load_example("zscore")
     app.store.delete_instance(example.ZScore.name, "sensor-1")
-    console.print(
-        f"[bold]Tidal demo[/bold]: z-score anomaly detector, state in [cyan]{app.store.url}[/cyan]\n"
-    )
+    console.print(f"[bold]Tidal demo[/bold]: z-score anomaly detector, state in [cyan]{app.store.url}[/cyan]\n")
     example.main()
     app.close()
     set_default_app(None)

@@ -41,6 +41,7 @@ class Executor:
         self._threads_wanted = threads or app.settings.worker_threads
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         self._active: dict[str, Claim] = {}
         self._active_lock = threading.Lock()
@@ -62,6 +63,7 @@ class Executor:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the batches in hand are committed."""
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -69,6 +71,11 @@ class Executor:
 
     def notify(self) -> None:
         """Tell idle threads that work was enqueued."""
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Someone waits for updates: claim again now instead of lingering."""
+        self._hurry.set()
         self._wake.set()
 
     def _loop(self) -> None:
@@ -87,8 +94,9 @@ class Executor:
                 worked = 0
             if worked == 0:
                 self._wake.wait(sweep)
-            elif worked < SMALL_BATCH:
-                self._stop.wait(BATCH_LINGER_SECONDS)
+            elif worked < SMALL_BATCH and not self._hurry.is_set():
+                self._hurry.wait(BATCH_LINGER_SECONDS)
+            self._hurry.clear()
 
     def _heartbeat(self) -> None:
         lease = self.app.settings.lease_seconds
@@ -113,7 +121,13 @@ class Executor:
         if not components:
             return 0
         settings = self.app.settings
-        claim = self.app.store.claim(components, self.owner, settings.lease_seconds, settings.max_batch)
+        claim = self.app.store.claim(
+            components,
+            self.owner,
+            settings.lease_seconds,
+            settings.max_batch,
+            count_newer=any(self.app.components[name].counts_backlog for name in components),
+        )
         if claim is None:
             return 0
         with self._active_lock:
@@ -166,9 +180,7 @@ class Executor:
             self.failed_ops += len(failed)
             app.notify_committed()
             return
-        log.warning(
-            "gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES
-        )
+        log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
         app.store.release(claim)
 
     def _apply(
@@ -207,9 +219,7 @@ class Executor:
                 encoded = layout.encode(state, delta, encode)
             except Exception:
                 error = traceback.format_exc()
-                log.warning(
-                    "update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error
-                )
+                log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
                 failed.append(Failure(op.id, error))
                 continue
             changes.update(encoded)

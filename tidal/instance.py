@@ -57,9 +57,7 @@ class Instance:
         if store.get_version(name, self._id) is None:
             state = component.make_init_state(init_state_params or {})
             layout = self.app.layout(component)
-            store.create_instance(
-                name, self._id, layout.encode_initial(state, self.app.encoder(component, self._id))
-            )
+            store.create_instance(name, self._id, layout.encode_initial(state, self.app.encoder(component, self._id)))
         # Failures of ops queued before this handle existed are history, not
         # news: flush_update reports only those of later ops.
         self._reported_upto = store.last_op_id(name, self._id)
@@ -90,8 +88,7 @@ class Instance:
         has_updates = flow_key in self.component.update_routes
         if serve is None and not has_updates:
             raise UnknownFlowError(
-                f"component {self.component.name} has no flow {flow_key!r}; "
-                f"known flows: {self.component.flow_keys()}"
+                f"component {self.component.name} has no flow {flow_key!r}; known flows: {self.component.flow_keys()}"
             )
         return serve, has_updates
 
@@ -116,16 +113,12 @@ class Instance:
                     return p, snap, key, True, result
         return p, snap, key, False, None
 
-    def _finish(
-        self, flow_key: str, has_updates: bool, p: Properties, key: Any, result: Any, hit: bool
-    ) -> None:
+    def _finish(self, flow_key: str, has_updates: bool, p: Properties, key: Any, result: Any, hit: bool) -> None:
         if key is not None and not hit:
             serving.remember(self, key, p, result)
         if has_updates:
             p._serve_result = result
-            payload = self.app.codec.dumps(
-                (flow_key, p), what=f"props of flow {flow_key!r} (with serve_result)"
-            )
+            payload = self.app.codec.dumps((flow_key, p), what=f"props of flow {flow_key!r} (with serve_result)")
             self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
             self.app.notify_enqueued()
 
@@ -266,9 +259,7 @@ class Instance:
             from .exceptions import VersionConflictError
 
             try:
-                version = app.store.commit(
-                    self.component.name, self._id, changes, expected_version=snap.version
-                )
+                version = app.store.commit(self.component.name, self._id, changes, expected_version=snap.version)
             except VersionConflictError:
                 continue
             if changes:

@@ -36,15 +36,11 @@ class StateMigrator:
             raise TypeError(f"component must be a Component, got {type(component).__name__}")
         params = inspect.signature(migrate_fn).parameters
         if len(params) != 1:
-            raise DefinitionError(
-                f"migrate_fn must take exactly one argument (state), it takes {list(params)}"
-            )
+            raise DefinitionError(f"migrate_fn must take exactly one argument (state), it takes {list(params)}")
         self.component = component
         self.migrate_fn = migrate_fn
 
-    def migrate(
-        self, instance_ids: Iterable[str] | None = None, num_workers: int = 4
-    ) -> list[MigrationResult]:
+    def migrate(self, instance_ids: Iterable[str] | None = None, num_workers: int = 4) -> list[MigrationResult]:
         """Migrate the given instances (all of the component's when empty);
         one result per instance, in order."""
         app = self.component.app
@@ -69,15 +65,11 @@ class StateMigrator:
             state = layout.update_state(snap.raw_items, app.decode, instance_id).copy()
             new_state = self.migrate_fn(state)
             if not isinstance(new_state, dict):
-                raise InitStateError(
-                    f"migrate_fn must return the new state as a dict, got {type(new_state).__name__}"
-                )
+                raise InitStateError(f"migrate_fn must return the new state as a dict, got {type(new_state).__name__}")
             changes = layout.encode_initial(new_state, encode)
             deleted = [k for k in snap.raw_items if k not in changes]
             try:
-                app.store.commit(
-                    comp.name, instance_id, changes, deleted=deleted, expected_version=snap.version
-                )
+                app.store.commit(comp.name, instance_id, changes, deleted=deleted, expected_version=snap.version)
             except VersionConflictError:
                 continue
             app.forget(comp, instance_id)

@@ -109,9 +109,7 @@ def iterate(route: ServeRoute, state: Snapshot, props: Properties, sink: list[An
         yield item
 
 
-async def aiterate(
-    route: ServeRoute, state: Snapshot, props: Properties, sink: list[Any]
-) -> AsyncIterator[Any]:
+async def aiterate(route: ServeRoute, state: Snapshot, props: Properties, sink: list[Any]) -> AsyncIterator[Any]:
     """Async twin of :func:`iterate` for async generator (or any) serve ops."""
     if route.kind == "agen":
         async for item in route.fn(state, props):

@@ -82,9 +82,7 @@ def _check_signature(fn: Callable[..., Any], where: str) -> None:
     except (TypeError, ValueError):  # builtins without a signature: trust them
         return
     positional = [
-        p
-        for p in params.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params.values())
     if len(positional) != 2 and not (varargs and len(positional) < 2):
@@ -137,9 +135,7 @@ class Component:
                 f"seconds, got {cache_ttl!r}"
             )
         if cache_mode not in _CACHE_MODES:
-            raise DefinitionError(
-                f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}"
-            )
+            raise DefinitionError(f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}")
         self._name = name
         self._params: dict[str, Any] = dict(params or {})
         self._cache_ttl = cache_ttl
@@ -201,6 +197,14 @@ class Component:
         """True when save_state / load_state are defined: the state is then
         stored as one value, converted by them, instead of key by key."""
         return self._save_state_fn is not None or self._load_state_fn is not None
+
+    @property
+    def counts_backlog(self) -> bool:
+        """Whether an update op uses DiscardPolicy.NUM_NEW_UPDATES (claims
+        must then count the ops queued behind each one)."""
+        return any(
+            r.discard_policy is DiscardPolicy.NUM_NEW_UPDATES for routes in self.update_routes.values() for r in routes
+        )
 
     def flow_keys(self) -> list[str]:
         """Every flow key with a serve or update op."""
@@ -268,18 +272,10 @@ class Component:
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             _check_signature(fn, where)
-            if (
-                inspect.iscoroutinefunction(fn)
-                or inspect.isasyncgenfunction(fn)
-                or inspect.isgeneratorfunction(fn)
-            ):
-                raise DefinitionError(
-                    f"{where}: update op {fn.__name__!r} must be a plain function returning a dict"
-                )
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise DefinitionError(f"{where}: update op {fn.__name__!r} must be a plain function returning a dict")
             for key in flow_keys:
-                self.update_routes.setdefault(key, []).append(
-                    UpdateRoute(key, fn, discard_policy, discard_after)
-                )
+                self.update_routes.setdefault(key, []).append(UpdateRoute(key, fn, discard_policy, discard_after))
             return fn
 
         return decorator
@@ -294,9 +290,7 @@ class Component:
             return {}
         state = self._init_state_fn(**params)
         if not isinstance(state, dict):
-            raise InitStateError(
-                f"Component {self._name}: init_state must return a dict, got {type(state).__name__}"
-            )
+            raise InitStateError(f"Component {self._name}: init_state must return a dict, got {type(state).__name__}")
         return state
 
     def __call__(

@@ -34,9 +34,7 @@ class KeyLayout:
     def snapshot(self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str) -> Snapshot:
         return Snapshot(version, raw, decode, instance_id=instance_id)
 
-    def advance(
-        self, base: Snapshot, version: int, changed: dict[str, bytes], deleted: tuple[str, ...]
-    ) -> Snapshot:
+    def advance(self, base: Snapshot, version: int, changed: dict[str, bytes], deleted: tuple[str, ...]) -> Snapshot:
         return base.advance(version, changed, deleted)
 
     def update_state(self, raw: Mapping[str, bytes], decode: Decode, instance_id: str) -> UpdateState:
@@ -70,13 +68,9 @@ class WholeLayout:
         return {WHOLE_KEY: encode(self._save(dict(state)), "state (from save_state)")}
 
     def snapshot(self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str) -> Snapshot:
-        return Snapshot(
-            version, raw, decode, instance_id=instance_id, values=self._loaded(raw, decode), whole=True
-        )
+        return Snapshot(version, raw, decode, instance_id=instance_id, values=self._loaded(raw, decode), whole=True)
 
-    def advance(
-        self, base: Snapshot, version: int, changed: dict[str, bytes], deleted: tuple[str, ...]
-    ) -> Snapshot:
+    def advance(self, base: Snapshot, version: int, changed: dict[str, bytes], deleted: tuple[str, ...]) -> Snapshot:
         raw = dict(base.raw_items)
         raw.update(changed)
         return self.snapshot(version, raw, base.decoder, base.instance_id)

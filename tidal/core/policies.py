@@ -31,9 +31,7 @@ def validate_policy(policy: DiscardPolicy, discard_after: float | None, where: s
             raise DefinitionError(f"{where}: discard_after must be None with DiscardPolicy.NONE")
         return
     if discard_after is None or discard_after <= 0:
-        raise DefinitionError(
-            f"{where}: discard_after must be a number > 0 with {policy}, got {discard_after!r}"
-        )
+        raise DefinitionError(f"{where}: discard_after must be a number > 0 with {policy}, got {discard_after!r}")
 
 
 def should_discard(

@@ -67,9 +67,7 @@ class Snapshot(Mapping[str, Any]):
         return len(self._values if self._whole else self._raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        raise TypeError(
-            "state is read-only in a serve op; return a dict of changes from an update op instead"
-        )
+        raise TypeError("state is read-only in a serve op; return a dict of changes from an update op instead")
 
     def raw(self, key: str) -> bytes | None:
         """The committed bytes of ``key`` (None when absent)."""

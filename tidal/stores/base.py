@@ -140,11 +140,19 @@ class Store(ABC):
 
     @abstractmethod
     def claim(
-        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+        self,
+        components: Sequence[str],
+        owner: str,
+        lease_seconds: float,
+        max_ops: int,
+        *,
+        count_newer: bool = True,
     ) -> Claim | None:
         """Lease up to ``max_ops`` of the oldest runnable ops of one instance
         of one of ``components``: an instance whose lease is free or expired.
-        Ops of an expired lease are handed out again (at-least-once)."""
+        Ops of an expired lease are handed out again (at-least-once).
+        ``count_newer=False`` skips counting the backlog behind the batch
+        (``ClaimedOp.newer_same_flow`` then counts only within the batch)."""
 
     @abstractmethod
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
@@ -155,9 +163,7 @@ class Store(ABC):
         """Give a lease back without running its ops (they stay queued)."""
 
     @abstractmethod
-    def pending(
-        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
-    ) -> int:
+    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
         """How many ops (of ``flow``, with id <= ``upto``) are queued or running."""
 
     @abstractmethod

@@ -157,7 +157,13 @@ class MemoryStore(Store):
             return op_id
 
     def claim(
-        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+        self,
+        components: Sequence[str],
+        owner: str,
+        lease_seconds: float,
+        max_ops: int,
+        *,
+        count_newer: bool = True,
     ) -> Claim | None:
         now = time.time()
         wanted = set(components)
@@ -177,15 +183,13 @@ class MemoryStore(Store):
             queue = self._queues[best]
             batch = queue[:max_ops]
             counts: dict[str, int] = {}
-            for op in queue:
+            for op in queue if count_newer else batch:
                 counts[op.flow] = counts.get(op.flow, 0) + 1
             ops = []
             for op in batch:
                 counts[op.flow] -= 1
                 op.attempts += 1
-                ops.append(
-                    ClaimedOp(op.id, op.flow, op.payload, op.enqueued_at, op.attempts, counts[op.flow])
-                )
+                ops.append(ClaimedOp(op.id, op.flow, op.payload, op.enqueued_at, op.attempts, counts[op.flow]))
             token = uuid.uuid4().hex
             expires = now + lease_seconds
             self._leases[best] = (token, expires)
@@ -208,14 +212,10 @@ class MemoryStore(Store):
             if lease is not None and lease[0] == claim.token:
                 del self._leases[key]
 
-    def pending(
-        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
-    ) -> int:
+    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
         with self._lock:
             queue = self._queues.get((component, instance), ())
-            return sum(
-                1 for op in queue if (flow is None or op.flow == flow) and (upto is None or op.id <= upto)
-            )
+            return sum(1 for op in queue if (flow is None or op.flow == flow) and (upto is None or op.id <= upto))
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
         key = (component, instance)

@@ -12,6 +12,7 @@ Tables::
     tidal_ops       id AUTOINCREMENT, component, instance, flow, status
                     (0 pending, 1 failed), enqueued_at, attempts, failed_at,
                     error, payload. Done ops are deleted in their commit.
+    tidal_queues    (component, instance) of every instance with pending ops
     tidal_leases    (component, instance) -> token, expires_at
     tidal_cache     key -> expires_at, value
 
@@ -52,6 +53,16 @@ CREATE TABLE IF NOT EXISTS tidal_ops (
     attempts INTEGER NOT NULL DEFAULT 0, failed_at REAL, error TEXT,
     payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS tidal_ops_by_instance ON tidal_ops (component, instance, status, id);
+-- One row per instance with pending ops, so that a claim looks at instances,
+-- not at ops: scanning ops in id order would wade through the whole backlog
+-- of an instance that another worker holds. The trigger keeps it in the
+-- same transaction as the insert; INSERT OR IGNORE on an existing row
+-- writes no page, so enqueues pay (almost) nothing for it.
+CREATE TABLE IF NOT EXISTS tidal_queues (
+    component TEXT NOT NULL, instance TEXT NOT NULL, PRIMARY KEY (component, instance));
+CREATE TRIGGER IF NOT EXISTS tidal_ops_queued AFTER INSERT ON tidal_ops BEGIN
+    INSERT OR IGNORE INTO tidal_queues VALUES (NEW.component, NEW.instance);
+END;
 CREATE TABLE IF NOT EXISTS tidal_leases (
     component TEXT NOT NULL, instance TEXT NOT NULL, token TEXT NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (component, instance));
@@ -109,9 +120,7 @@ class SQLiteStore(Store):
         # One connection per thread: sqlite3 connections must not be shared
         # between threads without a lock, and separate connections let WAL
         # readers run while a writer commits.
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
-        )
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, as WAL intends
         conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
@@ -173,9 +182,7 @@ class SQLiteStore(Store):
         key = (component, instance)
         version = local.versions.get(key)
         if version is None:
-            row = conn.execute(
-                "SELECT version FROM tidal_instances WHERE component=? AND instance=?", key
-            ).fetchone()
+            row = conn.execute("SELECT version FROM tidal_instances WHERE component=? AND instance=?", key).fetchone()
             if row is None:
                 return None
             version = local.versions[key] = row[0]
@@ -211,9 +218,7 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is not None:
                 return False, row[0]
-            conn.execute(
-                "INSERT INTO tidal_instances VALUES (?, ?, 1, ?, ?)", (component, instance, now, now)
-            )
+            conn.execute("INSERT INTO tidal_instances VALUES (?, ?, 1, ?, ?)", (component, instance, now, now))
             conn.executemany(
                 "INSERT INTO tidal_state VALUES (?, ?, ?, 1, ?)",
                 [(component, instance, k, v) for k, v in values.items()],
@@ -248,9 +253,7 @@ class SQLiteStore(Store):
                         f"lease on {component}/{instance} was lost (expired or taken over); "
                         "its ops will be (or were) run by another worker"
                     )
-            row = conn.execute(
-                "SELECT version FROM tidal_instances WHERE component=? AND instance=?", key
-            ).fetchone()
+            row = conn.execute("SELECT version FROM tidal_instances WHERE component=? AND instance=?", key).fetchone()
             if row is None:
                 raise StoreError(f"no instance {component}/{instance} in {self.url}")
             version = row[0]
@@ -298,7 +301,7 @@ class SQLiteStore(Store):
     def delete_instance(self, component: str, instance: str) -> None:
         conn = self._conn()
         with self._write(conn):
-            for table in ("tidal_instances", "tidal_state", "tidal_ops", "tidal_leases"):
+            for table in ("tidal_instances", "tidal_state", "tidal_ops", "tidal_leases", "tidal_queues"):
                 conn.execute(f"DELETE FROM {table} WHERE component=? AND instance=?", (component, instance))
         self._local.versions.pop((component, instance), None)
 
@@ -312,22 +315,27 @@ class SQLiteStore(Store):
         return int(cur.lastrowid or 0)
 
     def claim(
-        self, components: Sequence[str], owner: str, lease_seconds: float, max_ops: int
+        self,
+        components: Sequence[str],
+        owner: str,
+        lease_seconds: float,
+        max_ops: int,
+        *,
+        count_newer: bool = True,
     ) -> Claim | None:
         if not components:
             return None
         conn = self._conn()
         marks = ",".join("?" * len(components))
         find = (
-            "SELECT o.component, o.instance FROM tidal_ops o "
-            "LEFT JOIN tidal_leases l ON l.component=o.component AND l.instance=o.instance "
-            f"WHERE o.status=0 AND o.component IN ({marks}) AND (l.expires_at IS NULL OR l.expires_at<=?) "
-            "ORDER BY o.id LIMIT 1"
+            "SELECT component, instance FROM ("
+            "  SELECT q.component, q.instance, (SELECT min(o.id) FROM tidal_ops o WHERE o.component=q.component"
+            "    AND o.instance=q.instance AND o.status=0) AS head"
+            "  FROM tidal_queues q LEFT JOIN tidal_leases l ON l.component=q.component AND l.instance=q.instance"
+            f"  WHERE q.component IN ({marks}) AND (l.expires_at IS NULL OR l.expires_at<=?)"
+            ") WHERE head IS NOT NULL ORDER BY head LIMIT 1"
         )
         now = time.time()
-        # Done ops are deleted, so the table holds pending (and a few failed)
-        # ops and scanning it in id order finds the oldest one at once; a
-        # second index would slow every enqueue down instead.
         # Look first without the write lock: an idle poll must not serialise
         # every process on SQLite's writer lock.
         if conn.execute(find, (*components, now)).fetchone() is None:
@@ -344,14 +352,15 @@ class SQLiteStore(Store):
                 (component, instance, max_ops),
             ).fetchall()
             last = ops[-1][0]
-            later = dict(
-                conn.execute(
-                    "SELECT flow, count(*) FROM tidal_ops WHERE component=? AND instance=? "
-                    "AND status=0 AND id>? GROUP BY flow",
-                    (component, instance, last),
-                ).fetchall()
-            )
-            counts = dict(later)
+            counts: dict[str, int] = {}
+            if count_newer:
+                counts.update(
+                    conn.execute(
+                        "SELECT flow, count(*) FROM tidal_ops WHERE component=? AND instance=? "
+                        "AND status=0 AND id>? GROUP BY flow",
+                        (component, instance, last),
+                    ).fetchall()
+                )
             for op in ops:
                 counts[op[1]] = counts.get(op[1], 0) + 1
             token = uuid.uuid4().hex
@@ -361,8 +370,7 @@ class SQLiteStore(Store):
                 (component, instance, token, expires),
             )
             conn.execute(
-                "UPDATE tidal_ops SET attempts=attempts+1 WHERE component=? AND instance=? "
-                "AND status=0 AND id<=?",
+                "UPDATE tidal_ops SET attempts=attempts+1 WHERE component=? AND instance=? AND status=0 AND id<=?",
                 (component, instance, last),
             )
         claimed = []
@@ -374,8 +382,7 @@ class SQLiteStore(Store):
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         expires = time.time() + lease_seconds
         cur = self._exec1(
-            "UPDATE tidal_leases SET expires_at=? "
-            "WHERE component=? AND instance=? AND token=? AND expires_at>?",
+            "UPDATE tidal_leases SET expires_at=? WHERE component=? AND instance=? AND token=? AND expires_at>?",
             (expires, claim.component, claim.instance, claim.token, time.time()),
         )
         if cur.rowcount:
@@ -388,9 +395,7 @@ class SQLiteStore(Store):
             (claim.component, claim.instance, claim.token),
         )
 
-    def pending(
-        self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None
-    ) -> int:
+    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
         sql = "SELECT count(*) FROM tidal_ops WHERE component=? AND instance=? AND status=0"
         args: list[object] = [component, instance]
         if upto is not None:
@@ -419,10 +424,7 @@ class SQLiteStore(Store):
         after: int = 0,
         upto: int | None = None,
     ) -> list[FailedOp]:
-        sql = (
-            "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? "
-            "AND status=1 AND id>?"
-        )
+        sql = "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? AND status=1 AND id>?"
         args: list[object] = [component, instance, after]
         if upto is not None:
             sql += " AND id<=?"
