@@ -61,6 +61,7 @@ class Instance:
         # Failures of ops queued before this handle existed are history, not
         # news: flush_update reports only those of later ops.
         self._reported_upto = store.last_op_id(name, self._id)
+        self._reported_ops: set[int] = set()  # reported by flush_update(flow) above the watermark
         if component.update_routes and not disable_update_task:
             self.app.executor  # noqa: B018 - starts this process's update threads
 
@@ -308,14 +309,20 @@ class Instance:
         if not self.app.executor_running:
             self.app.executor  # noqa: B018 - someone has to run them
         upto = self._wait(flow_key, timeout)
-        failures = self.app.store.failures(
-            self.component.name, self._id, flow=flow_key, after=self._reported_upto, upto=upto
-        )
+        failures = [
+            f
+            for f in self.app.store.failures(
+                self.component.name, self._id, flow=flow_key, after=self._reported_upto, upto=upto
+            )
+            if f.op_id not in self._reported_ops
+        ]
         if flow_key is None:
             self._reported_upto = max(self._reported_upto, upto)
+            self._reported_ops = {i for i in self._reported_ops if i > self._reported_upto}
+        else:
+            # Not a watermark: failures of other flows before these stay unreported.
+            self._reported_ops.update(f.op_id for f in failures)
         if failures:
-            if flow_key is not None:
-                self._reported_upto = max(self._reported_upto, failures[-1].op_id)
             raise UpdateFailedError(failures)
 
     # -- lifecycle --------------------------------------------------------
