@@ -236,7 +236,9 @@ class Instance:
         """The latest committed value of one state key (a private copy)."""
         snap = self.app.snapshot(self.component, self._id)
         if self.component.whole_state:
-            return snap.get(key, default_value)
+            # Loaded afresh: the snapshot's values are shared with serve ops.
+            layout = self.app.layout(self.component)
+            return layout.update_state(snap.raw_items, self.app.decode, self._id).get(key, default_value)
         raw = snap.raw(key)
         return default_value if raw is None else self.app.decode(raw, key)
 
