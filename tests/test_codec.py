@@ -150,9 +150,9 @@ def test_another_secret_key_cannot_read_state(tmp_path: Path) -> None:
     store = f"sqlite:///{_db(tmp_path)}"
     with tidal.App("one", store=store, secret_key="a" * 32) as writer, vault(writer)("v") as v:
         v.write_state({"n": 5})
-    with tidal.App("two", store=store, secret_key="b" * 32) as reader, vault(reader)("v") as v:
-        with pytest.raises(StateIntegrityError, match="HMAC"):
-            v.read_state("n")
+    reader = tidal.App("two", store=store, secret_key="b" * 32)
+    with reader, vault(reader)("v") as v, pytest.raises(StateIntegrityError, match="HMAC"):
+        v.read_state("n")
     with tidal.App("three", store=store, secret_key="a" * 32) as same_key, vault(same_key)("v") as v:
         assert v.read_state("n") == 5
 
@@ -166,9 +166,9 @@ def test_secret_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
     with tidal.App("env", store=store, home=tmp_path / "h2") as reader, vault(reader)("v") as v:
         assert v.read_state("n") == 3
     monkeypatch.delenv("TIDAL_SECRET_KEY")
-    with tidal.App("env", store=store, home=tmp_path / "h2") as stranger:
-        with vault(stranger)("v") as v, pytest.raises(StateIntegrityError):
-            v.read_state("n")
+    stranger = tidal.App("env", store=store, home=tmp_path / "h2")
+    with stranger, vault(stranger)("v") as v, pytest.raises(StateIntegrityError):
+        v.read_state("n")
 
 
 def test_generated_key_is_kept_in_home(tmp_path: Path) -> None:
