@@ -172,15 +172,22 @@ class Component:
         """Default cache mode of this component's serve ops."""
         return self._cache_mode
 
+    _follows_default = False
+    """True when the component took the default app, rather than being bound."""
+
     @property
     def app(self) -> App:
-        """The app this component runs in (the default app unless bound)."""
-        if self._app is None:
+        """The app this component runs in (the default app unless bound).
+        A component on the default app moves to the new default once that
+        app is closed, as :func:`tidal.default_app` itself does."""
+        app = self._app
+        if app is None or (app._closed and self._follows_default):
             from ..app import default_app
 
-            self._app = default_app()
-            self._app.register(self)
-        return self._app
+            app = self._app = default_app()
+            self._follows_default = True
+            app.register(self)
+        return app
 
     @property
     def bound(self) -> bool:
@@ -190,6 +197,7 @@ class Component:
     def bind(self, app: App) -> None:
         """Run this component in ``app`` (before any instance is opened)."""
         self._app = app
+        self._follows_default = False
         app.register(self)
 
     @property
