@@ -20,6 +20,7 @@ from .stores import Store, from_url
 
 if TYPE_CHECKING:
     from .executor import Executor
+    from .worker import ProcessWorker
 
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 
@@ -62,6 +63,7 @@ class App:
         self._committed = threading.Condition()
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
+        self._process_worker: ProcessWorker | None = None
         self._closed = False
         _apps.add(self)
 
@@ -175,16 +177,33 @@ class App:
 
     @property
     def executor_running(self) -> bool:
-        return self._executor is not None
+        return self._executor is not None or self._process_worker is not None
+
+    def start_process_worker(self) -> ProcessWorker:
+        """Run update ops in a forked child process instead of threads here
+        (``update_task_type="process"``)."""
+        if self._process_worker is None:
+            with self._executor_lock:
+                if self._process_worker is None:
+                    if self._closed:
+                        raise StoreError(f"app {self.name!r} is closed")
+                    from .worker import ProcessWorker
+
+                    self._process_worker = ProcessWorker(self)
+        return self._process_worker
 
     def notify_enqueued(self) -> None:
         if self._executor is not None:
             self._executor.notify()
+        if self._process_worker is not None:
+            self._process_worker.notify()
 
     def hurry(self) -> None:
         """Ask the executor to claim now (someone waits for updates)."""
         if self._executor is not None:
             self._executor.hurry()
+        if self._process_worker is not None:
+            self._process_worker.hurry()
 
     def notify_committed(self) -> None:
         with self._committed:
@@ -205,6 +224,8 @@ class App:
         self._closed = True
         if self._executor is not None:
             self._executor.stop()
+        if self._process_worker is not None:
+            self._process_worker.stop()
         self.store.close()
 
     def __enter__(self) -> App:

@@ -35,6 +35,11 @@ class Codec:
             raise ValueError("secret_key must be at least 16 bytes")
         self._key = secret_key
 
+    @property
+    def key(self) -> bytes:
+        """The secret key (handed to worker processes of the same app)."""
+        return self._key
+
     def dumps(self, value: Any, *, what: str = "value") -> bytes:
         """Serialise ``value``; ``what`` names it in the error if that fails."""
         try:

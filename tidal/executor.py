@@ -35,13 +35,16 @@ log = logging.getLogger("tidal.executor")
 class Executor:
     """Runs update ops of the app's components in ``worker_threads`` threads."""
 
-    def __init__(self, app: App, *, threads: int | None = None) -> None:
+    def __init__(self, app: App, *, threads: int | None = None, idle_flag: Any = None) -> None:
         self.app = app
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._threads_wanted = threads or app.settings.worker_threads
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()
         self._hurry = threading.Event()
+        # A writable one-byte buffer set to 1 while this executor waits for
+        # work, so that a producer in another process knows to wake it.
+        self._idle_flag = idle_flag
         self._stop = threading.Event()
         self._active: dict[str, Claim] = {}
         self._active_lock = threading.Lock()
@@ -82,21 +85,35 @@ class Executor:
         sweep = self.app.settings.sweep_seconds
         while not self._stop.is_set():
             self._wake.clear()
-            try:
-                worked = self.run_once()
-            except StoreError:
-                if self._stop.is_set() or self.app._closed:
+            worked = self._safe_run_once()
+            if worked is None:
+                return
+            if worked == 0 and self._idle_flag is not None:
+                # Say we are idle first, then look once more: an op enqueued
+                # in between is either seen now or its producer sees the flag.
+                self._idle_flag[0] = 1
+                worked = self._safe_run_once()
+                if worked is None:
                     return
-                log.exception("store error in update loop; retrying")
-                worked = 0
-            except Exception:  # never let one bad batch kill the thread
-                log.exception("unexpected error in update loop")
-                worked = 0
+                if worked:
+                    self._idle_flag[0] = 0
             if worked == 0:
                 self._wake.wait(sweep)
             elif worked < SMALL_BATCH and not self._hurry.is_set():
                 self._hurry.wait(BATCH_LINGER_SECONDS)
             self._hurry.clear()
+
+    def _safe_run_once(self) -> int | None:
+        """``run_once`` that logs errors instead of raising; None: stop now."""
+        try:
+            return self.run_once()
+        except StoreError:
+            if self._stop.is_set() or self.app._closed:
+                return None
+            log.exception("store error in update loop; retrying")
+        except Exception:  # never let one bad batch kill the thread
+            log.exception("unexpected error in update loop")
+        return 0
 
     def _heartbeat(self) -> None:
         lease = self.app.settings.lease_seconds

@@ -63,7 +63,10 @@ class Instance:
         self._reported_upto = store.last_op_id(name, self._id)
         self._reported_ops: set[int] = set()  # reported by flush_update(flow) above the watermark
         if component.update_routes and not disable_update_task:
-            self.app.executor  # noqa: B018 - starts this process's update threads
+            if update_task_type == "process":
+                self.app.start_process_worker()
+            else:
+                self.app.executor  # noqa: B018 - starts this process's update threads
 
     # -- identity ---------------------------------------------------------
 
@@ -289,11 +292,15 @@ class Instance:
         name = self.component.name
         upto = store.last_op_id(name, self._id, flow=flow_key)
         deadline = None if timeout is None else time.monotonic() + timeout
+        # Local commits wake us at once; commits by other processes are seen
+        # by polling, quickly at first and backing off to FLUSH_POLL_SECONDS.
+        pause = 0.001
         while store.pending(name, self._id, flow=flow_key, upto=upto):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"updates of {self!r} still pending after {timeout}s")
             self.app.hurry()
-            self.app.wait_committed(FLUSH_POLL_SECONDS)
+            self.app.wait_committed(pause)
+            pause = min(pause * 2, FLUSH_POLL_SECONDS)
         return upto
 
     def flush_update(self, flow_key: str | None = None, timeout: float | None = None) -> None:
@@ -309,7 +316,10 @@ class Instance:
             self._routes(flow_key)  # unknown flow -> UnknownFlowError
             return
         if not self.app.executor_running:
-            self.app.executor  # noqa: B018 - someone has to run them
+            if self.update_task_type == "process":
+                self.app.start_process_worker()
+            else:
+                self.app.executor  # noqa: B018 - someone has to run them
         upto = self._wait(flow_key, timeout)
         failures = [
             f

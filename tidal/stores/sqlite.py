@@ -28,9 +28,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
 from .base import Claim, ClaimedOp, Failure, StateRead, Store
@@ -72,6 +73,13 @@ CREATE TABLE IF NOT EXISTS tidal_cache (
 
 _PENDING, _FAILED = 0, 1
 
+T = TypeVar("T")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
 
 class _Local(threading.local):
     conn: sqlite3.Connection | None = None
@@ -101,7 +109,8 @@ class SQLiteStore(Store):
         # a second. Other processes still meet at SQLite's lock.
         self._wlock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        conn = self._conn()
+        self._busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;"))
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -120,10 +129,13 @@ class SQLiteStore(Store):
         # One connection per thread: sqlite3 connections must not be shared
         # between threads without a lock, and separate connections let WAL
         # readers run while a writer commits.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
-        conn.execute("PRAGMA journal_mode=WAL")
+        # timeout=0: a busy database raises at once and _busy() retries after
+        # a sleep of tens of microseconds. SQLite's own busy handler sleeps
+        # 1, 2, 5, 10... milliseconds, which caps two processes sharing the
+        # file at a few hundred writes a second each.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+        self._busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, as WAL intends
-        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         # Checkpoint the WAL every ~40 MB instead of every 4 MB: a small queue
         # insert then rarely pays for a checkpoint, at the cost of a larger
         # -wal file between checkpoints.
@@ -136,23 +148,47 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         with self._wlock:
-            conn.execute("BEGIN IMMEDIATE")
+            self._busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                self._busy(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def _exec1(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
         """One write statement in its own transaction, in this process's turn."""
         conn = self._conn()
         with self._wlock:
-            return conn.execute(sql, args)
+            return self._busy(lambda: conn.execute(sql, args))
+
+    def _busy(self, run: Callable[[], T]) -> T:
+        """``run()``, retried while another process holds the database lock."""
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        deadline = time.monotonic() + self._busy_ms / 1000
+        pause = 0.00005
+        while True:
+            time.sleep(pause)
+            try:
+                return run()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.url} stayed locked by another process for {self._busy_ms} ms") from exc
+            pause = min(pause * 2, 0.005)
 
     @contextmanager
     def _read(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN")
+        self._busy(lambda: conn.execute("BEGIN"))
         try:
             yield conn
         finally:
@@ -175,7 +211,7 @@ class SQLiteStore(Store):
         # PRAGMA data_version changes only when another connection commits,
         # so while it stays put the versions this thread saw are current and
         # a serve costs no table lookup at all.
-        (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+        (data_version,) = self._busy(lambda: conn.execute("PRAGMA data_version").fetchone())
         if data_version != local.data_version:
             local.versions.clear()
             local.data_version = data_version
@@ -338,7 +374,7 @@ class SQLiteStore(Store):
         now = time.time()
         # Look first without the write lock: an idle poll must not serialise
         # every process on SQLite's writer lock.
-        if conn.execute(find, (*components, now)).fetchone() is None:
+        if self._busy(lambda: conn.execute(find, (*components, now)).fetchone()) is None:
             return None
         with self._write(conn):
             now = time.time()
@@ -404,7 +440,8 @@ class SQLiteStore(Store):
         if flow is not None:
             sql += " AND flow=?"
             args.append(flow)
-        return int(self._conn().execute(sql, args).fetchone()[0])
+        conn = self._conn()
+        return int(self._busy(lambda: conn.execute(sql, args).fetchone())[0])
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
         sql = "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?"
@@ -412,7 +449,8 @@ class SQLiteStore(Store):
         if flow is not None:
             sql += " AND flow=?"
             args.append(flow)
-        row = self._conn().execute(sql, args).fetchone()
+        conn = self._conn()
+        row = self._busy(lambda: conn.execute(sql, args).fetchone())
         return int(row[0] or 0)
 
     def failures(
@@ -432,7 +470,8 @@ class SQLiteStore(Store):
         if flow is not None:
             sql += " AND flow=?"
             args.append(flow)
-        rows = self._conn().execute(sql + " ORDER BY id", args).fetchall()
+        conn = self._conn()
+        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
         return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
 
     # -- cache ------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Running update ops in a child process (``update_task_type="process"``).
+
+Update ops are Python: run in threads of the serving process, a CPU-heavy
+one holds the GIL and every serve waits behind it. A process worker is a
+forked child that runs the same components' update ops through its own
+store connection, so the serving process only enqueues. It is the same
+executor that ``tidal worker`` runs, started for you.
+
+The parent wakes the child through a pipe, but only when a byte of shared
+memory says the child has gone idle: writing to the pipe on every enqueue
+would wake the child (and cost a context switch) thousands of times a
+second while it is busy anyway. When the parent dies, the pipe's write end
+closes and the child stops after its batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import multiprocessing
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("tidal.worker")
+
+
+class ProcessWorker:
+    """A forked child process that runs the app's update ops."""
+
+    def __init__(self, app: App) -> None:
+        if not app.store.shared:
+            raise ConfigError(
+                f"update_task_type='process' needs a store other processes can open "
+                f"(sqlite:///path), not {app.store.url}"
+            )
+        self.app = app
+        self._idle = mmap.mmap(-1, 1)  # shared with the child across fork
+        read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+        ctx = multiprocessing.get_context("fork")
+        self._process = ctx.Process(
+            target=_child_main,
+            args=(app, read_end, self._write_end, self._idle),
+            name=f"tidal-worker-{app.name}",
+            daemon=True,
+        )
+        self._process.start()
+        os.close(read_end)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def notify(self) -> None:
+        """Tell the child there is work, if it is idle."""
+        if self._idle[0]:
+            self._idle[0] = 0
+            self.hurry()
+
+    def hurry(self) -> None:
+        """Wake the child now: someone waits for updates."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._write_end, b"!")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the child finish its batch and exit."""
+        with contextlib.suppress(OSError):
+            os.close(self._write_end)
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout)
+
+
+def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> None:
+    """Entry point of the forked child: a fresh store connection and executor
+    over the parent's components. Nothing of the parent's store is touched:
+    SQLite connections must not cross a fork."""
+    from .app import App
+    from .executor import Executor
+
+    os.close(write_end)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+    app = App(
+        parent.name,
+        store=parent.store.url,
+        home=parent.home,
+        secret_key=parent.codec.key,
+        settings=parent.settings,
+    )
+    for component in parent.components.values():
+        app.register(component)
+    executor = Executor(app, idle_flag=idle)
+    stopped = threading.Event()
+
+    def on_term(*_: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    def pipe_reader() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 4096)
+            except OSError:
+                data = b""
+            if not data:  # parent closed the pipe or died
+                stopped.set()
+                return
+            executor.hurry()
+
+    threading.Thread(target=pipe_reader, name="tidal-worker-pipe", daemon=True).start()
+    executor.start()
+    stopped.wait()
+    executor.stop()
+    app.close()
