@@ -1,0 +1,37 @@
+"""The benchmarks still run: ``python -m benchmarks.run_all --quick --store memory``
+exits 0, reports every workload, and writes well-formed JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("serve", "update", "large_state", "lifecycle")
+
+
+@pytest.mark.slow
+def test_run_all_quick_memory(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_all", "--quick", "--store", "memory", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    for name in WORKLOADS:
+        assert f"== {name}:" in proc.stdout, f"workload {name} missing from:\n{proc.stdout}"
+    data = json.loads(out.read_text())
+    assert data["failed"] == []
+    assert data["stores"] == ["memory"]
+    reported = {row["workload"] for row in data["rows"]}
+    assert reported == set(WORKLOADS)
+    for row in data["rows"]:
+        if row["metric"] in ("miss_p50", "e2e", "write_p50", "p50"):
+            assert row["values"]["memory"] > 0, row
