@@ -4,7 +4,9 @@
   flow whose update op increments a counter, then ``flush_update``; the clock
   stops when every update is committed. The app's executor (default threads)
   applies updates while the calls are still being made, so the run-call rate
-  in this trial is also reported ("while applying").
+  in this trial is also reported ("while applying"). On SQLite the same
+  trial also runs with ``update_task_type="process"`` (a forked child applies
+  the updates, so the two sides do not share a GIL).
 * enqueue: the same ``N`` calls on an instance made with
   ``disable_update_task=True``, so nothing competes with them.
 * apply: that backlog drained by ``tidal.executor.Executor(app, threads=1).drain()``
@@ -33,6 +35,13 @@ TITLE = "update throughput (one instance, counter increments)"
 METRICS = [
     Metric("e2e", "end to end, N runs + flush", "updates/s", higher_is_better=True, target=15_000, motion=1_500),
     Metric("run_concurrent", "run calls/s while applying", "calls/s", higher_is_better=True),
+    Metric(
+        "e2e_process",
+        "end to end, update_task_type='process'",
+        "updates/s",
+        higher_is_better=True,
+        note="updates applied by a forked child process; needs a shared store, so SQLite only",
+    ),
     Metric("enqueue", "enqueue: run calls/s, no executor", "calls/s", higher_is_better=True),
     Metric("apply", "apply: Executor(threads=1).drain()", "updates/s", higher_is_better=True),
     Metric(
@@ -65,7 +74,7 @@ def baseline(cfg: Config) -> dict[str, float]:
         rates.append(n / (time.perf_counter() - t0))
         check(state["n"] == n, "floor lost updates")
     rate = median(rates)
-    return {"e2e": rate, "run_concurrent": rate, "enqueue": rate, "apply": rate}
+    return {"e2e": rate, "run_concurrent": rate, "e2e_process": rate, "enqueue": rate, "apply": rate}
 
 
 def _define(app: tidal.App) -> tidal.Component:
@@ -86,17 +95,17 @@ def _check_counter(inst: tidal.Instance, n: int, what: str) -> None:
     check(version == n + 1, f"{what}: version is {version} after {n} updates, expected {n + 1}")
 
 
-def _end_to_end(store: str, n: int) -> tuple[float, float]:
+def _end_to_end(store: str, n: int, task_type: str = "thread") -> tuple[float, float]:
     with bench_app(store) as app:
-        inst = _define(app)("counter-e2e")
-        check(app.executor_running, "executor did not start")
+        inst = _define(app)("counter-e2e", update_task_type=task_type)  # type: ignore[arg-type]
+        check(app.executor_running, "no executor started")
         t0 = time.perf_counter()
         for i in range(n):
             inst.run("inc", props={"i": i})
         t1 = time.perf_counter()
         inst.flush_update("inc")
         t2 = time.perf_counter()
-        _check_counter(inst, n, f"end-to-end trial on {store}")
+        _check_counter(inst, n, f"end-to-end trial on {store} ({task_type})")
         inst.close()
     return n / (t2 - t0), n / (t1 - t0)
 
@@ -142,7 +151,7 @@ def _raw_insert(n: int) -> float:
 
 def run(store: str, cfg: Config) -> dict[str, float]:
     trials, n = _sizes(cfg)
-    e2e, concurrent, enqueue, apply, raw = [], [], [], [], []
+    e2e, concurrent, enqueue, apply, raw, process = [], [], [], [], [], []
     for _ in range(trials):
         a, b = _end_to_end(store, n)
         e2e.append(a)
@@ -151,6 +160,7 @@ def run(store: str, cfg: Config) -> dict[str, float]:
         enqueue.append(c)
         apply.append(d)
         if store == "sqlite":
+            process.append(_end_to_end(store, n, "process")[0])
             raw.append(_raw_insert(n))
     out = {
         "e2e": median(e2e),
@@ -159,6 +169,7 @@ def run(store: str, cfg: Config) -> dict[str, float]:
         "apply": median(apply),
     }
     if raw:
+        out["e2e_process"] = median(process)
         out["raw_insert"] = median(raw)
     return out
 
