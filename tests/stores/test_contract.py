@@ -596,3 +596,27 @@ def test_claim_without_counting_newer_ops_counts_only_within_the_batch(store: St
     held = store.claim([C], "worker", LONG, 2, count_newer=False)
     assert held is not None
     assert [(op.flow, op.newer_same_flow) for op in held.ops] == [("a", 0), ("b", 0)]
+
+
+def test_sqlite_queue_index_forgets_drained_instances(tmp_path: Path) -> None:
+    """Claims look at tidal_queues; an instance whose ops are all done must
+    leave it, or every idle poll would grow with every instance ever used."""
+    import sqlite3
+
+    from tidal.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "q.db")
+    store.create_instance("C", "a", {})
+    store.enqueue("C", "a", "f", b"x")
+    store.enqueue("C", "a", "f", b"y")
+    claim = store.claim(["C"], "w", 5.0, 1)
+    assert claim is not None
+    store.commit("C", "a", {}, claim=claim, done=claim.op_ids)
+    rows = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM tidal_queues").fetchone()[0]
+    assert rows == 1  # one op still pending
+    claim = store.claim(["C"], "w", 5.0, 10)
+    assert claim is not None
+    store.commit("C", "a", {}, claim=claim, done=claim.op_ids)
+    rows = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM tidal_queues").fetchone()[0]
+    assert rows == 0
+    store.close()

@@ -323,6 +323,11 @@ class SQLiteStore(Store):
                     [(op_id,) for op_id in claim.op_ids if op_id not in errors],
                 )
                 conn.execute("DELETE FROM tidal_leases WHERE component=? AND instance=?", key)
+                conn.execute(
+                    "DELETE FROM tidal_queues WHERE component=? AND instance=? AND NOT EXISTS ("
+                    "SELECT 1 FROM tidal_ops WHERE component=? AND instance=? AND status=0)",
+                    key + key,
+                )
         self._remember(component, instance, version)
         return int(version)
 
