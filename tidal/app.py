@@ -106,13 +106,13 @@ class App:
         prefix = f"state key of {component.name}/{instance}"
 
         def encode(value: Any, key: str) -> bytes:
-            return dumps(value, what=f"{prefix} {key!r}")
+            return dumps(value, what=(prefix, key))
 
         return encode
 
     def decode(self, raw: bytes, key: str) -> Any:
         """Deserialise one stored state value."""
-        return self.codec.loads(raw, what=f"state key {key!r}")
+        return self.codec.loads(raw, what=("state key", key))
 
     # -- snapshots --------------------------------------------------------
 

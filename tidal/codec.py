@@ -25,6 +25,19 @@ _HEADER = len(_FORMAT) + _MAC_SIZE
 _PROPS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
+What = str | tuple[str, object] | tuple[str, object, str]
+"""Names a value in error messages: a string, or (label, value[, suffix]),
+formatted only when an error is raised (an f-string per call would cost time
+on hot paths)."""
+
+
+def describe(what: What) -> str:
+    """The text of a ``What``: ``label repr(value) suffix``."""
+    if isinstance(what, str):
+        return what
+    return " ".join((what[0], repr(what[1]), *what[2:]))
+
+
 class Codec:
     """Signs and serialises values with one secret key."""
 
@@ -40,27 +53,27 @@ class Codec:
         """The secret key (handed to worker processes of the same app)."""
         return self._key
 
-    def dumps(self, value: Any, *, what: str = "value") -> bytes:
+    def dumps(self, value: Any, *, what: What = "value") -> bytes:
         """Serialise ``value``; ``what`` names it in the error if that fails."""
         try:
             data = pickle.dumps(value, protocol=5)
         except Exception as exc:
             raise StateSerializationError(
-                f"cannot serialise {what}: {type(value).__name__} is not picklable ({exc}). "
+                f"cannot serialise {describe(what)}: {type(value).__name__} is not picklable ({exc}). "
                 "Store plain data (dicts, lists, numbers, strings, numpy arrays), or define "
                 "save_state / load_state on the component to convert it."
             ) from exc
         return b"".join((_FORMAT, hmac.digest(self._key, data, "sha256"), data))
 
-    def loads(self, raw: bytes, *, what: str = "value") -> Any:
+    def loads(self, raw: bytes, *, what: What = "value") -> Any:
         """Check the signature of ``raw`` and unpickle it."""
         view = memoryview(raw)
         if raw[:1] != _FORMAT or len(raw) < _HEADER:
-            raise StateIntegrityError(f"{what}: not in Tidal's format; refusing to load it")
+            raise StateIntegrityError(f"{describe(what)}: not in Tidal's format; refusing to load it")
         body = view[_HEADER:]
         if not hmac.compare_digest(view[1:_HEADER], hmac.digest(self._key, body, "sha256")):
             raise StateIntegrityError(
-                f"{what}: HMAC check failed; the bytes were not written with this app's "
+                f"{describe(what)}: HMAC check failed; the bytes were not written with this app's "
                 "secret key (TIDAL_SECRET_KEY), so they are not unpickled"
             )
         return pickle.loads(body)

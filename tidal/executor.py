@@ -212,7 +212,7 @@ class Executor:
         bump = 0
         for op in claim.ops:
             try:
-                flow, props = app.codec.loads(op.payload, what=f"payload of op {op.id}")
+                flow, props = app.codec.loads(op.payload, what=("payload of op", op.id))
                 if not isinstance(props, Properties):
                     raise TypeError(f"payload of op {op.id} holds {type(props).__name__}, not props")
                 routes = component.update_routes.get(flow)

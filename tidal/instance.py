@@ -122,7 +122,7 @@ class Instance:
             serving.remember(self, key, p, result)
         if has_updates:
             p._serve_result = result
-            payload = self.app.codec.dumps((flow_key, p), what=f"props of flow {flow_key!r} (with serve_result)")
+            payload = self.app.codec.dumps((flow_key, p), what=("props of flow", flow_key, "(with serve_result)"))
             self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
             self.app.notify_enqueued()
 
