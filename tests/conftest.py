@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import PostgresServer, drop_database, fresh_database, start_postgres
 
 import tidal
 from tidal.config import Settings
@@ -47,3 +48,22 @@ def app(store_kind: str, tmp_path: Path) -> Iterator[tidal.App]:
     a = make_app(store_kind, tmp_path)
     yield a
     a.close()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (installed with apt if missing; never skipped)."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of an empty database of its own on ``pg_server``, dropped after the test."""
+    url = fresh_database(pg_server, request.node.name)
+    yield url
+    drop_database(pg_server, url)
