@@ -16,6 +16,9 @@ from .exceptions import (
     FailedOp,
     InitStateError,
     LeaseLostError,
+    RecordNotFoundError,
+    RecordValidationError,
+    SchemaError,
     StateError,
     StateIntegrityError,
     StateSerializationError,
@@ -33,6 +36,19 @@ from .migrate import MigrationResult, StateMigrator
 ComponentInstance = Instance
 """Motion's name for an instance."""
 
+_LAZY = {"Record": "record", "Vector": "record", "Rows": "rows", "Database": "database"}
+
+
+def __getattr__(name: str) -> object:
+    # Relations pull in pydantic, numpy and SQLAlchemy: import them only when
+    # an app uses them, so that `import tidal` stays quick.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"tidal.relations.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tidal' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,6 +56,13 @@ __all__ = [
     "Component",
     "ComponentInstance",
     "ConfigError",
+    "Database",
+    "Record",
+    "RecordNotFoundError",
+    "RecordValidationError",
+    "Rows",
+    "SchemaError",
+    "Vector",
     "DefinitionError",
     "DiscardPolicy",
     "FailedOp",

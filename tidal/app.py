@@ -4,6 +4,7 @@ process-wide snapshots and cache that their instances share."""
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -15,22 +16,27 @@ from .codec import Codec
 from .core.component import CacheMode, Component
 from .core.layout import KeyLayout, Layout, WholeLayout
 from .core.state import Snapshot
+from .data import RelationsAPI
 from .exceptions import StoreError
 from .stores import Store, from_url
 
 if TYPE_CHECKING:
+    from .dispatch import Dispatcher, Scheduler
     from .executor import Executor
+    from .relations import Database
     from .worker import ProcessWorker
 
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 
 
-class App:
+class App(RelationsAPI):
     """A Tidal application.
 
     ``store`` is a URL (``sqlite:///path``, ``memory://``) or a Store; by
     default a SQLite file named after the app in ``TIDAL_HOME`` (``./.tidal``).
-    No server is needed::
+    ``db`` is where relations live (a SQLAlchemy URL, e.g.
+    ``postgresql://…``); by default the store's SQLite file (an in-memory
+    SQLite database for ``memory://``). No server is needed::
 
         app = tidal.App("shop")
         Prefs = app.component("Prefs")
@@ -45,6 +51,7 @@ class App:
         secret_key: str | bytes | None = None,
         settings: config.Settings | None = None,
         shared_cache: bool = False,
+        db: str | None = None,
     ) -> None:
         self.name = name
         self.home = config.home_dir(home)
@@ -64,6 +71,11 @@ class App:
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
         self._process_worker: ProcessWorker | None = None
+        self._db_url = db or os.environ.get("TIDAL_DB")
+        self._db: Database | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._scheduler: Scheduler | None = None
+        self._helpers_lock = threading.Lock()
         self._closed = False
         _apps.add(self)
 
@@ -85,6 +97,88 @@ class App:
         component defined again under the same name replaces the old one."""
         self.components[component.name] = component
         self._layouts.pop(component.name, None)
+        if self._db is not None:
+            for trigger in component.triggers:
+                self._db.watch(trigger.relation)
+        if self._executor is not None:
+            self.start_helpers()
+
+    def ensure_instance(self, component: Component, instance: str, params: dict[str, Any] | None = None) -> bool:
+        """Create the instance with ``init_state(**params)`` unless it exists;
+        True if this call created it."""
+        if self.store.get_version(component.name, instance) is not None:
+            return False
+        state = component.make_init_state(params or {})
+        values = self.layout(component).encode_initial(state, self.encoder(component, instance))
+        created, _ = self.store.create_instance(component.name, instance, values)
+        return created
+
+    # -- relations --------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """Where this app's relations live (opened on first use)."""
+        if self._db is None:
+            with self._helpers_lock:
+                if self._db is None:
+                    from .relations import Database
+                    from .stores.sqlite import SQLiteStore
+
+                    url = self._db_url
+                    if url is None:
+                        url = f"sqlite:///{self.store.path}" if isinstance(self.store, SQLiteStore) else "sqlite://"
+                    database = Database(url)
+                    database.on_change.append(self._on_relation_change)
+                    for component in self.components.values():
+                        for trigger in component.triggers:
+                            database.watch(trigger.relation)
+                    self._db = database
+        return self._db
+
+    def _relations_written(self, cls: type) -> None:
+        # Records with triggers need someone to dispatch them: start this
+        # process's background work if nothing runs it yet.
+        if (
+            self._executor is None
+            and self._process_worker is None
+            and any(t.relation is cls for c in self.components.values() for t in c.triggers)
+        ):
+            self.executor  # noqa: B018
+
+    def _on_relation_change(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.notify()
+
+    def dispatch_changes(self) -> int:
+        """Queue the ops of every relation change recorded so far (what the
+        dispatcher thread does, done now in this thread); returns how many
+        changes were handed over. ``flush_update`` calls it so that a flush
+        after an insert waits for the insert's triggers too."""
+        if self._db is None or not any(c.triggers for c in self.components.values()):
+            return 0
+        from .dispatch import Dispatcher
+
+        dispatcher = self._dispatcher or Dispatcher(self)
+        total = 0
+        while moved := dispatcher.run_once():
+            total += moved
+        return total
+
+    def start_helpers(self) -> None:
+        """Start the dispatcher of relation triggers and the scheduler, if
+        this app's components need them (called where update ops run)."""
+        from .dispatch import Dispatcher, Scheduler
+
+        with self._helpers_lock:
+            if self._closed:
+                return
+            if self._dispatcher is None and any(c.triggers for c in self.components.values()):
+                self.db  # noqa: B018 - opens the database and watches the relations
+                self._dispatcher = Dispatcher(self)
+                self._dispatcher.start()
+            if self._scheduler is None and any(c.schedules for c in self.components.values()):
+                self._scheduler = Scheduler(self)
+                self._scheduler.start()
 
     def layout(self, component: Component) -> Layout:
         """How ``component``'s state is laid out in the store."""
@@ -222,11 +316,17 @@ class App:
         if self._closed:
             return
         self._closed = True
+        with self._helpers_lock:
+            for helper in (self._scheduler, self._dispatcher):
+                if helper is not None:
+                    helper.stop()
         if self._executor is not None:
             self._executor.stop()
         if self._process_worker is not None:
             self._process_worker.stop()
         self.store.close()
+        if self._db is not None:
+            self._db.close()
 
     def __enter__(self) -> App:
         return self

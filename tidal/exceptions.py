@@ -15,7 +15,10 @@
     │   └── UpdateFailedError       flush_update found failed update ops
     ├── LeaseLostError              a worker's lease expired before it committed
     ├── VersionConflictError        state changed between read and commit
-    └── StoreError                  the store is closed or unusable
+    ├── StoreError                  the store is closed or unusable
+    ├── RecordValidationError (ValueError)  a record failed its schema
+    ├── RecordNotFoundError (KeyError)      update/delete of a missing record
+    └── SchemaError                 a relation's class no longer fits its table
 """
 
 from __future__ import annotations
@@ -107,3 +110,24 @@ class VersionConflictError(TidalError):
 
 class StoreError(TidalError):
     """Raised when the store cannot be used (closed, corrupt, misconfigured)."""
+
+
+class RecordValidationError(TidalError, ValueError):
+    """Raised when a record fails its relation's schema; nothing is written.
+
+    ``errors`` lists each problem as (record index, field, message)."""
+
+    def __init__(self, message: str, errors: list[tuple[int, str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class RecordNotFoundError(TidalError, KeyError):
+    """Raised when updating or deleting a record id that is not stored."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SchemaError(TidalError):
+    """Raised when a Record class is incompatible with its stored table."""

@@ -28,6 +28,7 @@ from .stores import Claim, Failure
 if TYPE_CHECKING:
     from .app import App
     from .core.component import Component
+    from .relations.record import Record
 
 log = logging.getLogger("tidal.executor")
 
@@ -62,6 +63,7 @@ class Executor:
         beat = threading.Thread(target=self._heartbeat, name="tidal-heartbeat", daemon=True)
         beat.start()
         self._threads.append(beat)
+        self.app.start_helpers()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the batches in hand are committed."""
@@ -130,7 +132,7 @@ class Executor:
     # -- work -------------------------------------------------------------
 
     def runnable_components(self) -> list[str]:
-        return [name for name, comp in self.app.components.items() if comp.update_routes]
+        return [name for name, comp in self.app.components.items() if comp.runs_in_background]
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many ops it held (0: no work)."""
@@ -200,6 +202,33 @@ class Executor:
         log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
         app.store.release(claim)
 
+    def _serve_in_background(self, component: Component, flow: str, state: Any, props: Properties) -> None:
+        """A relation-triggered serve op: run it, store its result as a
+        derived record if the trigger says ``into``, and hand the result to
+        the flow's update ops."""
+        from .serving import call_sync
+
+        route = component.serve_routes.get(flow)
+        if route is None:
+            raise LookupError(f"component {component.name} has no serve op for flow {flow!r}")
+        result = call_sync(route, state, props)
+        props._serve_result = result
+        trigger = next((t for t in component.triggers if t.flow == flow and t.serve), None)
+        if trigger is None or trigger.into is None or props.get("event") == "delete":
+            return
+        source = props["record"]
+        derived: Record
+        if isinstance(result, trigger.into):
+            derived = result if "id" in result.model_fields_set else result.model_copy(update={"id": source.id})
+        elif isinstance(result, dict):
+            derived = trigger.into.model_validate({"id": source.id, **result})
+        else:
+            raise TypeError(
+                f"serve op of {component.name} flow {flow!r} returned {type(result).__name__}; with into= it must "
+                f"return a dict of {trigger.into.__name__} fields or a {trigger.into.__name__}"
+            )
+        self.app.db.insert_many([derived], upsert=True)
+
     def _apply(
         self, component: Component, claim: Claim, raw: Any
     ) -> tuple[dict[str, bytes], list[int], list[Failure], int]:
@@ -212,13 +241,16 @@ class Executor:
         bump = 0
         for op in claim.ops:
             try:
-                flow, props = app.codec.loads(op.payload, what=("payload of op", op.id))
+                flow, props, *mode = app.codec.loads(op.payload, what=("payload of op", op.id))
                 if not isinstance(props, Properties):
                     raise TypeError(f"payload of op {op.id} holds {type(props).__name__}, not props")
-                routes = component.update_routes.get(flow)
-                if not routes:
+                routes = component.update_routes.get(flow, [])
+                background_serve = bool(mode and mode[0] == "serve")
+                if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
                 state = layout.update_state(overlay(raw, changes), app.decode, claim.instance)
+                if background_serve:
+                    self._serve_in_background(component, flow, state, props)
                 delta: dict[str, Any] = {}
                 for route in routes:
                     if should_discard(

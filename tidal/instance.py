@@ -54,10 +54,7 @@ class Instance:
         self._closed = False
         store = self.app.store
         name = component.name
-        if store.get_version(name, self._id) is None:
-            state = component.make_init_state(init_state_params or {})
-            layout = self.app.layout(component)
-            store.create_instance(name, self._id, layout.encode_initial(state, self.app.encoder(component, self._id)))
+        self.app.ensure_instance(component, self._id, init_state_params)
         # Failures of ops queued before this handle existed are history, not
         # news: flush_update reports only those of later ops.
         self._reported_upto = store.last_op_id(name, self._id)
@@ -315,6 +312,7 @@ class Instance:
         if flow_key is not None and flow_key not in self.component.update_routes:
             self._routes(flow_key)  # unknown flow -> UnknownFlowError
             return
+        self.app.dispatch_changes()
         if not self.app.executor_running:
             if self.update_task_type == "process":
                 self.app.start_process_worker()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..constants import DEFAULT_CACHE_TTL
 from ..exceptions import DefinitionError
 from .policies import DiscardPolicy, validate_policy
+from .triggers import EVENTS, InstanceRoute, Schedule, Trigger, check_cron, check_events, parse_every
 
 if TYPE_CHECKING:
     from ..app import App
@@ -74,6 +75,15 @@ def _keys(keys: str | Iterable[str], where: str) -> list[str]:
         if not isinstance(key, str) or not key:
             raise DefinitionError(f"{where}: flow keys must be non-empty strings, got {key!r}")
     return out
+
+
+def _check_relation(cls: type | None, where: str) -> None:
+    if cls is None:
+        return
+    from ..relations.record import Record
+
+    if not (isinstance(cls, type) and issubclass(cls, Record)):
+        raise DefinitionError(f"{where}: on= / into= take a tidal.Record subclass, got {cls!r}")
 
 
 def _check_signature(fn: Callable[..., Any], where: str) -> None:
@@ -146,6 +156,8 @@ class Component:
         self._load_state_fn: Callable[[Any], dict[str, Any]] | None = None
         self.serve_routes: dict[str, ServeRoute] = {}
         self.update_routes: dict[str, list[UpdateRoute]] = {}
+        self.triggers: list[Trigger] = []
+        self.schedules: list[Schedule] = []
         if app is not None:
             app.register(self)
         _defined.add(self)
@@ -207,6 +219,11 @@ class Component:
         return self._save_state_fn is not None or self._load_state_fn is not None
 
     @property
+    def runs_in_background(self) -> bool:
+        """Whether executors have ops of this component to run."""
+        return bool(self.update_routes) or any(t.serve for t in self.triggers)
+
+    @property
     def counts_backlog(self) -> bool:
         """Whether an update op uses DiscardPolicy.NUM_NEW_UPDATES (claims
         must then count the ops queued behind each one)."""
@@ -239,15 +256,32 @@ class Component:
         return fn
 
     def serve(
-        self, keys: str | Iterable[str], *, cache: CacheMode | None = None
+        self,
+        keys: str | Iterable[str],
+        *,
+        cache: CacheMode | None = None,
+        on: type | None = None,
+        events: Iterable[str] = EVENTS,
+        instance: InstanceRoute = "global",
+        into: type | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate the serve op of one or more flows: ``fn(state, props)``,
         plain, async, generator or async generator. ``cache`` overrides the
-        component's cache mode for these flows."""
+        component's cache mode for these flows.
+
+        With ``on=RecordClass`` the flow also runs in the background whenever
+        such a record changes (props ``record``, ``event``, ``old``), and with
+        ``into=OtherRecord`` each result is stored as a record of that
+        relation, with the triggering record's id."""
         where = f"Component {self._name}.serve"
         flow_keys = _keys(keys, where)
         if cache is not None and cache not in _CACHE_MODES:
             raise DefinitionError(f"{where}: cache must be one of {_CACHE_MODES}, got {cache!r}")
+        trigger_events = check_events(events, where)
+        if into is not None and on is None:
+            raise DefinitionError(f"{where}: into= stores results of a relation trigger; give on= too")
+        _check_relation(on, where)
+        _check_relation(into, where)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             _check_signature(fn, where)
@@ -260,30 +294,57 @@ class Component:
                     )
             for key in flow_keys:
                 self.serve_routes[key] = ServeRoute(key, fn, _kind(fn), cache)
+                if on is not None:
+                    self.triggers.append(Trigger(on, trigger_events, instance, key, serve=True, into=into))
             return fn
 
         return decorator
 
     def update(
         self,
-        keys: str | Iterable[str],
+        keys: str | Iterable[str] | None = None,
         discard_policy: DiscardPolicy = DiscardPolicy.NONE,
         discard_after: float | None = None,
+        *,
+        on: type | None = None,
+        events: Iterable[str] = EVENTS,
+        instance: InstanceRoute | Callable[[], Iterable[str]] = "global",
+        every: str | float | None = None,
+        cron: str | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate an update op of one or more flows: ``fn(state, props)``
         returning a dict of changed keys (or None for no change). It runs in
         the background after the flow's serve op, with ``props.serve_result``
-        set; ops of one instance run one at a time in enqueue order."""
+        set; ops of one instance run one at a time in enqueue order.
+
+        It can also fire on its own: ``on=RecordClass`` (for ``events`` of
+        that relation, routed by ``instance``: an id or a function of the
+        record), or ``every="10m"`` / ``cron="0 * * * *"`` (``instance``: an
+        id, ``"*"`` for every instance, or a function returning ids). Without
+        ``keys`` the flow is named after the function."""
         where = f"Component {self._name}.update"
-        flow_keys = _keys(keys, where)
         validate_policy(discard_policy, discard_after, where)
+        trigger_events = check_events(events, where)
+        _check_relation(on, where)
+        if every is not None and cron is not None:
+            raise DefinitionError(f"{where}: give every= or cron=, not both")
+        period = parse_every(every, where) if every is not None else None
+        cron_expr = check_cron(cron, where) if cron is not None else None
+        if keys is None and on is None and period is None and cron_expr is None:
+            raise DefinitionError(f"{where}: give the flow key(s) the op updates, or on= / every= / cron=")
+        explicit = _keys(keys, where) if keys is not None else None
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             _check_signature(fn, where)
             if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
                 raise DefinitionError(f"{where}: update op {fn.__name__!r} must be a plain function returning a dict")
+            flow_keys = explicit or [fn.__name__]
             for key in flow_keys:
                 self.update_routes.setdefault(key, []).append(UpdateRoute(key, fn, discard_policy, discard_after))
+                if on is not None:
+                    self.triggers.append(Trigger(on, trigger_events, instance, key))  # type: ignore[arg-type]
+                if period is not None or cron_expr is not None:
+                    self.schedules.append(Schedule(key, period, cron_expr, instance))  # type: ignore[arg-type]
             return fn
 
         return decorator

@@ -67,6 +67,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class NewOp:
+    """An op to enqueue. With ``dedupe`` set, the op is enqueued only if no op
+    with the same key was enqueued in the last ``dedupe_ttl`` seconds (so a
+    trigger or schedule tick handed over twice still runs once)."""
+
+    component: str
+    instance: str
+    flow: str
+    payload: bytes
+    dedupe: str | None = None
+    dedupe_ttl: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
 class Failure:
     """An op that failed, to record in a commit."""
 
@@ -137,6 +151,11 @@ class Store(ABC):
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
         """Append an update op to the instance's queue; returns its id. Ids
         only grow, so an id says where an op stands in its queue."""
+
+    @abstractmethod
+    def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
+        """Enqueue several ops in one transaction, in order; each result is
+        the op's id, or None when its dedupe key was already used."""
 
     @abstractmethod
     def claim(

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
 
 Key = tuple[str, str]
 
@@ -55,6 +55,7 @@ class MemoryStore(Store):
         self._failed: dict[Key, list[FailedOp]] = {}
         self._leases: dict[Key, tuple[str, float]] = {}
         self._cache: dict[bytes, tuple[bytes, float]] = {}
+        self._dedupe: dict[str, float] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -155,6 +156,21 @@ class MemoryStore(Store):
             key = (component, instance)
             self._queues.setdefault(key, []).append(_Op(op_id, flow, payload, time.time()))
             return op_id
+
+    def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
+        now = time.time()
+        out: list[int | None] = []
+        with self._lock:
+            for op in ops:
+                if op.dedupe is not None:
+                    if self._dedupe.get(op.dedupe, 0.0) > now:
+                        out.append(None)
+                        continue
+                    self._dedupe[op.dedupe] = now + op.dedupe_ttl
+                op_id = next(self._ids)
+                self._queues.setdefault((op.component, op.instance), []).append(_Op(op_id, op.flow, op.payload, now))
+                out.append(op_id)
+        return out
 
     def claim(
         self,

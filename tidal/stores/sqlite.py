@@ -14,6 +14,7 @@ Tables::
                     error, payload. Done ops are deleted in their commit.
     tidal_queues    (component, instance) of every instance with pending ops
     tidal_leases    (component, instance) -> token, expires_at
+    tidal_dedupe    key -> expires_at: dedupe keys of enqueued triggers and ticks
     tidal_cache     key -> expires_at, value
 
 Writes take ``BEGIN IMMEDIATE`` so that the check (lease, version) and the
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidal_instances (
@@ -67,6 +68,8 @@ END;
 CREATE TABLE IF NOT EXISTS tidal_leases (
     component TEXT NOT NULL, instance TEXT NOT NULL, token TEXT NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (component, instance));
+CREATE TABLE IF NOT EXISTS tidal_dedupe (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tidal_dedupe_by_expiry ON tidal_dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS tidal_cache (
     key BLOB PRIMARY KEY, expires_at REAL NOT NULL, value BLOB NOT NULL);
 """
@@ -354,6 +357,30 @@ class SQLiteStore(Store):
             (component, instance, flow, time.time(), payload),
         )
         return int(cur.lastrowid or 0)
+
+    def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
+        conn = self._conn()
+        now = time.time()
+        out: list[int | None] = []
+        with self._write(conn):
+            for op in ops:
+                if op.dedupe is not None:
+                    fresh = conn.execute(
+                        "INSERT INTO tidal_dedupe VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                        "SET expires_at=excluded.expires_at WHERE tidal_dedupe.expires_at<=?",
+                        (op.dedupe, now + op.dedupe_ttl, now),
+                    ).rowcount
+                    if not fresh:
+                        out.append(None)
+                        continue
+                cur = conn.execute(
+                    "INSERT INTO tidal_ops (component, instance, flow, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)",
+                    (op.component, op.instance, op.flow, now, op.payload),
+                )
+                out.append(int(cur.lastrowid or 0))
+            if any(op.dedupe for op in ops):
+                conn.execute("DELETE FROM tidal_dedupe WHERE expires_at<?", (now,))
+        return out
 
     def claim(
         self,

@@ -1,0 +1,162 @@
+"""The relation verbs of an App: insert, update, delete, get, query, sql,
+backfill. Kept apart from app.py, which is about state and execution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .core.props import Properties
+from .exceptions import DefinitionError
+from .stores import NewOp
+
+if TYPE_CHECKING:
+    from .codec import Codec
+    from .core.component import Component
+    from .stores import Store
+    from .relations import Database, Record, Rows
+
+R = TypeVar("R", bound="Record")
+
+
+class RelationsAPI:
+    """Mixed into App; needs ``db``, ``store``, ``codec`` and ``ensure_instance``."""
+
+    @property
+    def db(self) -> Database:
+        raise NotImplementedError  # pragma: no cover - App implements it
+
+    def _relations_written(self, cls: type[Record]) -> None:  # pragma: no cover - App overrides
+        """Hook: records of ``cls`` were written."""
+
+    @overload
+    def insert(self, record: R) -> R: ...
+
+    @overload
+    def insert(self, record: type[R], data: Mapping[str, Any]) -> R: ...
+
+    def insert(self, record: Any, data: Mapping[str, Any] | None = None) -> Any:
+        """Store a new record (or a dict validated as ``record``'s class);
+        returns it as stored, with id and timestamps."""
+        if isinstance(record, type):
+            return self.insert_many([data or {}], relation=record)[0]
+        return self.insert_many([record])[0]
+
+    store: Store
+    codec: Codec
+
+    def insert_many(self, records: Iterable[Any], *, relation: type[Record] | None = None) -> list[Any]:
+        """Store many records in one transaction: all or nothing. Dicts need
+        ``relation``; a bad record raises RecordValidationError naming its
+        index and field, and nothing is written."""
+        items = self.db.validate(list(records), relation)
+        stored = self.db.insert_many(items)
+        self._written(items)
+        return stored
+
+    def upsert(self, record: R) -> R:
+        """Insert the record, or replace the stored one with the same id."""
+        stored: R = self.upsert_many([record])[0]
+        return stored
+
+    def upsert_many(self, records: Iterable[Any], *, relation: type[Record] | None = None) -> list[Any]:
+        """``upsert`` for many records, in one transaction."""
+        items = self.db.validate(list(records), relation)
+        stored = self.db.insert_many(items, upsert=True)
+        self._written(items)
+        return stored
+
+    def update(self, record: R) -> R:
+        """Replace a stored record (same id); RecordNotFoundError if absent."""
+        stored: R = self.update_many([record])[0]
+        return stored
+
+    def update_many(self, records: Iterable[Any]) -> list[Any]:
+        """``update`` for many records, in one transaction."""
+        items = self.db.validate(list(records))
+        stored = self.db.update_many(items)
+        self._written(items)
+        return stored
+
+    def delete(self, cls: type[R], record_id: str) -> R:
+        """Delete a record by id; returns it. RecordNotFoundError if absent."""
+        return self.delete_many(cls, [record_id])[0]
+
+    def delete_many(self, cls: type[R], ids: Sequence[str]) -> list[R]:
+        """Delete records by id in one transaction."""
+        deleted = self.db.delete_many(cls, list(ids))
+        self._relations_written(cls)
+        return deleted
+
+    def get(self, cls: type[R], record_id: str) -> R | None:
+        """The stored record with this id, or None."""
+        return self.db.get(cls, record_id)
+
+    def query(
+        self,
+        cls: type[R],
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] = "created_at",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[R]:
+        """Records whose fields equal ``where``'s values, ordered by
+        ``order_by`` (``-field`` for descending)."""
+        return self.db.query(cls, where, order_by=order_by, limit=limit, offset=offset)
+
+    def sql(self, query: str, params: Mapping[str, Any] | None = None, *, write: bool = False) -> Rows:
+        """Run SQL with bound parameters only (``:name`` placeholders, values
+        in ``params``); returns rows (``.df()``, ``.arrow()`` on request).
+        Read-only unless ``write=True``."""
+        return self.db.sql(query, params, write=write)
+
+    def backfill(self, component: Component, flow: str | None = None, *, batch: int = 500) -> int:
+        """Replay every stored record of the relation(s) that trigger
+        ``component`` (only ``flow``'s triggers, if given) as inserts, so that
+        a trigger added to an existing app catches up. Returns the number of
+        ops queued; running it twice queues each record only once per call."""
+        import uuid
+
+        triggers = [t for t in component.triggers if flow is None or t.flow == flow]
+        if not triggers:
+            raise DefinitionError(
+                f"component {component.name} has no relation trigger" + (f" for {flow!r}" if flow else "")
+            )
+        run = uuid.uuid4().hex[:12]
+        queued = 0
+        for trigger in triggers:
+            offset = 0
+            while True:
+                records = self.db.query(trigger.relation, order_by="created_at", limit=batch, offset=offset)
+                if not records:
+                    break
+                offset += len(records)
+                ops = []
+                for record in records:
+                    instance = trigger.route(record)
+                    self.ensure_instance(component, instance)
+                    props = Properties(record=record, event="insert", old=None, backfill=True)
+                    payload = self.codec.dumps((trigger.flow, props, "serve" if trigger.serve else ""))
+                    ops.append(
+                        NewOp(
+                            component.name,
+                            instance,
+                            trigger.flow,
+                            payload,
+                            dedupe=f"backfill:{run}:{component.name}:{trigger.flow}:{record.id}",
+                        )
+                    )
+                queued += sum(1 for op_id in self.store.enqueue_many(ops) if op_id is not None)
+        self.notify_enqueued()
+        return queued
+
+    def ensure_instance(self, component: Component, instance: str, params: dict[str, Any] | None = None) -> bool:
+        raise NotImplementedError  # pragma: no cover - App implements it
+
+    def notify_enqueued(self) -> None:
+        raise NotImplementedError  # pragma: no cover - App implements it
+
+    def _written(self, records: Sequence[Record]) -> None:
+        for cls in {type(r) for r in records}:
+            self._relations_written(cls)

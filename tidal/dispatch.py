@@ -1,0 +1,187 @@
+"""Background firing of flows: relation changes (from the outbox) and schedules.
+
+Both hand ops to the store with a dedupe key, so that several processes
+doing the same work at once, or one redoing it after a crash, still queue
+each op once: ``chg:<change token>:<component>:<flow>`` for a change,
+``tick:<component>:<flow>:<instance>:<tick>`` for a schedule tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .core.props import Properties
+from .stores import NewOp
+
+if TYPE_CHECKING:
+    from .app import App
+    from .core.component import Component
+    from .core.triggers import Schedule
+
+log = logging.getLogger("tidal.dispatch")
+
+CHANGE_BATCH = 500
+
+
+class Dispatcher:
+    """Moves changes of watched relations from the outbox into op queues."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dispatched = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="tidal-dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        sweep = self.app.settings.sweep_seconds
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                moved = self.run_once()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("dispatching relation changes failed; retrying")
+                moved = 0
+            if moved < CHANGE_BATCH:
+                self._wake.wait(sweep)
+
+    def run_once(self) -> int:
+        """Queue the ops of up to CHANGE_BATCH changes; returns how many changes."""
+        app = self.app
+        db = app.db
+        changes = db.pending_changes(CHANGE_BATCH)
+        if not changes:
+            return 0
+        ops: list[NewOp] = []
+        for change in changes:
+            cls = db.relation_class(change.relation)
+            if cls is None:
+                continue
+            record = cls.model_validate(change.record)
+            old = cls.model_validate(change.old) if change.old else None
+            for component in list(app.components.values()):
+                for trigger in component.triggers:
+                    if trigger.relation.relation() != change.relation or change.event not in trigger.events:
+                        continue
+                    try:
+                        instance = trigger.route(record)
+                        app.ensure_instance(component, instance)
+                        props = Properties(record=record, event=change.event, old=old)
+                        payload = app.codec.dumps(
+                            (trigger.flow, props, "serve" if trigger.serve else ""), what=("record of", change.relation)
+                        )
+                    except Exception:
+                        log.exception(
+                            "trigger %s.%s on %s %s %s could not be queued",
+                            component.name,
+                            trigger.flow,
+                            change.relation,
+                            change.event,
+                            change.record_id,
+                        )
+                        continue
+                    ops.append(
+                        NewOp(
+                            component.name,
+                            instance,
+                            trigger.flow,
+                            payload,
+                            dedupe=f"chg:{change.token}:{component.name}:{trigger.flow}",
+                        )
+                    )
+        if ops:
+            app.store.enqueue_many(ops)
+        db.ack_changes([c.id for c in changes])
+        self.dispatched += len(ops)
+        if ops:
+            app.notify_enqueued()
+        return len(changes)
+
+
+class Scheduler:
+    """Queues scheduled flows when their ticks come."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="tidal-schedule", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def schedules(self) -> list[tuple[Component, Schedule]]:
+        return [(c, s) for c in list(self.app.components.values()) for s in c.schedules]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            try:
+                self.run_once(now)
+            except Exception:
+                log.exception("queueing scheduled flows failed; retrying")
+            upcoming = [s.next_tick(now) for _, s in self.schedules()]
+            wait = min(upcoming, default=now + 60) - time.time()
+            # Never sleep long: schedules defined later and clock jumps are
+            # picked up within a second.
+            self._stop.wait(min(max(wait, 0.005), 1.0))
+
+    def run_once(self, now: float | None = None) -> int:
+        """Queue the latest due tick of every schedule (once per tick across
+        processes); returns how many ops were newly queued."""
+        app = self.app
+        now = time.time() if now is None else now
+        ops: list[NewOp] = []
+        for component, schedule in self.schedules():
+            tick = schedule.last_tick(now)
+            for instance in self._instances(component, schedule):
+                app.ensure_instance(component, instance)
+                props = Properties(tick=tick, schedule=schedule.describe())
+                ops.append(
+                    NewOp(
+                        component.name,
+                        instance,
+                        schedule.flow,
+                        app.codec.dumps((schedule.flow, props, ""), what=("tick of", schedule.flow)),
+                        dedupe=f"tick:{component.name}:{schedule.flow}:{instance}:{tick:.3f}",
+                        dedupe_ttl=max(2 * schedule.period, 3600.0),
+                    )
+                )
+        if not ops:
+            return 0
+        queued = sum(1 for op_id in app.store.enqueue_many(ops) if op_id is not None)
+        if queued:
+            app.notify_enqueued()
+        return queued
+
+    def _instances(self, component: Component, schedule: Schedule) -> Iterable[str]:
+        target: Any = schedule.instance
+        if target == "*":
+            return self.app.store.list_instances(component.name)
+        if isinstance(target, str):
+            return [target]
+        return [str(i) for i in target()]

@@ -1,0 +1,104 @@
+"""Record: the base class of a relation's rows (a pydantic model)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+
+
+def _to_vector(value: Any) -> np.ndarray:
+    if isinstance(value, bytes | bytearray | memoryview):
+        array = np.frombuffer(value, dtype=np.float32).copy()
+    else:
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"expected a vector of numbers, got {type(value).__name__}") from exc
+    if array.ndim != 1:
+        raise ValueError(f"expected a 1-dimensional vector, got shape {array.shape}")
+    return array
+
+
+Vector = Annotated[
+    np.ndarray,
+    PlainValidator(_to_vector),
+    PlainSerializer(lambda a: a.tolist(), return_type=list, when_used="json"),
+    WithJsonSchema({"type": "array", "items": {"type": "number"}}),
+]
+"""A 1-d float32 numpy vector (an embedding); stored as raw bytes."""
+
+
+def relation_name(cls: type) -> str:
+    """``DocChunk`` -> ``doc_chunk``: the table name of a Record class."""
+    explicit = cls.__dict__.get("__relation__")
+    if explicit:
+        return str(explicit)
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls.__name__)
+    return re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name).lower()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+SYSTEM_FIELDS = ("id", "created_at", "updated_at")
+
+
+class Record(BaseModel):
+    """A row of a relation. Subclass it with typed fields::
+
+        class Doc(tidal.Record):
+            title: str
+            body: str
+            tags: list[str] = []
+
+    Every record has ``id`` (a string, generated unless given),
+    ``created_at`` and ``updated_at`` (set when stored). The table is the
+    class name in snake_case (``Doc`` -> ``doc``) unless the class sets
+    ``__relation__``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        arbitrary_types_allowed=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
+
+    id: str = Field(default_factory=new_id, min_length=1, max_length=255)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    __relation__: ClassVar[str] = ""
+
+    @classmethod
+    def relation(cls) -> str:
+        """The table name."""
+        return relation_name(cls)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BaseModel) or type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = self.__dict__, other.__dict__
+        if mine.keys() != theirs.keys():
+            return False
+        for key, value in mine.items():
+            other_value = theirs[key]
+            if isinstance(value, np.ndarray) or isinstance(other_value, np.ndarray):
+                if not np.array_equal(value, other_value):
+                    return False
+            elif value != other_value:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
