@@ -158,8 +158,21 @@ class Scheduler:
         ops: list[NewOp] = []
         for component, schedule in self.schedules():
             tick = schedule.last_tick(now)
-            for instance in self._instances(component, schedule):
-                app.ensure_instance(component, instance)
+            # One bad schedule (its instance function or an init_state
+            # raising) must not hold back the others.
+            try:
+                instances = list(self._instances(component, schedule))
+            except Exception:
+                log.exception("schedule %s.%s: its instances could not be listed", component.name, schedule.flow)
+                continue
+            for instance in instances:
+                try:
+                    app.ensure_instance(component, instance)
+                except Exception:
+                    log.exception(
+                        "schedule %s.%s: instance %r could not be created", component.name, schedule.flow, instance
+                    )
+                    continue
                 props = Properties(tick=tick, schedule=schedule.describe())
                 ops.append(
                     NewOp(

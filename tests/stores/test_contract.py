@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tidal.exceptions import LeaseLostError, StoreError, VersionConflictError
-from tidal.stores import Failure, Store
+from tidal.stores import Failure, NewOp, Store
 from tidal.stores.memory import MemoryStore
 from tidal.stores.sqlite import SQLiteStore
 
@@ -620,3 +621,102 @@ def test_sqlite_queue_index_forgets_drained_instances(tmp_path: Path) -> None:
     rows = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM tidal_queues").fetchone()[0]
     assert rows == 0
     store.close()
+
+
+# -- enqueue_many and dedupe keys ---------------------------------------------
+
+
+def op(instance: str = "i1", payload: bytes = b"x", flow: str = "f", component: str = C, **dedupe: Any) -> NewOp:
+    return NewOp(component, instance, flow, payload, **dedupe)
+
+
+def claimed_payloads(store: Store, components: tuple[str, ...] = (C,)) -> list[tuple[str, list[bytes]]]:
+    """Claim and finish everything queued: (instance, payloads in claim order) per claim."""
+    out = []
+    while (held := claim(store, components=components)) is not None:
+        out.append((held.instance, [o.payload for o in held.ops]))
+        store.commit(held.component, held.instance, {}, claim=held, done=held.op_ids)
+    return out
+
+
+def test_enqueue_many_returns_ids_in_input_order_across_instances(store: Store) -> None:
+    make(store, "i1")
+    make(store, "i2")
+    store.create_instance(OTHER, "i1", {})
+    assert store.enqueue_many([]) == []
+    ids = store.enqueue_many(
+        [op("i1", b"1"), op("i2", b"2", flow="g"), op("i1", b"3", component=OTHER), op("i1", b"4")]
+    )
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    assert store.enqueue(C, "i2", "f", b"5") > max(i for i in ids if i is not None)
+    assert (store.pending(C, "i1"), store.pending(C, "i2"), store.pending(OTHER, "i1")) == (2, 2, 1)
+    assert store.pending(C, "i2", flow="g") == 1
+    held = claim(store)
+    assert held is not None
+    assert (held.instance, held.op_ids, [o.flow for o in held.ops]) == ("i1", (ids[0], ids[3]), ["f", "f"])
+    store.commit(C, "i1", {}, claim=held, done=held.op_ids)
+    assert claimed_payloads(store) == [("i2", [b"2", b"5"])]
+    assert claimed_payloads(store, (OTHER,)) == [("i1", [b"3"])]
+
+
+def test_a_repeated_dedupe_key_is_not_enqueued_again(store: Store) -> None:
+    make(store, "i1")
+    make(store, "i2")
+    first = store.enqueue_many(
+        [
+            op(payload=b"a", dedupe="k1"),
+            op(payload=b"b", dedupe="k1"),  # repeated within one call
+            op(payload=b"c", dedupe="k2"),
+            op(payload=b"d"),
+            op("i2", b"e", dedupe="k1"),  # keys are global, not per instance
+        ]
+    )
+    assert [i is None for i in first] == [False, True, False, False, True]
+    second = store.enqueue_many([op(payload=b"f", dedupe="k2"), op(payload=b"g", dedupe="k3"), op(payload=b"h")])
+    assert [i is None for i in second] == [True, False, False]
+    kept = [i for i in first + second if i is not None]
+    assert kept == sorted(kept)
+    assert store.pending(C, "i1") == 5
+    assert store.pending(C, "i2") == 0
+    assert claimed_payloads(store) == [("i1", [b"a", b"c", b"d", b"g", b"h"])]
+
+
+def test_a_dedupe_key_outlives_its_op(store: Store) -> None:
+    """A change handed over again after its op already ran (a dispatcher
+    killed before it acknowledged the change) is still not queued twice."""
+    make(store)
+    assert store.enqueue_many([op(dedupe="chg:1")])[0] is not None
+    assert claimed_payloads(store) == [("i1", [b"x"])]
+    assert store.pending(C, "i1") == 0
+    assert store.enqueue_many([op(dedupe="chg:1")]) == [None]
+    assert store.pending(C, "i1") == 0
+
+
+def test_dedupe_keys_expire_after_their_ttl(store: Store) -> None:
+    make(store)
+    first = store.enqueue_many([op(dedupe="short", dedupe_ttl=SHORT), op(dedupe="long", dedupe_ttl=LONG)])
+    assert None not in first
+    assert store.enqueue_many([op(dedupe="short", dedupe_ttl=SHORT), op(dedupe="long", dedupe_ttl=LONG)]) == [
+        None,
+        None,
+    ]
+    expire()
+    again = store.enqueue_many([op(dedupe="short", dedupe_ttl=LONG), op(dedupe="long", dedupe_ttl=LONG)])
+    assert again[0] is not None and again[0] > max(i for i in first if i is not None)
+    assert again[1] is None  # an expired key does not take others with it
+    # The key's new use starts a new window, with its own ttl.
+    expire()
+    assert store.enqueue_many([op(dedupe="short")]) == [None]
+    assert store.pending(C, "i1") == 3
+
+
+def test_memory_store_forgets_expired_dedupe_keys() -> None:
+    """Every change and tick leaves a key: expired ones must go, or a
+    long-running memory store grows without bound."""
+    store = MemoryStore()
+    store.create_instance(C, "i1", {})
+    for n in range(3000):
+        store.enqueue_many([op(dedupe=f"k{n}", dedupe_ttl=0.0)])
+    assert len(store._dedupe) < 1100
+    assert store.enqueue_many([op(dedupe="k2999")])[0] is not None

@@ -296,6 +296,8 @@ class Component:
                 self.serve_routes[key] = ServeRoute(key, fn, _kind(fn), cache)
                 if on is not None:
                     self.triggers.append(Trigger(on, trigger_events, instance, key, serve=True, into=into))
+            if on is not None:
+                self._fires_changed()
             return fn
 
         return decorator
@@ -345,9 +347,18 @@ class Component:
                     self.triggers.append(Trigger(on, trigger_events, instance, key))  # type: ignore[arg-type]
                 if period is not None or cron_expr is not None:
                     self.schedules.append(Schedule(key, period, cron_expr, instance))  # type: ignore[arg-type]
+            if on is not None or period is not None or cron_expr is not None:
+                self._fires_changed()
             return fn
 
         return decorator
+
+    def _fires_changed(self) -> None:
+        # A trigger or schedule added after the app opened its database or
+        # started its helpers: register again, so that the relation is
+        # watched (its changes reach the outbox) and the helpers run.
+        if self._app is not None:
+            self._app.register(self)
 
     # -- instances --------------------------------------------------------
 

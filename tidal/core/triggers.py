@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,9 +67,10 @@ class Schedule:
         from croniter import croniter
 
         assert self.cron is not None
-        base = datetime.fromtimestamp(now, UTC)
-        if croniter.match(self.cron, base.replace(microsecond=0)) and base.second == 0:
-            return base.replace(microsecond=0).timestamp()
+        # get_prev is strictly before its start and cron has whole seconds:
+        # start one second after the current second, so that a tick falling
+        # on this very second (also a seconds field's) counts as due.
+        base = datetime.fromtimestamp(math.floor(now) + 1, UTC)
         return float(croniter(self.cron, base).get_prev(float))
 
     def next_tick(self, now: float) -> float:

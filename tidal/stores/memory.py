@@ -56,6 +56,7 @@ class MemoryStore(Store):
         self._leases: dict[Key, tuple[str, float]] = {}
         self._cache: dict[bytes, tuple[bytes, float]] = {}
         self._dedupe: dict[str, float] = {}
+        self._dedupe_purge_at = 1024
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -167,6 +168,10 @@ class MemoryStore(Store):
                         out.append(None)
                         continue
                     self._dedupe[op.dedupe] = now + op.dedupe_ttl
+                    if len(self._dedupe) >= self._dedupe_purge_at:
+                        # Forget expired keys, in amortised O(1) per key.
+                        self._dedupe = {k: t for k, t in self._dedupe.items() if t > now}
+                        self._dedupe_purge_at = max(1024, 2 * len(self._dedupe))
                 op_id = next(self._ids)
                 self._queues.setdefault((op.component, op.instance), []).append(_Op(op_id, op.flow, op.payload, now))
                 out.append(op_id)
