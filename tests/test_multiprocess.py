@@ -483,7 +483,9 @@ def test_idle_instances_cost_no_threads_and_no_queries(tmp_path: Path) -> None:
         first = C("i0")
         first.run("inc", flush_update=True)
         fixed_threads = threading.active_count() - base_threads
-        assert 1 <= fixed_threads <= app.settings.worker_threads + 1
+        # the executor's update threads and heartbeat, plus the runs-log writer:
+        # all per app, none per instance
+        assert 1 <= fixed_threads <= app.settings.worker_threads + 2
         one = idle_queries()
 
         many = [C(f"i{k}") for k in range(1, 200)]

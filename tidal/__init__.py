@@ -36,7 +36,14 @@ from .migrate import MigrationResult, StateMigrator
 ComponentInstance = Instance
 """Motion's name for an instance."""
 
-_LAZY = {"Record": "record", "Vector": "record", "Rows": "rows", "Database": "database"}
+_LAZY = {
+    "Record": "tidal.relations.record",
+    "Vector": "tidal.relations.record",
+    "Rows": "tidal.relations.rows",
+    "Database": "tidal.relations.database",
+    "Run": "tidal.runs",
+    "Feedback": "tidal.runs",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -45,7 +52,7 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f"tidal.relations.{_LAZY[name]}"), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tidal' has no attribute {name!r}")
 
 
@@ -60,12 +67,14 @@ __all__ = [
     "Record",
     "RecordNotFoundError",
     "RecordValidationError",
+    "Run",
     "Rows",
     "SchemaError",
     "Vector",
     "DefinitionError",
     "DiscardPolicy",
     "FailedOp",
+    "Feedback",
     "InitStateError",
     "Instance",
     "LeaseLostError",

@@ -7,6 +7,7 @@ import atexit
 import os
 import threading
 import weakref
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .dispatch import Dispatcher, Scheduler
     from .executor import Executor
     from .relations import Database
+    from .runs import Feedback, RunLog
     from .worker import ProcessWorker
 
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
@@ -52,6 +54,8 @@ class App(RelationsAPI):
         settings: config.Settings | None = None,
         shared_cache: bool = False,
         db: str | None = None,
+        runs_log: bool = True,
+        runs_retention: timedelta | None = timedelta(days=30),
     ) -> None:
         self.name = name
         self.home = config.home_dir(home)
@@ -75,7 +79,10 @@ class App(RelationsAPI):
         self._db: Database | None = None
         self._dispatcher: Dispatcher | None = None
         self._scheduler: Scheduler | None = None
-        self._helpers_lock = threading.Lock()
+        self._helpers_lock = threading.RLock()
+        self._runs_enabled = runs_log
+        self._runs_retention = runs_retention
+        self._runlog: RunLog | None = None
         self._closed = False
         _apps.add(self)
 
@@ -134,6 +141,62 @@ class App(RelationsAPI):
                             database.watch(trigger.relation)
                     self._db = database
         return self._db
+
+    # -- runs log and feedback ---------------------------------------------
+
+    @property
+    def runlog(self) -> RunLog | None:
+        """The runs log (None when the app was made with ``runs_log=False``)."""
+        if self._runlog is None and self._runs_enabled and not self._closed:
+            with self._helpers_lock:
+                if self._runlog is None:
+                    from .runs import RunLog
+
+                    self._runlog = RunLog(self, retention=self._runs_retention)
+        return self._runlog
+
+    def feedback(
+        self,
+        run_id: str,
+        score: float | None = None,
+        label: str | None = None,
+        comment: str | None = None,
+    ) -> Feedback:
+        """Store feedback on a run (``instance.last_run_id``) in the
+        ``feedback`` relation, where it can trigger updates::
+
+            @Ranker.update(on=tidal.Feedback, instance=lambda f: f.instance)
+            def learn(state, props): ...
+        """
+        from .exceptions import RecordNotFoundError
+        from .runs import Feedback, Run
+
+        if self._runlog is not None:
+            self._runlog.flush()
+        run = self.get(Run, run_id)
+        if run is None:
+            raise RecordNotFoundError(f"no run {run_id!r} in the runs log of app {self.name!r}")
+        stored: Feedback = self.insert(
+            Feedback(
+                run_id=run_id,
+                component=run.component,
+                instance=run.instance,
+                flow=run.flow,
+                score=score,
+                label=label,
+                comment=comment,
+            )
+        )
+        return stored
+
+    def sql(self, query: str, params: Any = None, *, write: bool = False) -> Any:
+        """Run SQL with bound parameters only (``:name`` placeholders, values
+        in ``params``) over the app's relations, ``runs`` and ``feedback``
+        included; returns rows (``.df()``, ``.arrow()`` on request).
+        Read-only unless ``write=True``."""
+        if self._runlog is not None and self._runlog.pending:
+            self._runlog.flush()
+        return super().sql(query, params, write=write)
 
     def _relations_written(self, cls: type) -> None:
         # Records with triggers need someone to dispatch them: start this
@@ -324,6 +387,8 @@ class App(RelationsAPI):
             self._executor.stop()
         if self._process_worker is not None:
             self._process_worker.stop()
+        if self._runlog is not None:
+            self._runlog.close()
         self.store.close()
         if self._db is not None:
             self._db.close()

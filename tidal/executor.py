@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -175,7 +176,7 @@ class Executor:
             return
         for _ in range(COMMIT_RETRIES):
             snap = app.snapshot(component, claim.instance)
-            changes, done, failed, bump = self._apply(component, claim, snap.raw_items)
+            changes, done, failed, bump, runs = self._apply(component, claim, snap.raw_items)
             try:
                 version = app.store.commit(
                     claim.component,
@@ -195,6 +196,11 @@ class Executor:
                 return
             if changes:
                 app.install(component, app.layout(component).advance(snap, version, changes, ()))
+            runlog = app.runlog
+            if runlog is not None:
+                for entry in runs:
+                    ok = entry[5] == "ok"
+                    runlog.record((runlog.new_id(), *entry[1:9], snap.version, version if ok else None, *entry[11:]))
             self.committed_ops += len(done)
             self.failed_ops += len(failed)
             app.notify_committed()
@@ -231,15 +237,19 @@ class Executor:
 
     def _apply(
         self, component: Component, claim: Claim, raw: Any
-    ) -> tuple[dict[str, bytes], list[int], list[Failure], int]:
+    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any]]:
         app = self.app
         layout = app.layout(component)
         encode = app.encoder(component, claim.instance)
         changes: dict[str, bytes] = {}
         done: list[int] = []
         failed: list[Failure] = []
+        runs: list[Any] = []
         bump = 0
+        name, instance = component.name, claim.instance
         for op in claim.ops:
+            t0, wall0 = time.perf_counter(), time.time()
+            flow, props, ran = "?", None, False
             try:
                 flow, props, *mode = app.codec.loads(op.payload, what=("payload of op", op.id))
                 if not isinstance(props, Properties):
@@ -260,6 +270,7 @@ class Executor:
                         newer_same_flow=op.newer_same_flow,
                     ):
                         continue
+                    ran = True
                     where = f"update op {route.name!r} of {component.name} flow {flow!r}"
                     result = check_delta(route.fn(state, props), where)
                     for key, value in result.items():
@@ -270,9 +281,18 @@ class Executor:
                 error = traceback.format_exc()
                 log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
                 failed.append(Failure(op.id, error))
+                runs.append(
+                    ("", name, instance, flow, "update", "error", props, None, False, None, None, op.id,
+                     wall0, time.perf_counter() - t0, error)
+                )  # fmt: skip
                 continue
             changes.update(encoded)
             done.append(op.id)
             if encoded:
                 bump += 1
-        return changes, done, failed, bump
+            status = "ok" if ran or background_serve else "discarded"
+            runs.append(
+                ("", name, instance, flow, "update", status, props, sorted(delta), False, None, None, op.id,
+                 wall0, time.perf_counter() - t0, None)
+            )  # fmt: skip
+        return changes, done, failed, bump, runs

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,6 +55,7 @@ class Instance:
         self.update_task_type = update_task_type
         self.flush_on_exit = flush_on_exit
         self._closed = False
+        self._local = threading.local()
         store = self.app.store
         name = component.name
         self.app.ensure_instance(component, self._id, init_state_params)
@@ -114,7 +118,17 @@ class Instance:
                     return p, snap, key, True, result
         return p, snap, key, False, None
 
-    def _finish(self, flow_key: str, has_updates: bool, p: Properties, key: Any, result: Any, hit: bool) -> None:
+    def _finish(
+        self,
+        flow_key: str,
+        has_updates: bool,
+        p: Properties,
+        key: Any,
+        result: Any,
+        hit: bool,
+        snap: Snapshot | None,
+        started: tuple[float, float],
+    ) -> None:
         if key is not None and not hit:
             serving.remember(self, key, p, result)
         if has_updates:
@@ -122,6 +136,53 @@ class Instance:
             payload = self.app.codec.dumps((flow_key, p), what=("props of flow", flow_key, "(with serve_result)"))
             self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
             self.app.notify_enqueued()
+        self._log(flow_key, p, result, hit, snap, started)
+
+    def _log(
+        self,
+        flow_key: str,
+        p: Properties,
+        result: Any,
+        hit: bool,
+        snap: Snapshot | None,
+        started: tuple[float, float],
+        error: str | None = None,
+    ) -> None:
+        """Record this run in the runs log and remember its id for this thread."""
+        runlog = self.app.runlog
+        if runlog is None:
+            return
+        run_id = runlog.new_id()
+        runlog.record(
+            (
+                run_id,
+                self.component.name,
+                self._id,
+                flow_key,
+                "serve",
+                "ok" if error is None else "error",
+                p,
+                result,
+                hit,
+                snap.version if snap is not None else None,
+                None,
+                None,
+                started[1],
+                time.perf_counter() - started[0],
+                error,
+            )
+        )
+        self._local.run_id = run_id
+
+    def _failed(self, flow_key: str, p: Properties, snap: Snapshot | None, started: tuple[float, float]) -> None:
+        self._log(flow_key, p, None, False, snap, started, traceback.format_exc())
+
+    @property
+    def last_run_id(self) -> str | None:
+        """The run id of this thread's latest run on this instance (to give
+        ``app.feedback`` on it); None before the first run or with the runs
+        log off."""
+        return getattr(self._local, "run_id", None)
 
     def run(
         self,
@@ -140,11 +201,16 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             self._wait(None)
+        started = (time.perf_counter(), time.time())
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
-            result = serving.call_sync(serve, snap, p)
-        self._finish(flow_key, has_updates, p, key, result, hit)
+            try:
+                result = serving.call_sync(serve, snap, p)
+            except Exception:
+                self._failed(flow_key, p, snap, started)
+                raise
+        self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             self.flush_update(flow_key)
         return result
@@ -162,11 +228,16 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
+        started = (time.perf_counter(), time.time())
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
-            result = await serving.call_async(serve, snap, p)
-        self._finish(flow_key, has_updates, p, key, result, hit)
+            try:
+                result = await serving.call_async(serve, snap, p)
+            except Exception:
+                self._failed(flow_key, p, snap, started)
+                raise
+        self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             await asyncio.to_thread(self.flush_update, flow_key)
         return result
@@ -189,15 +260,20 @@ class Instance:
             return
         if force_refresh:
             self._wait(None)
+        started = (time.perf_counter(), time.time())
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if hit:
             yield from result
         else:
             assert snap is not None
             items: list[Any] = []
-            yield from serving.iterate(serve, snap, p, items)
+            try:
+                yield from serving.iterate(serve, snap, p, items)
+            except Exception:
+                self._failed(flow_key, p, snap, started)
+                raise
             result = items
-        self._finish(flow_key, has_updates, p, key, result, hit)
+        self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             self.flush_update(flow_key)
 
@@ -213,6 +289,7 @@ class Instance:
         serve, has_updates = self._routes(flow_key)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
+        started = (time.perf_counter(), time.time())
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         streams = serve is not None and serve.kind in ("gen", "agen")
         if hit:
@@ -221,12 +298,16 @@ class Instance:
         elif serve is not None:
             assert snap is not None
             items: list[Any] = []
-            async for item in serving.aiterate(serve, snap, p, items):
-                yield item
+            try:
+                async for item in serving.aiterate(serve, snap, p, items):
+                    yield item
+            except Exception:
+                self._failed(flow_key, p, snap, started)
+                raise
             result = items if streams else items[0]
         else:
             yield None
-        self._finish(flow_key, has_updates, p, key, result, hit)
+        self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             await asyncio.to_thread(self.flush_update, flow_key)
 
@@ -283,7 +364,6 @@ class Instance:
     def _wait(self, flow_key: str | None, timeout: float | None = None) -> int:
         """Wait until every op queued so far (of ``flow_key``) is done;
         returns the id of the last op waited for."""
-        import time
 
         store = self.app.store
         name = self.component.name

@@ -1,0 +1,234 @@
+"""The runs log and feedback: two built-in relations.
+
+Every serve and update run is recorded as a row of ``runs``. Recording costs
+the caller only an id and an append to a buffer; a writer thread turns the
+buffer into rows (JSON-encoding props and results there, off the hot path)
+and inserts them in batches. ``flush()`` (called by ``feedback``, ``sql``
+and a clean shutdown) writes what is buffered, so nothing is lost on a clean
+exit. ``feedback`` on a run is a relation too, so it can trigger updates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel
+
+from .relations.record import Record
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("tidal.runs")
+
+
+class Run(Record):
+    """One serve or update run (the ``runs`` relation; ``id`` is the run id)."""
+
+    __relation__ = "runs"
+
+    component: str
+    instance: str
+    flow: str
+    kind: str
+    """``serve`` or ``update``."""
+    status: str
+    """``ok``, ``error`` or ``discarded``."""
+    props: Any = None
+    result: Any = None
+    cached: bool = False
+    version_read: int | None = None
+    version_written: int | None = None
+    op_id: int | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Feedback(Record):
+    """Feedback on a run (the ``feedback`` relation)."""
+
+    __relation__ = "feedback"
+
+    run_id: str
+    component: str = ""
+    instance: str = ""
+    flow: str = ""
+    score: float | None = None
+    label: str | None = None
+    comment: str | None = None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data where possible, else its repr."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=_default, option=_OPTIONS))
+    except TypeError:
+        return repr(value)
+
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    raise TypeError
+
+
+# (id, component, instance, flow, kind, status, props, result, cached,
+#  version_read, version_written, op_id, started (epoch s), latency (s), error)
+Entry = tuple[
+    str, str, str, str, str, str, Any, Any, bool, int | None, int | None, int | None, float, float, str | None
+]
+
+
+class RunLog:
+    """Buffers runs and writes them to the ``runs`` relation in batches."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        flush_seconds: float = 0.2,
+        batch: int = 2000,
+        retention: timedelta | None = timedelta(days=30),
+    ) -> None:
+        self.app = app
+        self._buffer: deque[Entry] = deque()
+        self._prefix = uuid.uuid4().hex[:16]
+        self._counter = itertools.count(1)
+        self._flush_seconds = flush_seconds
+        self._batch = batch
+        self._retention = retention
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Lock()
+        self._writes = 0
+        self.written = 0
+        self.dropped = 0
+
+    def new_id(self) -> str:
+        """A run id unique across processes (random per-process prefix + counter)."""
+        return f"{self._prefix}{next(self._counter):08x}"
+
+    def record(self, entry: Entry) -> None:
+        """Buffer one run (the hot path: an append and, rarely, a wake-up)."""
+        self._buffer.append(entry)
+        if self._thread is None:
+            self._start()
+        elif len(self._buffer) >= self._batch:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._started:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="tidal-runs", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing the runs log failed; will retry")
+                self._stop.wait(1.0)
+
+    def flush(self) -> int:
+        """Write every buffered run now; returns how many were written."""
+        with self._write_lock:
+            entries: list[Entry] = []
+            while self._buffer:
+                entries.append(self._buffer.popleft())
+            if not entries:
+                return 0
+            try:
+                self._write(entries)
+            except Exception:
+                # Put them back in order so that the next flush retries them.
+                self._buffer.extendleft(reversed(entries))
+                raise
+            self.written += len(entries)
+            self._writes += 1
+            if self._retention is not None and self._writes % 100 == 1:
+                self.purge()
+            return len(entries)
+
+    def _write(self, entries: list[Entry]) -> None:
+        db = self.app.db
+        rel = db.relation(Run)
+        now = datetime.now(UTC)
+        rows = []
+        for (run_id, comp, inst, flow, kind, status, props, result, cached, v_read, v_written, op_id, started,
+             latency, error) in entries:  # fmt: skip
+            begun = datetime.fromtimestamp(started, UTC)
+            rows.append(
+                {
+                    "id": run_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "component": comp,
+                    "instance": inst,
+                    "flow": flow,
+                    "kind": kind,
+                    "status": status,
+                    "props": jsonable(props),
+                    "result": jsonable(result),
+                    "cached": cached,
+                    "version_read": v_read,
+                    "version_written": v_written,
+                    "op_id": op_id,
+                    "latency_ms": latency * 1000.0,
+                    "error": error,
+                    "started_at": begun,
+                    "finished_at": begun + timedelta(seconds=latency),
+                }
+            )
+        with db.engine.begin() as conn:
+            conn.execute(rel.table.insert(), rows)
+
+    def purge(self) -> int:
+        """Delete runs older than the retention period."""
+        if self._retention is None:
+            return 0
+        db = self.app.db
+        table = db.relation(Run).table
+        cutoff = datetime.now(UTC) - self._retention
+        with db.engine.begin() as conn:
+            return int(conn.execute(table.delete().where(table.c.created_at < cutoff)).rowcount or 0)
+
+    def close(self) -> None:
+        """Stop the writer after writing what is buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("runs lost at shutdown: %d", len(self._buffer))
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+def now() -> float:
+    return time.time()
