@@ -149,6 +149,7 @@ class Instance:
         error: str | None = None,
     ) -> None:
         """Record this run in the runs log and remember its id for this thread."""
+        latency = time.perf_counter() - started[0]
         runlog = self.app.runlog
         if runlog is None:
             return
@@ -168,7 +169,7 @@ class Instance:
                 None,
                 None,
                 started[1],
-                time.perf_counter() - started[0],
+                latency,
                 error,
             )
         )
