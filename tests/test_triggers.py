@@ -81,18 +81,6 @@ def all_ids(index: dict[str, list[str]]) -> set[str]:
     return {doc_id for ids in index.values() for doc_id in ids}
 
 
-@pytest.fixture
-def app(app: tidal.App) -> tidal.App:
-    """conftest's app with its relations database already open: opening it
-    from ``App.start_helpers`` (an instance opened first) deadlocks, see
-    test_an_instance_opened_before_any_record_is_written_gets_its_triggers."""
-    app.db  # noqa: B018
-    return app
-
-
-@pytest.mark.xfail(
-    strict=True, reason="App.start_helpers holds _helpers_lock while App.db takes it again (tidal/app.py)"
-)
 def test_an_instance_opened_before_any_record_is_written_gets_its_triggers(tmp_path: Path) -> None:
     app = make_app("sqlite", tmp_path)
     Index = define_index(app)
@@ -102,7 +90,7 @@ def test_an_instance_opened_before_any_record_is_written_gets_its_triggers(tmp_p
     thread.join(5)
     if not opened:
         tidal.app._apps.discard(app)  # closing it would hang the same way, at exit too
-        pytest.fail("opening the instance hung: App.start_helpers holds _helpers_lock and App.db takes it again")
+        pytest.fail("opening the instance hung (App.start_helpers opening the relations database)")
     try:
         doc = app.insert(Doc(title="t", body="hello"))
         opened[0].flush_update(timeout=10)
@@ -277,7 +265,6 @@ def test_triggers_on_relations_in_postgresql_with_state_in_sqlite(tmp_path: Path
         settings=Settings(lease_seconds=2.0, sweep_seconds=0.2),
     )
     try:
-        app.db  # noqa: B018 - see the app fixture
         Prefs = define_prefs(app, lambda p: p.user)
         index = define_index(app)("global")
         a, b = app.insert_many([Doc(title="a", body="red fox"), Doc(title="b", body="red hen")])
@@ -297,6 +284,12 @@ def test_triggers_on_relations_in_postgresql_with_state_in_sqlite(tmp_path: Path
         with sqlite3.connect(store_file) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert not tables & {"doc", "purchase", "tidal_changes"}
+
+        late = define_index(app, "Late")
+        assert app.backfill(late) == 1
+        with late("global") as handle:
+            handle.flush_update(timeout=10)
+            assert handle.read_state("index") == {"blue": [a.id], "fox": [a.id]}
     finally:
         app.close()
 
@@ -407,6 +400,53 @@ def test_backfill_in_batches_routes_each_record_to_its_instance(app: tidal.App) 
     assert items == {"ann": ["item0", "item3"], "bob": ["item1", "item4"], "cy": ["item2", "item5"]}
 
 
+def test_backfill_misses_no_record_when_records_are_deleted_meanwhile(
+    app: tidal.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = [app.insert(Doc(title=str(i), body=f"common w{i}")) for i in range(7)]
+    Index = define_index(app)
+    enqueue_many = app.store.enqueue_many
+    deleted: list[str] = []
+
+    def enqueue_then_delete(ops: Any) -> Any:
+        ids = enqueue_many(ops)
+        if not deleted and ops and ops[0].flow == "on_doc":  # after backfill's first batch
+            deleted.append(docs[0].id)
+            app.delete(Doc, docs[0].id)
+        return ids
+
+    monkeypatch.setattr(app.store, "enqueue_many", enqueue_then_delete)
+    assert app.backfill(Index, batch=2) == 7
+    index = Index("global")
+    index.flush_update(timeout=10)
+    assert index.read_state("index")["common"] == sorted(d.id for d in docs[1:])
+    assert sorted(index.read_state("backfilled")) == sorted(d.id for d in docs)
+
+
+def test_backfill_replays_only_into_triggers_that_take_inserts(app: tidal.App) -> None:
+    doc = app.insert(Doc(title="t", body="b"))
+    Both = app.component("Both")
+
+    @Both.init_state
+    def setup() -> dict[str, Any]:
+        return {"inserted": [], "deleted": []}
+
+    @Both.update(on=Doc, events="insert")
+    def inserted(state: Any, props: Any) -> dict[str, Any]:
+        return {"inserted": state["inserted"] + [props["record"].id]}
+
+    @Both.update(on=Doc, events=("delete",))
+    def deleted(state: Any, props: Any) -> dict[str, Any]:
+        return {"deleted": state["deleted"] + [props["event"]]}
+
+    assert app.backfill(Both) == 1
+    both = Both("global")
+    both.flush_update(timeout=10)
+    assert (both.read_state("inserted"), both.read_state("deleted")) == ([doc.id], [])
+    with pytest.raises(DefinitionError, match="no relation trigger on inserts for 'deleted'"):
+        app.backfill(Both, flow="deleted")
+
+
 def test_backfill_needs_a_relation_trigger(app: tidal.App) -> None:
     Plain = app.component("Plain")
 
@@ -417,7 +457,7 @@ def test_backfill_needs_a_relation_trigger(app: tidal.App) -> None:
     with pytest.raises(DefinitionError, match="component Plain has no relation trigger"):
         app.backfill(Plain)
     Prefs = define_prefs(app, "global")
-    with pytest.raises(DefinitionError, match="no relation trigger for 'nope'"):
+    with pytest.raises(DefinitionError, match="no relation trigger on inserts for 'nope'"):
         app.backfill(Prefs, flow="nope")
 
 

@@ -13,8 +13,8 @@ from .stores import NewOp
 if TYPE_CHECKING:
     from .codec import Codec
     from .core.component import Component
-    from .stores import Store
     from .relations import Database, Record, Rows
+    from .stores import Store
 
 R = TypeVar("R", bound="Record")
 
@@ -102,7 +102,8 @@ class RelationsAPI:
         offset: int = 0,
     ) -> list[R]:
         """Records whose fields equal ``where``'s values, ordered by
-        ``order_by`` (``-field`` for descending)."""
+        ``order_by`` (``-field`` for descending; empty values last either
+        way), ``limit`` of them after skipping ``offset``."""
         return self.db.query(cls, where, order_by=order_by, limit=limit, offset=offset)
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None, *, write: bool = False) -> Rows:
@@ -113,25 +114,30 @@ class RelationsAPI:
 
     def backfill(self, component: Component, flow: str | None = None, *, batch: int = 500) -> int:
         """Replay every stored record of the relation(s) that trigger
-        ``component`` (only ``flow``'s triggers, if given) as inserts, so that
-        a trigger added to an existing app catches up. Returns the number of
-        ops queued; running it twice queues each record only once per call."""
+        ``component`` (only ``flow``'s triggers, if given) as inserts, into
+        the triggers that take inserts, so that a trigger added to an existing
+        app catches up. Records stored when the call starts are replayed
+        (unless deleted meanwhile); later ones fire the trigger themselves.
+        Returns the number of ops queued; running it twice queues each record
+        only once per call."""
         import uuid
 
-        triggers = [t for t in component.triggers if flow is None or t.flow == flow]
+        # Replayed as inserts: only into triggers that take inserts.
+        triggers = [t for t in component.triggers if (flow is None or t.flow == flow) and "insert" in t.events]
         if not triggers:
             raise DefinitionError(
-                f"component {component.name} has no relation trigger" + (f" for {flow!r}" if flow else "")
+                f"component {component.name} has no relation trigger on inserts" + (f" for {flow!r}" if flow else "")
             )
         run = uuid.uuid4().hex[:12]
         queued = 0
         for trigger in triggers:
-            offset = 0
-            while True:
-                records = self.db.query(trigger.relation, order_by="created_at", limit=batch, offset=offset)
-                if not records:
-                    break
-                offset += len(records)
+            cls = trigger.relation
+            # The ids first, then the records batch by batch: paging with an
+            # offset would skip records when others are deleted meanwhile.
+            # Records inserted from now on fire the trigger themselves.
+            ids = [row[0] for row in self.db.sql(f'SELECT id FROM "{cls.relation()}" ORDER BY created_at, id').tuples()]
+            for start in range(0, len(ids), batch):
+                records = [r for r in (self.db.get(cls, i) for i in ids[start : start + batch]) if r is not None]
                 ops = []
                 for record in records:
                     instance = trigger.route(record)

@@ -18,7 +18,8 @@
     ├── StoreError                  the store is closed or unusable
     ├── RecordValidationError (ValueError)  a record failed its schema
     ├── RecordNotFoundError (KeyError)      update/delete of a missing record
-    └── SchemaError                 a relation's class no longer fits its table
+    ├── SchemaError                 a relation's class no longer fits its table
+    └── ReadOnlyError (PermissionError)  a write through read-only app.sql
 """
 
 from __future__ import annotations
@@ -131,3 +132,8 @@ class RecordNotFoundError(TidalError, KeyError):
 
 class SchemaError(TidalError):
     """Raised when a Record class is incompatible with its stored table."""
+
+
+class ReadOnlyError(TidalError, PermissionError):
+    """Raised when SQL run through ``app.sql`` without ``write=True`` tries to
+    change the database; nothing was changed."""

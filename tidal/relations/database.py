@@ -12,8 +12,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -21,8 +22,14 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.pool import StaticPool
 
-from ..exceptions import ConfigError, RecordNotFoundError, RecordValidationError, SchemaError
-from .record import Record, utcnow
+from ..exceptions import (
+    ConfigError,
+    ReadOnlyError,
+    RecordNotFoundError,
+    RecordValidationError,
+    SchemaError,
+)
+from .record import Record, type_name, utcnow
 from .rows import Rows
 from .schema import Column, check_compatible, columns_for, kind_of_db_type, table_for, to_row
 
@@ -52,6 +59,23 @@ class _Relation:
     cls: type[Record]
     table: sa.Table
     columns: list[Column]
+    stuck_not_null: list[str] = dataclass_field(default_factory=list)
+    """Stored NOT NULL columns that the class may leave empty (SQLite cannot
+    relax them): what an insert refused by the table is explained with."""
+
+    _fill: list[str] = dataclass_field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._fill = [c.name for c in self.columns if c.fills_null]
+
+    def record(self, row: Mapping[Any, Any]) -> Record:
+        """A stored row as a record; a NULL in a column added after the row
+        was stored reads back as the field's default."""
+        data = dict(row)
+        for name in self._fill:
+            if data.get(name, 0) is None:
+                del data[name]
+        return self.cls.model_validate(data)
 
 
 def engine_url(url: str) -> str:
@@ -68,11 +92,14 @@ class Database:
         self.url = engine_url(url)
         try:
             if self.url in ("sqlite://", "sqlite:///:memory:"):
-                # One shared in-memory database for every thread of the process.
+                # One shared in-memory database for every thread of the process:
+                # one connection, so its users take turns (see connect).
                 self.engine = sa.create_engine(
                     "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
                 )
+                self._serial: threading.RLock | None = threading.RLock()
             else:
+                self._serial = None
                 self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise ConfigError(f"cannot open relations database {url!r}: {exc}") from exc
@@ -96,7 +123,24 @@ class Database:
             sa.Column("created_at", sa.Double(), nullable=False),
             sqlite_autoincrement=True,
         )
-        self._changes.create(self.engine, checkfirst=True)
+        with self.begin() as conn:
+            self._changes.create(conn, checkfirst=True)
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection; on the in-memory database, the only one, held by
+        one thread at a time (interleaved transactions on one SQLite
+        connection would commit or roll back each other's work). Code that
+        reaches past the relation verbs uses this, not ``engine.connect()``."""
+        with self._serial or nullcontext(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed at the end unless it
+        raised; use it rather than ``engine.begin()`` (see ``connect``)."""
+        with self._serial or nullcontext(), self.engine.begin() as conn:
+            yield conn
 
     # -- schema -----------------------------------------------------------
 
@@ -107,29 +151,53 @@ class Database:
         if not (isinstance(cls, type) and issubclass(cls, Record)):
             raise TypeError(f"relations are Record subclasses, got {cls!r}")
         name = cls.relation()
-        with self._lock:
+        with self._lock, self._serial or nullcontext():
             known = self._relations.get(name)
             if known is not None and known.cls is cls:
                 return
-            if known is not None:
-                self._metadata.remove(known.table)
-            table = table_for(cls, self._metadata)
+            # A table object of its own: a class of the same relation can be
+            # registered again (the code changed) without clashing.
+            table = table_for(cls, sa.MetaData())
             inspector = sa.inspect(self.engine)
+            stuck: list[str] = []
             if inspector.has_table(name):
-                existing = {
-                    c["name"]: (kind_of_db_type(c["type"]), bool(c["nullable"])) for c in inspector.get_columns(name)
-                }
-                with self.engine.connect() as conn:
-                    has_rows = (
-                        conn.execute(sa.select(sa.literal(1)).select_from(sa.table(name)).limit(1)).first() is not None
-                    )
-                for col in check_compatible(cls, existing, has_rows):
-                    ddl = sa.schema.CreateColumn(table.c[col.name]).compile(dialect=self.engine.dialect)
-                    with self.engine.begin() as conn:
-                        conn.execute(sa.text(f'ALTER TABLE "{name}" ADD COLUMN {ddl}'))
+                stuck = self._evolve(cls, table, inspector.get_columns(name))
             else:
-                table.create(self.engine)
-            self._relations[name] = _Relation(cls, table, columns_for(cls))
+                with self.begin() as conn:
+                    table.create(conn)
+            self._relations[name] = _Relation(cls, table, columns_for(cls), stuck)
+
+    def _evolve(self, cls: type[Record], table: sa.Table, reflected: list[Any]) -> list[str]:
+        """Adapt an existing table to ``cls`` in one transaction; returns the
+        NOT NULL columns that ``cls`` may leave empty and that this database
+        cannot relax (SQLite)."""
+        name = table.name
+        existing = {c["name"]: (kind_of_db_type(c["type"]), bool(c["nullable"])) for c in reflected}
+        with self.begin() as conn:
+            has_rows = conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None
+            plan = check_compatible(cls, existing, has_rows)
+            for col in plan.check_filled:
+                empty = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c[col.name].is_(None)))
+                missing = int(empty.scalar_one())
+                if missing:
+                    raise SchemaError(
+                        f"relation {name!r}: field {col.name!r} of {cls.__name__} is now required but {missing} "
+                        f"stored row(s) have no value; give it a default (or make it Optional), or fill the column "
+                        f"first, e.g. app.sql('UPDATE {name} SET {col.name} = :value WHERE {col.name} IS NULL', "
+                        f"{{'value': ...}}, write=True)"
+                    )
+            for col in plan.add:
+                ddl = sa.schema.CreateColumn(table.c[col.name]).compile(dialect=self.engine.dialect)
+                conn.execute(sa.text(f'ALTER TABLE "{name}" ADD COLUMN {ddl}'))
+                default = col.default_db_value()
+                if has_rows and default is not None:
+                    # Existing rows get the default, for SQL queries as for reads.
+                    conn.execute(table.update().values({col.name: default}))
+            if self.dialect == "sqlite":
+                return plan.relax
+            for column in plan.relax:
+                conn.execute(sa.text(f'ALTER TABLE "{name}" ALTER COLUMN "{column}" DROP NOT NULL'))
+        return []
 
     def watch(self, cls: type[Record]) -> None:
         """Record changes of ``cls`` in the outbox (it has triggers)."""
@@ -153,7 +221,11 @@ class Database:
     @staticmethod
     def validate(items: Iterable[Record | Mapping[str, Any]], cls: type[R] | None = None) -> list[Record]:
         """Records from instances or dicts (dicts need ``cls``); all problems
-        of all items reported in one RecordValidationError."""
+        of all items reported in one RecordValidationError.
+
+        Record instances are validated again: ``model_copy(update=...)`` and
+        ``model_construct`` skip pydantic's validation, and a value of the
+        wrong type must not reach the table."""
         records: list[Record] = []
         errors: list[tuple[int, str, str]] = []
         for index, item in enumerate(items):
@@ -161,16 +233,17 @@ class Database:
                 if cls is not None and not isinstance(item, cls):
                     errors.append((index, "", f"expected a {cls.__name__}, got {type(item).__name__}"))
                     continue
-                records.append(item)
-                continue
-            if cls is None:
+                model: type[Record] = type(item)
+                data: Any = dict(item.__dict__)
+            elif cls is None:
                 raise TypeError(f"item {index} is a {type(item).__name__}; pass relation=RecordClass to insert dicts")
+            else:
+                model, data = cls, item
             try:
-                records.append(cls.model_validate(item))
+                records.append(model.model_validate(data))
             except ValidationError as exc:
                 for err in exc.errors():
-                    field = ".".join(str(p) for p in err["loc"]) or "(record)"
-                    errors.append((index, field, f"{err['msg']} (got {err.get('input')!r:.60})"))
+                    errors.append((index, ".".join(str(p) for p in err["loc"]), _problem(model, err)))
         if errors:
             first = errors[0]
             where = f"record {first[0]}" + (f", field {first[1]!r}" if first[1] else "")
@@ -181,10 +254,15 @@ class Database:
 
     # -- writes -----------------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def _register_all(self, records: Sequence[Record]) -> None:
+        """Create or adapt the tables of a batch before its transaction:
+        DDL on another connection would wait for the batch's lock (SQLite)
+        or commit half of it (the shared in-memory connection)."""
+        for cls in dict.fromkeys(type(r) for r in records):
+            self.relation(cls)
+
+    def _tx(self) -> AbstractContextManager[sa.Connection]:
+        return self.begin()
 
     def _changed(self) -> None:
         for callback in self.on_change:
@@ -211,6 +289,7 @@ class Database:
         now = utcnow()
         stored: list[Record] = []
         changes: list[dict[str, Any]] = []
+        self._register_all(records)
         with self._tx() as conn:
             for record in records:
                 rel = self.relation(type(record))
@@ -226,11 +305,7 @@ class Database:
                     else:
                         conn.execute(rel.table.update().where(rel.table.c.id == record.id), row)
                 except sa.exc.IntegrityError as exc:
-                    raise RecordValidationError(
-                        f"relation {rel.cls.relation()!r}: a record with id {record.id!r} already exists; "
-                        "nothing was written (use upsert or update to change it)",
-                        [(len(stored), "id", "duplicate id")],
-                    ) from exc
+                    raise _refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
                 if rel.cls.relation() in self._watched:
                     changes.append(self._change_row(rel.cls.relation(), "update" if old else "insert", new, old))
@@ -245,6 +320,7 @@ class Database:
         now = utcnow()
         stored: list[Record] = []
         changes: list[dict[str, Any]] = []
+        self._register_all(records)
         with self._tx() as conn:
             for record in records:
                 rel = self.relation(type(record))
@@ -254,7 +330,10 @@ class Database:
                         f"relation {rel.cls.relation()!r} has no record {record.id!r}; nothing was written"
                     )
                 new = record.model_copy(update={"created_at": old.created_at, "updated_at": now})
-                conn.execute(rel.table.update().where(rel.table.c.id == record.id), to_row(new, rel.columns))
+                try:
+                    conn.execute(rel.table.update().where(rel.table.c.id == record.id), to_row(new, rel.columns))
+                except sa.exc.IntegrityError as exc:
+                    raise _refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
                 if rel.cls.relation() in self._watched:
                     changes.append(self._change_row(rel.cls.relation(), "update", new, old))
@@ -289,12 +368,12 @@ class Database:
 
     def _get(self, conn: sa.Connection, rel: _Relation, record_id: str) -> Record | None:
         row = conn.execute(sa.select(rel.table).where(rel.table.c.id == record_id)).mappings().first()
-        return None if row is None else rel.cls.model_validate(dict(row))
+        return None if row is None else rel.record(row)
 
     def get(self, cls: type[R], record_id: str) -> R | None:
         """The record with this id, or None."""
         rel = self.relation(cls)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return self._get(conn, rel, record_id)  # type: ignore[return-value]
 
     def query(
@@ -307,7 +386,7 @@ class Database:
         offset: int = 0,
     ) -> list[R]:
         """Records whose fields equal ``where``'s values, ordered by field
-        names (prefix ``-`` for descending)."""
+        names (prefix ``-`` for descending; empty values last either way)."""
         rel = self.relation(cls)
         table = rel.table
         stmt = sa.select(table)
@@ -322,17 +401,18 @@ class Database:
             name = key.lstrip("-")
             if name not in table.c:
                 raise SchemaError(f"relation {cls.relation()!r} has no field {name!r} to order by")
-            stmt = stmt.order_by(table.c[name].desc() if key.startswith("-") else table.c[name].asc())
+            order = table.c[name].desc() if key.startswith("-") else table.c[name].asc()
+            stmt = stmt.order_by(order.nulls_last())  # the same on SQLite (NULL smallest) and PostgreSQL
         stmt = stmt.order_by(table.c.id).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
-        return [cls.model_validate(dict(r)) for r in rows]
+        return [rel.record(r) for r in rows]  # type: ignore[misc]
 
     def count(self, cls: type[Record]) -> int:
         rel = self.relation(cls)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(rel.table)).scalar_one())
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None, *, write: bool = False) -> Rows:
@@ -344,28 +424,69 @@ class Database:
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of bound parameters, got {type(params).__name__}")
         stmt = sa.text(query)
-        with self.engine.connect() as conn:
+        missing = [name for name in stmt.compile().params if name not in (params or {})]
+        if missing:
+            raise TypeError(
+                f"app.sql: no value for placeholder(s) {', '.join(':' + m for m in missing)}; pass them in params "
+                "(write a literal colon as \\:)"
+            )
+        with self.connect() as conn:
             if not write:
                 _read_only(conn, self.dialect)
             try:
-                result = conn.execute(stmt, dict(params or {}))
-                rows = (
-                    Rows(list(result.keys()), [tuple(r) for r in result.fetchall()])
-                    if result.returns_rows
-                    else Rows([], [])
-                )
+                if not write and self.dialect == "postgresql":
+                    rows = self._pg_read(conn, stmt, dict(params or {}))
+                else:
+                    result = conn.execute(stmt, dict(params or {}))
+                    rows = (
+                        Rows(list(result.keys()), [tuple(r) for r in result.fetchall()])
+                        if result.returns_rows
+                        else Rows([], [])
+                    )
                 if write:
                     conn.commit()
+            except sa.exc.DBAPIError as exc:
+                if not write and _is_read_only_violation(exc):
+                    raise ReadOnlyError(
+                        "app.sql is read-only; pass write=True to run statements that change the database "
+                        f"(nothing was changed): {str(exc.orig).strip()}"
+                    ) from exc
+                raise
             finally:
                 if not write:
                     _read_write(conn, self.dialect)
         return rows
 
+    def _pg_read(self, conn: sa.Connection, stmt: sa.TextClause, params: dict[str, Any]) -> Rows:
+        """Run one read-only statement on PostgreSQL. Without parameters
+        psycopg would send the text with the simple query protocol, which
+        runs several statements: ``COMMIT; DROP TABLE doc`` would end the
+        read-only transaction and drop the table. A pipeline sends it with
+        the extended protocol, which refuses more than one statement."""
+        import psycopg
+
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        values = compiled.construct_params(params)
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        try:
+            with driver.cursor() as cursor:
+                with driver.pipeline() as pipeline:
+                    cursor.execute(str(compiled), values)
+                    pipeline.sync()
+                if cursor.description is None:
+                    return Rows([], [])
+                return Rows([d.name for d in cursor.description], [tuple(r) for r in cursor.fetchall()])
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                str(compiled), values, exc, psycopg.Error, dialect=self.engine.dialect
+            ) from exc
+
     # -- outbox -----------------------------------------------------------
 
     def pending_changes(self, limit: int = 500) -> list[Change]:
         """The oldest changes not yet handed to the queue."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(sa.select(self._changes).order_by(self._changes.c.id).limit(limit)).all()
         out = []
         for row in rows:
@@ -383,6 +504,51 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _refused(rel: _Relation, index: int, record_id: str, exc: sa.exc.IntegrityError) -> Exception:
+    """The error for a row the table refused (the transaction is rolled back)."""
+    relation = rel.cls.relation()
+    if _is_duplicate_key(exc):
+        return RecordValidationError(
+            f"relation {relation!r}: a record with id {record_id!r} already exists; "
+            "nothing was written (use upsert or update to change it)",
+            [(index, "id", "duplicate id")],
+        )
+    if rel.stuck_not_null:
+        return SchemaError(
+            f"relation {relation!r}: the stored table requires a value in column(s) {rel.stuck_not_null} "
+            f"(an earlier version of {rel.cls.__name__} required them) and SQLite cannot relax that; give the "
+            f"field(s) a value or a default again, or migrate the table; nothing was written ({exc.orig})"
+        )
+    return RecordValidationError(
+        f"relation {relation!r}: record {index} (id {record_id!r}) was refused by the table, nothing was written: "
+        f"{exc.orig}",
+        [(index, "", str(exc.orig))],
+    )
+
+
+def _is_read_only_violation(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the database refused a write because the connection is read-only."""
+    if getattr(exc.orig, "sqlstate", None) == "25006":  # PostgreSQL read_only_sql_transaction
+        return True
+    return "readonly database" in str(exc.orig)
+
+
+def _is_duplicate_key(exc: sa.exc.IntegrityError) -> bool:
+    """Whether the database refused a row because its primary key is taken."""
+    if getattr(exc.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(exc.orig) or "PRIMARY KEY" in str(exc.orig)
+
+
+def _problem(model: type[Record], err: Any) -> str:
+    """One pydantic error as text: the expected type, what is wrong, the input."""
+    loc = err["loc"]
+    field = model.model_fields.get(str(loc[0])) if loc else None
+    expected = f"expected {type_name(field.annotation)}: " if field is not None else ""
+    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.60})"
+    return f"{expected}{err['msg']}{got}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -40,6 +42,31 @@ def relation_name(cls: type) -> str:
         return str(explicit)
     name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls.__name__)
     return re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name).lower()
+
+
+def type_name(annotation: Any) -> str:
+    """A field's type as written in a class body (``int``, ``list[str]``,
+    ``datetime | None``, ``Vector``), for error messages."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if annotation is np.ndarray:
+        return "Vector"
+    if annotation is type(None):
+        return "None"
+    if annotation is Ellipsis:
+        return "..."
+    if annotation is Any:
+        return "Any"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(type_name(a) for a in args)}]"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return re.sub(r"\btyping\.", "", repr(annotation))
 
 
 def new_id() -> str:

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from pydantic.fields import FieldInfo
+from pydantic_core import to_jsonable_python
 from sqlalchemy.dialects import postgresql
 
 from ..exceptions import SchemaError
-from .record import Record
+from .record import Record, type_name
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -51,6 +52,23 @@ class Column:
     required: bool
     to_db: Callable[[Any], Any]
     kind: str  # short name of the SQL kind, compared on schema changes
+    accepts_none: bool  # the field's type allows None
+    field: FieldInfo
+
+    @property
+    def fills_null(self) -> bool:
+        """A stored NULL reads back as the field's default: the column was
+        added after rows were stored, or by an older version of the class."""
+        return not self.accepts_none and not self.required
+
+    def default_db_value(self) -> Any:
+        """The field's default as a column value (None when it has none)."""
+        if self.required:
+            return None
+        value = self.field.get_default(call_default_factory=True, validated_data={})
+        if value is None:
+            return None
+        return to_jsonable_python(value) if self.kind == "json" else self.to_db(value)
 
 
 def _identity(value: Any) -> Any:
@@ -86,9 +104,9 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
 
 def column_for(name: str, field: FieldInfo) -> Column:
     """The column a field maps to."""
-    annotation, nullable = _unwrap(field.annotation)
+    annotation, accepts_none = _unwrap(field.annotation)
     required = field.is_required()
-    nullable = nullable or not required
+    nullable = accepts_none or not required
     to_db: Callable[[Any], Any] = _identity
     if annotation is np.ndarray:
         sql_type: sa.types.TypeEngine[Any] = sa.LargeBinary()
@@ -116,7 +134,7 @@ def column_for(name: str, field: FieldInfo) -> Column:
         sql_type, kind = (sa.BigInteger(), "int") if literal_types == {int} else (sa.Text(), "text")
     else:  # lists, dicts, tuples, sets, nested models, unions, Any: JSON
         sql_type, kind = JSONType, "json"
-    return Column(name, sql_type, nullable, required, to_db, kind)
+    return Column(name, sql_type, nullable, required, to_db, kind, accepts_none, field)
 
 
 def columns_for(cls: type[Record]) -> list[Column]:
@@ -179,26 +197,47 @@ def kind_of_db_type(sql_type: Any) -> str:
 COMPATIBLE = {("vector", "bytes"), ("bytes", "vector")}
 
 
-def check_compatible(cls: type[Record], existing: dict[str, tuple[str, bool]], has_rows: bool) -> list[Column]:
-    """The columns to add to an existing table for ``cls``, or SchemaError
-    saying what is incompatible and what to do."""
+@dataclass
+class Evolution:
+    """What an existing table needs to fit a Record class."""
+
+    add: list[Column]
+    """New fields: columns to add (filled with the field's default)."""
+    check_filled: list[Column]
+    """Required fields whose stored column allows NULL: no row may lack a value."""
+    relax: list[str]
+    """NOT NULL columns the class may leave empty (removed or now optional fields)."""
+
+
+def check_compatible(cls: type[Record], existing: dict[str, tuple[str, bool]], has_rows: bool) -> Evolution:
+    """How to adapt an existing table (``existing``: column name -> (kind,
+    nullable)) to ``cls``, or SchemaError saying what is incompatible and
+    what to do."""
     relation = cls.relation()
-    to_add: list[Column] = []
-    for col in columns_for(cls):
+    plan = Evolution([], [], [])
+    columns = columns_for(cls)
+    for col in columns:
         if col.name not in existing:
             if col.required and has_rows:
                 raise SchemaError(
-                    f"relation {relation!r}: new field {col.name!r} is required but the table already has "
-                    f"rows; give it a default (or make it Optional) so existing rows can be read, "
+                    f"relation {relation!r}: new field {col.name!r} of {cls.__name__} is required but the table "
+                    f"already has rows; give it a default (or make it Optional) so existing rows can be read, "
                     f"or migrate the table"
                 )
-            to_add.append(col)
+            plan.add.append(col)
             continue
-        kind, _nullable = existing[col.name]
-        if kind != col.kind and (col.kind, kind) not in COMPATIBLE and not (col.kind == "json" and kind == "text"):
+        kind, nullable = existing[col.name]
+        if kind != col.kind and (col.kind, kind) not in COMPATIBLE:
             raise SchemaError(
-                f"relation {relation!r}: field {col.name!r} is now {col.kind} but the stored column is {kind}; "
+                f"relation {relation!r}: field {col.name!r} of {cls.__name__} is now "
+                f"{type_name(col.field.annotation)} (a {col.kind} column) but the stored column is {kind}; "
                 f"keep the old type, add a new field instead, or migrate the table "
                 f"(e.g. create a new relation and backfill it)"
             )
-    return to_add
+        if nullable and col.required and not col.accepts_none and col.name != "id":
+            plan.check_filled.append(col)
+        if not nullable and col.accepts_none:
+            plan.relax.append(col.name)
+    names = {c.name for c in columns}
+    plan.relax += [name for name, (_kind, nullable) in existing.items() if not nullable and name not in names]
+    return plan
