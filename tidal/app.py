@@ -211,6 +211,8 @@ class App(RelationsAPI):
     def _on_relation_change(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.notify()
+        if self._process_worker is not None:  # its dispatcher runs in the child
+            self._process_worker.hurry()
 
     def dispatch_changes(self) -> int:
         """Queue the ops of every relation change recorded so far (what the

@@ -115,6 +115,7 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> 
             if not data:  # parent closed the pipe or died
                 stopped.set()
                 return
+            app._on_relation_change()  # the parent may have written records with triggers
             executor.hurry()
 
     threading.Thread(target=pipe_reader, name="tidal-worker-pipe", daemon=True).start()
