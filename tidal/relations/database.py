@@ -234,7 +234,7 @@ class Database:
                     errors.append((index, "", f"expected a {cls.__name__}, got {type(item).__name__}"))
                     continue
                 model: type[Record] = type(item)
-                data: Any = dict(item.__dict__)
+                data: Any = {**item.__dict__, **(item.__pydantic_extra__ or {})}
             elif cls is None:
                 raise TypeError(f"item {index} is a {type(item).__name__}; pass relation=RecordClass to insert dicts")
             else:
