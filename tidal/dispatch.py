@@ -76,8 +76,14 @@ class Dispatcher:
             cls = db.relation_class(change.relation)
             if cls is None:
                 continue
-            record = cls.model_validate(change.record)
-            old = cls.model_validate(change.old) if change.old else None
+            try:
+                record = cls.model_validate(change.record)
+                old = cls.model_validate(change.old) if change.old else None
+            except Exception:
+                # One change that no longer fits its class must not stall
+                # every change behind it: log it (with its payload) and go on.
+                log.exception("change %s of %s no longer fits %s: %r", change.id, change.relation, cls, change.record)
+                continue
             for component in list(app.components.values()):
                 for trigger in component.triggers:
                     if trigger.relation.relation() != change.relation or change.event not in trigger.events:

@@ -22,6 +22,16 @@ class Properties(dict[str, Any]):
         except KeyError:
             raise KeyError(f"key {key!r} not found in props (have: {sorted(self)})") from None
 
+    def __getattr__(self, name: str) -> Any:
+        # props.record reads like props["record"]; only reached when normal
+        # attribute lookup fails, so it costs nothing on other attributes.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return dict.__getitem__(self, name)
+        except KeyError:
+            raise AttributeError(f"props have no {name!r} (have: {sorted(self)})") from None
+
     @property
     def serve_result(self) -> Any:
         """The serve op's result; None in the serve op itself or for flows
