@@ -51,15 +51,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--example", type=click.Choice(["preferences", "zscore"]), default="preferences", show_default=True)
+@click.option(
+    "--example", type=click.Choice(["preferences", "zscore", "docs"]), default="preferences", show_default=True
+)
 @click.option("--keep", is_flag=True, help="Continue from the state left by the last demo run.")
 def demo(example: str, keep: bool) -> None:
     """Run an example app on the embedded store (./.tidal/demo.db)."""
-    from .demo import run_preferences, run_zscore
+    from .demo import run_docs, run_preferences, run_zscore
 
     console = Console()
     if example == "preferences":
         run_preferences(console, keep=keep)
+    elif example == "docs":
+        run_docs(console)
     else:
         run_zscore(console)
 
