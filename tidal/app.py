@@ -106,7 +106,7 @@ class App(RelationsAPI):
         self._layouts.pop(component.name, None)
         if self._db is not None:
             for trigger in component.triggers:
-                self._db.watch(trigger.relation)
+                self._db.watch(trigger.relation, component.name, trigger.flow)
         if self._executor is not None:
             self.start_helpers()
 
@@ -138,7 +138,7 @@ class App(RelationsAPI):
                     database.on_change.append(self._on_relation_change)
                     for component in self.components.values():
                         for trigger in component.triggers:
-                            database.watch(trigger.relation)
+                            database.watch(trigger.relation, component.name, trigger.flow)
                     self._db = database
         return self._db
 

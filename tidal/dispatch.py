@@ -68,7 +68,10 @@ class Dispatcher:
         """Queue the ops of up to CHANGE_BATCH changes; returns how many changes."""
         app = self.app
         db = app.db
-        changes = db.pending_changes(CHANGE_BATCH)
+        db.outbox.redeclare()
+        # Only relations whose every live trigger (declared by any process)
+        # this process knows: acking a change hands it over for good.
+        changes = db.pending_changes(CHANGE_BATCH, db.outbox.consumable())
         if not changes:
             return 0
         ops: list[NewOp] = []

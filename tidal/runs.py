@@ -222,7 +222,7 @@ class RunLog:
                     "finished_at": begun + timedelta(seconds=latency),
                 }
             )
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             conn.execute(table.insert(), rows)
 
     def _write_sqlite(self, db: Any, table: Any, entries: list[Entry]) -> None:
@@ -242,7 +242,7 @@ class RunLog:
             for (run_id, comp, inst, flow, kind, status, props, result, cached, v_read, v_written, op_id, started,
                  latency, error) in entries
         ]  # fmt: skip
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             conn.exec_driver_sql(sql, rows)
 
     def purge(self) -> int:
@@ -252,7 +252,7 @@ class RunLog:
         db = self.app.db
         table = db.relation(Run).table
         cutoff = datetime.now(UTC) - self._retention
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             return int(conn.execute(table.delete().where(table.c.created_at < cutoff)).rowcount or 0)
 
     def close(self) -> None:

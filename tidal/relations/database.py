@@ -9,15 +9,12 @@ queueing delays a trigger but never loses it.
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, Literal, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.pool import StaticPool
@@ -29,6 +26,7 @@ from ..exceptions import (
     RecordValidationError,
     SchemaError,
 )
+from .outbox import Change, Outbox
 from .record import Record, type_name, utcnow
 from .rows import Rows
 from .schema import Column, check_compatible, columns_for, kind_of_db_type, table_for, to_row
@@ -36,22 +34,6 @@ from .schema import Column, check_compatible, columns_for, kind_of_db_type, tabl
 R = TypeVar("R", bound=Record)
 Event = Literal["insert", "update", "delete"]
 EVENTS: tuple[Event, ...] = ("insert", "update", "delete")
-
-CHANGES_TABLE = "tidal_changes"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change of a watched relation, as recorded in the outbox."""
-
-    id: int
-    token: str
-    """Unique across databases and time: names the change in dedupe keys."""
-    relation: str
-    event: Event
-    record_id: str
-    record: dict[str, Any]
-    old: dict[str, Any] | None
 
 
 @dataclass
@@ -108,23 +90,9 @@ class Database:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._metadata = sa.MetaData()
         self._relations: dict[str, _Relation] = {}
-        self._watched: set[str] = set()
         self._lock = threading.Lock()
         self.on_change: list[Callable[[], None]] = []
-        self._changes = sa.Table(
-            CHANGES_TABLE,
-            self._metadata,
-            sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-            sa.Column("token", sa.String(32), nullable=False),
-            sa.Column("relation", sa.String(255), nullable=False),
-            sa.Column("event", sa.String(16), nullable=False),
-            sa.Column("record_id", sa.String(255), nullable=False),
-            sa.Column("payload", sa.Text(), nullable=False),
-            sa.Column("created_at", sa.Double(), nullable=False),
-            sqlite_autoincrement=True,
-        )
-        with self.begin() as conn:
-            self._changes.create(conn, checkfirst=True)
+        self.outbox = Outbox(self._metadata, self.connect, self.begin)
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
@@ -199,10 +167,11 @@ class Database:
                 conn.execute(sa.text(f'ALTER TABLE "{name}" ALTER COLUMN "{column}" DROP NOT NULL'))
         return []
 
-    def watch(self, cls: type[Record]) -> None:
-        """Record changes of ``cls`` in the outbox (it has triggers)."""
+    def watch(self, cls: type[Record], component: str = "", flow: str = "") -> None:
+        """Record changes of ``cls`` in the outbox: ``component.flow`` is
+        triggered by them (declared in the registry other processes read)."""
         self.register(cls)
-        self._watched.add(cls.relation())
+        self.outbox.declare(cls.relation(), component, flow)
 
     def relation(self, cls: type[Record]) -> _Relation:
         rel = self._relations.get(cls.relation())
@@ -261,27 +230,20 @@ class Database:
         for cls in dict.fromkeys(type(r) for r in records):
             self.relation(cls)
 
+    def _watched_in(self, records: Sequence[Record]) -> set[str]:
+        """The relations of a batch whose changes go to the outbox. Asked
+        before the batch's transaction: reading the registry inside it would
+        open a second connection, which on the shared in-memory database is
+        the same one, and closing it would roll the batch back."""
+        names = {type(r).relation() for r in records}
+        return {name for name in names if self.outbox.watched(name)}
+
     def _tx(self) -> AbstractContextManager[sa.Connection]:
         return self.begin()
 
     def _changed(self) -> None:
         for callback in self.on_change:
             callback()
-
-    def _outbox(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(self._changes.insert(), rows)
-
-    def _change_row(self, relation: str, event: Event, record: Record, old: Record | None) -> dict[str, Any]:
-        payload = {"record": record.model_dump(mode="json"), "old": old.model_dump(mode="json") if old else None}
-        return {
-            "token": uuid.uuid4().hex,
-            "relation": relation,
-            "event": event,
-            "record_id": record.id,
-            "payload": orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-            "created_at": time.time(),
-        }
 
     def insert_many(self, records: Sequence[Record], *, upsert: bool = False) -> list[Record]:
         """Store records in one transaction; returns them as stored (with
@@ -290,6 +252,7 @@ class Database:
         stored: list[Record] = []
         changes: list[dict[str, Any]] = []
         self._register_all(records)
+        watched = self._watched_in(records)
         with self._tx() as conn:
             for record in records:
                 rel = self.relation(type(record))
@@ -307,9 +270,9 @@ class Database:
                 except sa.exc.IntegrityError as exc:
                     raise _refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
-                if rel.cls.relation() in self._watched:
-                    changes.append(self._change_row(rel.cls.relation(), "update" if old else "insert", new, old))
-            self._outbox(conn, changes)
+                if rel.cls.relation() in watched:
+                    changes.append(self.outbox.row(rel.cls.relation(), "update" if old else "insert", new, old))
+            self.outbox.write(conn, changes)
         if changes:
             self._changed()
         return stored
@@ -321,6 +284,7 @@ class Database:
         stored: list[Record] = []
         changes: list[dict[str, Any]] = []
         self._register_all(records)
+        watched = self._watched_in(records)
         with self._tx() as conn:
             for record in records:
                 rel = self.relation(type(record))
@@ -335,9 +299,9 @@ class Database:
                 except sa.exc.IntegrityError as exc:
                     raise _refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
-                if rel.cls.relation() in self._watched:
-                    changes.append(self._change_row(rel.cls.relation(), "update", new, old))
-            self._outbox(conn, changes)
+                if rel.cls.relation() in watched:
+                    changes.append(self.outbox.row(rel.cls.relation(), "update", new, old))
+            self.outbox.write(conn, changes)
         if changes:
             self._changed()
         return stored
@@ -348,6 +312,7 @@ class Database:
         rel = self.relation(cls)
         deleted: list[R] = []
         changes: list[dict[str, Any]] = []
+        watched = self.outbox.watched(cls.relation())
         with self._tx() as conn:
             for record_id in ids:
                 old = self._get(conn, rel, record_id)
@@ -357,9 +322,9 @@ class Database:
                     )
                 conn.execute(rel.table.delete().where(rel.table.c.id == record_id))
                 deleted.append(old)  # type: ignore[arg-type]
-                if cls.relation() in self._watched:
-                    changes.append(self._change_row(cls.relation(), "delete", old, None))
-            self._outbox(conn, changes)
+                if watched:
+                    changes.append(self.outbox.row(cls.relation(), "delete", old, None))
+            self.outbox.write(conn, changes)
         if changes:
             self._changed()
         return deleted
@@ -484,23 +449,13 @@ class Database:
 
     # -- outbox -----------------------------------------------------------
 
-    def pending_changes(self, limit: int = 500) -> list[Change]:
-        """The oldest changes not yet handed to the queue."""
-        with self.connect() as conn:
-            rows = conn.execute(sa.select(self._changes).order_by(self._changes.c.id).limit(limit)).all()
-        out = []
-        for row in rows:
-            payload = orjson.loads(row.payload)
-            out.append(
-                Change(row.id, row.token, row.relation, row.event, row.record_id, payload["record"], payload["old"])
-            )
-        return out
+    def pending_changes(self, limit: int = 500, relations: Sequence[str] | None = None) -> list[Change]:
+        """The oldest changes not yet handed to the queue (of ``relations``)."""
+        return self.outbox.pending(limit, relations)
 
     def ack_changes(self, ids: Sequence[int]) -> None:
         """Forget changes whose ops are queued."""
-        if ids:
-            with self._tx() as conn:
-                conn.execute(self._changes.delete().where(self._changes.c.id.in_(list(ids))))
+        self.outbox.ack(ids)
 
     def close(self) -> None:
         self.engine.dispose()
