@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .app import App, default_app, set_default_app
+from .compat import clear_instance, get_instances, inspect_state
 from .config import Settings
 from .core.component import Component
 from .core.policies import DiscardPolicy
@@ -94,6 +95,9 @@ __all__ = [
     "UpdateFailedError",
     "UpdateReturnError",
     "VersionConflictError",
+    "clear_instance",
     "default_app",
+    "get_instances",
+    "inspect_state",
     "set_default_app",
 ]
