@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .core.props import Properties
 from .exceptions import DefinitionError
-from .stores import NewOp
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -128,6 +126,8 @@ class RelationsAPI:
             raise DefinitionError(
                 f"component {component.name} has no relation trigger on inserts" + (f" for {flow!r}" if flow else "")
             )
+        from .dispatch import trigger_op
+
         run = uuid.uuid4().hex[:12]
         queued = 0
         for trigger in triggers:
@@ -138,21 +138,19 @@ class RelationsAPI:
             ids = [row[0] for row in self.db.sql(f'SELECT id FROM "{cls.relation()}" ORDER BY created_at, id').tuples()]
             for start in range(0, len(ids), batch):
                 records = [r for r in (self.db.get(cls, i) for i in ids[start : start + batch]) if r is not None]
-                ops = []
-                for record in records:
-                    instance = trigger.route(record)
-                    self.ensure_instance(component, instance)
-                    props = Properties(record=record, event="insert", old=None, backfill=True)
-                    payload = self.codec.dumps((trigger.flow, props, "serve" if trigger.serve else ""))
-                    ops.append(
-                        NewOp(
-                            component.name,
-                            instance,
-                            trigger.flow,
-                            payload,
-                            dedupe=f"backfill:{run}:{component.name}:{trigger.flow}:{record.id}",
-                        )
+                ops = [
+                    trigger_op(
+                        self,
+                        component,
+                        trigger,
+                        record,
+                        "insert",
+                        None,
+                        dedupe=f"backfill:{run}:{component.name}:{trigger.flow}:{record.id}",
+                        backfill=True,
                     )
+                    for record in records
+                ]
                 queued += sum(1 for op_id in self.store.enqueue_many(ops) if op_id is not None)
         self.notify_enqueued()
         return queued

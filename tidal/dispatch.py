@@ -20,11 +20,36 @@ from .stores import NewOp
 if TYPE_CHECKING:
     from .app import App
     from .core.component import Component
-    from .core.triggers import Schedule
+    from .core.triggers import Schedule, Trigger
+    from .data import RelationsAPI as RelationsHost
+    from .relations.record import Record
 
 log = logging.getLogger("tidal.dispatch")
 
 CHANGE_BATCH = 500
+
+
+def trigger_op(
+    app: RelationsHost,
+    component: Component,
+    trigger: Trigger,
+    record: Record,
+    event: str,
+    old: Record | None,
+    *,
+    dedupe: str,
+    **extra: Any,
+) -> NewOp:
+    """The op that one trigger queues for one record change: routed to its
+    instance (created from init_state if new), with signed props ``record``,
+    ``event``, ``old`` (and ``extra``)."""
+    instance = trigger.route(record)
+    app.ensure_instance(component, instance)
+    props = Properties(record=record, event=event, old=old, **extra)
+    payload = app.codec.dumps(
+        (trigger.flow, props, "serve" if trigger.serve else ""), what=("record of", type(record).relation())
+    )
+    return NewOp(component.name, instance, trigger.flow, payload, dedupe=dedupe)
 
 
 class Dispatcher:
@@ -92,11 +117,14 @@ class Dispatcher:
                     if trigger.relation.relation() != change.relation or change.event not in trigger.events:
                         continue
                     try:
-                        instance = trigger.route(record)
-                        app.ensure_instance(component, instance)
-                        props = Properties(record=record, event=change.event, old=old)
-                        payload = app.codec.dumps(
-                            (trigger.flow, props, "serve" if trigger.serve else ""), what=("record of", change.relation)
+                        op = trigger_op(
+                            app,
+                            component,
+                            trigger,
+                            record,
+                            change.event,
+                            old,
+                            dedupe=f"chg:{change.token}:{component.name}:{trigger.flow}",
                         )
                     except Exception:
                         log.exception(
@@ -108,15 +136,7 @@ class Dispatcher:
                             change.record_id,
                         )
                         continue
-                    ops.append(
-                        NewOp(
-                            component.name,
-                            instance,
-                            trigger.flow,
-                            payload,
-                            dedupe=f"chg:{change.token}:{component.name}:{trigger.flow}",
-                        )
-                    )
+                    ops.append(op)
         if ops:
             app.store.enqueue_many(ops)
         db.ack_changes([c.id for c in changes])
