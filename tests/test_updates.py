@@ -309,6 +309,7 @@ def test_unpicklable_value_is_a_failure_naming_the_key(app: tidal.App) -> None:
         assert "StateSerializationError" in error
         assert "'my_lock'" in error
         assert "not picklable" in error
+        assert "flow 'lock'" in error  # names the component's flow too
         # Nothing of the op was committed, not even its picklable key.
         assert inst.read_state("n") == 0
         assert inst.get_version() == 1

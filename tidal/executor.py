@@ -23,7 +23,7 @@ from .core.layout import check_delta
 from .core.policies import should_discard
 from .core.props import Properties
 from .core.state import overlay
-from .exceptions import LeaseLostError, StoreError, VersionConflictError
+from .exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
 from .stores import Claim, Failure
 
 if TYPE_CHECKING:
@@ -276,7 +276,12 @@ class Executor:
                     for key, value in result.items():
                         dict.__setitem__(state, key, value)
                     delta.update(result)
-                encoded = layout.encode(state, delta, encode)
+                try:
+                    encoded = layout.encode(state, delta, encode)
+                except StateSerializationError as exc:
+                    raise StateSerializationError(
+                        f"update op of {component.name} flow {flow!r} returned a value that cannot be stored: {exc}"
+                    ) from exc
             except Exception:
                 error = traceback.format_exc()
                 log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
