@@ -90,8 +90,17 @@ def json_text(value: Any) -> str | None:
         return orjson.dumps(repr(value)).decode()
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _sqlite_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC; the seconds part is formatted
+    once per second, since runs come in bursts."""
+    whole = int(epoch)
+    if _second[0] != whole:
+        _second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        _second[0] = whole
+    return f"{_second[1]}.{int((epoch - whole) * 1_000_000):06d}"
 
 
 _RUN_COLUMNS = [*Run.model_fields]
@@ -243,7 +252,8 @@ class RunLog:
                  latency, error) in entries
         ]  # fmt: skip
         with db.begin() as conn:
-            conn.exec_driver_sql(sql, rows)
+            # The driver's own executemany: SQLAlchemy would inspect every row.
+            conn.connection.dbapi_connection.executemany(sql, rows)
 
     def purge(self) -> int:
         """Delete runs older than the retention period."""
