@@ -3,11 +3,13 @@ test once per embedded store."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import PostgresServer, drop_database, fresh_database, start_postgres
+from servers import PostgresServer, RedisServer, drop_database, fresh_database, start_postgres, start_redis
 
 import tidal
 from tidal.config import Settings
@@ -67,3 +69,32 @@ def pg_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterato
     url = fresh_database(pg_server, request.node.name)
     yield url
     drop_database(pg_server, url)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (installed with apt if missing; never skipped)."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A ``redis://`` store URL with a namespace of its own, so tests never see each other's keys;
+    the test's keys are deleted afterwards."""
+    import redis
+
+    namespace = f"t_{re.sub(r'[^A-Za-z0-9_]+', '_', request.node.name)[:40]}_{uuid.uuid4().hex[:8]}"
+    yield f"{redis_server.url()}?namespace={namespace}"
+    client = redis.Redis.from_url(redis_server.url())
+    try:
+        for pattern in (f"*{namespace}*",):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()

@@ -1,4 +1,4 @@
-"""Real database servers for tests.
+"""Real database servers (PostgreSQL, Redis) for tests.
 
 Tidal's PostgreSQL tests talk to a real PostgreSQL, never to a mock, and a
 missing server is a failure, never a skip. This module gives the test session
@@ -26,6 +26,12 @@ as the ``postgres`` OS user (created by the Debian package) through
 ``runuser``, and the temporary directory is chowned to that user; otherwise
 they run as the current user. Either way the database superuser is called
 ``postgres`` and every connection over TCP is trusted (loopback only).
+
+Redis works the same way: :func:`start_redis` finds ``redis-server`` (or
+installs the ``redis-server`` package with apt), runs it as a child process on
+a free loopback port with persistence off (or with an append-only file in a
+directory of the caller's, for restart tests), waits until it answers PING,
+and stops it at the end of the session, at exit, or from its watchdog.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,3 +399,231 @@ def drop_database(server: PostgresServer, url: str) -> None:
     database = url.rsplit("/", 1)[1]
     with server.connect() as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+# --------------------------------------------------------------------------- Redis
+
+REDIS_APT_INSTALL = (
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+    "apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 redis-server"
+)
+"""Shell command that installs ``redis-server`` (prefixed with ``sudo -n`` unless root)."""
+
+_REDIS_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, root = int(sys.argv[1]), sys.argv[2]
+while os.getppid() == parent and os.path.isdir(root):
+    time.sleep(0.5)
+if os.path.isdir(root):
+    try:
+        with open(os.path.join(root, "server.pid")) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(root, ignore_errors=True)
+"""
+"""Run by a separate process: once the test process (its parent) is gone
+while the server's directory still exists, kill the server (whose pid
+:meth:`RedisServer.start` keeps in ``server.pid``) and remove the directory."""
+
+
+class RedisUnavailable(RuntimeError):
+    """redis-server could not be found, installed or started. Tests fail with it; they never skip."""
+
+
+def install_redis() -> None:
+    """Install the ``redis-server`` package with apt (through ``sudo -n`` unless root).
+
+    Raises :class:`RedisUnavailable` with apt's output when it fails.
+    """
+    if shutil.which("apt-get") is None:
+        raise RedisUnavailable("redis-server is missing and apt-get is not available to install it")
+    cmd = ["sh", "-c", REDIS_APT_INSTALL]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise RedisUnavailable("redis-server is missing; installing it needs root, and sudo is not available")
+        cmd = ["sudo", "-n", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise RedisUnavailable(
+            f"installing redis-server failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+        )
+
+
+def _locate_redis() -> Path | None:
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def find_redis_server(install: bool = True) -> Path:
+    """The ``redis-server`` binary; installed with apt first when missing and ``install`` is true."""
+    binary = _locate_redis()
+    if binary is None and install:
+        install_redis()
+        binary = _locate_redis()
+    if binary is None:
+        raise RedisUnavailable("redis-server not found on $PATH, in /usr/bin or in /usr/local/bin")
+    return binary
+
+
+@dataclass
+class RedisServer:
+    """A running throw-away ``redis-server`` (see :func:`start_redis`)."""
+
+    binary: Path
+    root: Path
+    datadir: Path
+    port: int
+    appendonly: bool = False
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _owner_pid: int = field(default_factory=os.getpid, repr=False)
+    _watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "redis.log"
+
+    def url(self, db: int = 0) -> str:
+        """``redis://host:port/db`` of this server."""
+        return f"redis://{self.host}:{self.port}/{db}"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.datadir),
+            "--logfile",
+            str(self.logfile),
+        ]
+
+    def kill(self) -> None:
+        """SIGKILL the server (as a crash would), keeping its directory; :meth:`start` brings it back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+    def shutdown(self) -> None:
+        """Stop the server cleanly (``SIGTERM``), keeping its directory; :meth:`start` brings it back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+
+    def start(self, attempts: int = 5) -> None:
+        """Start (or restart, on the same port when it is still free) and wait until PING answers."""
+        import redis
+
+        for attempt in range(attempts):
+            if not self.port or attempt:
+                self.port = free_port()
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C in the terminal must not reach the server
+            )
+            (self.root / "server.pid").write_text(str(self.process.pid))
+            client = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0)
+            deadline = time.monotonic() + 30
+            try:
+                while time.monotonic() < deadline:
+                    if self.process.poll() is not None:
+                        break
+                    try:
+                        if client.ping():
+                            return
+                    except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+                        time.sleep(0.02)
+            finally:
+                client.close()
+            if self.process.poll() is None:
+                self.kill()
+                raise RedisUnavailable(f"redis-server did not answer PING within 30 s\n{self.log_tail()}")
+            assert self.process.stderr is not None
+            err = self.process.stderr.read().decode(errors="replace")
+            log = self.log_tail()
+            if "Address already in use" in log + err and attempt + 1 < attempts:
+                continue  # lost a race for the port
+            raise RedisUnavailable(
+                f"redis-server exited with {self.process.returncode}: {' '.join(self.command())}\n{err}\n{log}"
+            )
+
+    def stop(self) -> None:
+        """Stop the server and remove its private directory. Idempotent.
+
+        Does nothing in a process forked from the one that started the server.
+        """
+        if self._stopped or os.getpid() != self._owner_pid:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        self.shutdown()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        if self._watchdog is not None:
+            self._watchdog.terminate()
+            self._watchdog.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_redis(datadir: Path | None = None, *, appendonly: bool = False, port: int = 0) -> RedisServer:
+    """Start a ``redis-server`` on a free port of 127.0.0.1 and wait until it answers.
+
+    By default nothing is persisted (``--save "" --appendonly no``) and the
+    data directory is a fresh temporary one. For restart tests, pass
+    ``appendonly=True`` and a ``datadir`` of your own: the append-only file
+    lives there and survives :meth:`RedisServer.kill` / :meth:`RedisServer.start`
+    and :meth:`RedisServer.stop` (which removes only the server's private
+    directory with its log).
+
+    Installs redis-server with apt first if it is missing. The caller owns the
+    result and must call :meth:`RedisServer.stop` (it also runs at interpreter
+    exit, and a watchdog kills the server if the test process dies first).
+    """
+    binary = find_redis_server()
+    root = Path(tempfile.mkdtemp(prefix="tidal-redis-"))
+    server = RedisServer(binary=binary, root=root, datadir=datadir or root, port=port, appendonly=appendonly)
+    try:
+        server.datadir.mkdir(parents=True, exist_ok=True)
+        server.start()
+        atexit.register(server.stop)
+        server._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _REDIS_WATCHDOG, str(os.getpid()), str(root)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=root,
+            start_new_session=True,
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server

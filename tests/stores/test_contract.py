@@ -13,11 +13,14 @@ import pytest
 from tidal.exceptions import LeaseLostError, StoreError, VersionConflictError
 from tidal.stores import Failure, NewOp, Store
 from tidal.stores.memory import MemoryStore
+from tidal.stores.redis import RedisStore
 from tidal.stores.sqlite import SQLiteStore
 
-STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "contract.db"),
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda request, tmp: MemoryStore(),
+    "sqlite": lambda request, tmp: SQLiteStore(tmp / "contract.db"),
+    # A real redis-server (tests/servers.py), with a namespace of its own per test.
+    "redis": lambda request, tmp: RedisStore.from_url(request.getfixturevalue("redis_url")),
 }
 
 C = "Comp"
@@ -28,7 +31,7 @@ LONG = 30.0  # lease seconds, for everything else
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = STORE_FACTORIES[request.param](tmp_path)
+    s = STORE_FACTORIES[request.param](request, tmp_path)
     yield s
     s.close()
 

@@ -1,4 +1,4 @@
-"""Stores, chosen by URL: ``memory://``, ``sqlite:///path``."""
+"""Stores, chosen by URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ SCHEMES: dict[str, tuple[str, str, str]] = {
     # scheme: (module, class, pip extra that provides its dependency)
     "memory": ("tidal.stores.memory", "MemoryStore", ""),
     "sqlite": ("tidal.stores.sqlite", "SQLiteStore", ""),
+    "redis": ("tidal.stores.redis", "RedisStore", "redis"),
+    "rediss": ("tidal.stores.redis", "RedisStore", "redis"),
 }
 
 

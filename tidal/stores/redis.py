@@ -1,0 +1,495 @@
+"""The scale-out store: state, queues, leases and cache in Redis
+(``redis://[:password@]host:port/db``, ``rediss://`` for TLS), shared by
+every process on every machine that points at it.
+
+Keys, under a namespace (``tidal`` unless the URL says ``?namespace=…``) so
+that several apps can share a server. Names inside keys are escaped
+(``%`` ``:`` ``{`` ``}`` as ``%25`` ``%3A`` ``%7B`` ``%7D``) so that no two
+instances' keys can coincide. Times are milliseconds of the Redis server's
+clock, read with ``TIME`` inside the scripts, so client clocks never matter.
+
+Per instance, all in the hash slot of the tag ``T = {ns:component:instance}``::
+
+    T:meta         HASH  v: version, c / u: created / updated ms.
+                         Exists iff the instance does: get_version is one HGET.
+    T:vals         HASH  key -> value bytes (live keys only)
+    T:vers         ZSET  key -> version it was last written or deleted at; a
+                         key here but not in T:vals is a deletion (tombstone),
+                         so read_state(since) is one ZRANGEBYSCORE
+    T:lease        HASH  t: token, x: expiry ms
+    T:q            ZSET  ids of pending ops (queued or running), score = id
+    T:q:<flow>     ZSET  the same, of one flow: pending(flow=, upto=) and the
+                         backlog a claim counts are one ZCOUNT each
+    T:f, T:f:<flow> ZSET ids of failed ops, all and per flow
+    T:flows        SET   flows ever queued (to find T:q:<flow> on delete)
+    T:op:<id>      HASH  f: flow, p: payload, t: enqueued ms, n: attempts,
+                         e: error, x: failed ms.  Deleted when the op is done.
+    T:m            STR   push watermark: the highest op id pushed (or fenced);
+                         a push of lower ids is refused
+    T:dd           ZSET  dedupe key -> expiry ms, of ops pushed here
+
+Global, in the hash slot of the tag ``G = {ns}``::
+
+    G:ids                  STR   op id counter (INCR): ids only grow
+    G:ready:<component>    ZSET  instance -> head op id, of every instance that
+                                 may have pending ops: what claim looks at
+    G:alloc:<component>    HASH  instance -> "id:ms", the last op id allocated
+                                 to it and when
+    G:leased:<component>   ZSET  instance -> lease expiry ms: a hint that lets
+                                 claim skip held instances without asking them
+    G:instances:<component> SET  instance ids (a superset: checked on listing)
+    G:dedupe:<key>         STR   owner "component:instance", with the dedupe ttl
+
+Cache entries are ``ns:cache:<key>`` strings with a Redis TTL and no hash
+tag, so that they spread over a cluster's slots.
+
+No script touches two slots, so the store runs on Redis Cluster as well:
+
+* **enqueue** is two scripts. A global one checks dedupe keys, allocates ids
+  and adds the instance to ``G:ready`` (before any op exists, so an op can
+  never sit in a queue that claim does not know of); then one per instance
+  pushes the ops, refusing ids at or below the watermark (the caller then
+  allocates fresh ids), which keeps each queue in id order. The instance's
+  ``T:dd`` decides, in the push, whether a dedupe key was used already: so a
+  process killed between the two steps leaves the key usable by the next
+  hand-over of the same op, instead of losing it.
+* **claim** reads up to ``CLAIM_CANDIDATES`` instances from ``G:ready``
+  (oldest head op first, skipping those hinted as leased) in one call, then
+  runs the claim script on each instance's own slot until one grants a lease.
+  A held instance answers with its lease expiry, which becomes its hint; an
+  empty one is dropped from ``G:ready`` once every id allocated to it is at
+  or below its watermark (older allocations than ``FENCE_AFTER_MS`` are
+  fenced first: a process that died before its push must not keep the entry
+  alive).
+* **commit** checks lease and version, writes the keys, bumps the version
+  and retires the claimed ops in one script; a second call points
+  ``G:ready`` at the new head (or drops the instance) and drops the hint.
+  A worker that dies between the two leaves a hint that expires with its
+  lease and an entry the next claim tidies up: hints are never trusted,
+  only the instance's own keys are.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from ..exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
+from . import redis_lua as lua
+from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
+
+log = logging.getLogger("tidal.stores.redis")
+
+DEFAULT_NAMESPACE = "tidal"
+"""Prefix of every key, unless the URL names another with ``?namespace=``."""
+
+CLAIM_CANDIDATES = 16
+"""Instances one claim reads from ``G:ready`` at a time. Held instances are
+skipped by their hint, so a few more than the busy workers is plenty."""
+
+CLAIM_ROUNDS = 3
+"""How often a claim reads candidates again when every one it tried was
+taken meanwhile (each failure fixes a hint, so the next round sees others)."""
+
+FENCE_AFTER_MS = 5_000
+"""An op id allocated this long ago whose push has not arrived is taken for
+lost (its process died between the two steps of enqueue): claim raises the
+instance's watermark over it, so that the push is refused if it ever comes,
+and drops the instance from ``G:ready``. Pushes take a round trip, so the
+only cost of a large value is that such an entry is polled longer."""
+
+PUSH_ATTEMPTS = 100
+"""How often enqueue allocates fresh ids for an instance whose watermark
+moved past them (another process pushed newer ids first, or a fence)."""
+
+
+def _escape(name: str) -> str:
+    return name.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore(Store):
+    """State, queue and cache on a Redis server (or cluster)."""
+
+    shared = True
+
+    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: redis.Redis | None = None) -> None:
+        self.url = url
+        self.namespace = namespace
+        self._client = client if client is not None else _connect(url)
+        self._closed = False
+        self._global = "{" + _escape(namespace) + "}"
+        self._ids_key = self._global + ":ids"
+        self._cache_prefix = _escape(namespace).encode() + b":cache:"
+        register = self._client.register_script
+        self._enqueue_global = register(lua.GLOBAL_ENQUEUE)
+        self._candidates = register(lua.GLOBAL_CANDIDATES)
+        self._settle = register(lua.GLOBAL_SETTLE)
+        self._push = register(lua.INSTANCE_PUSH)
+        self._claim = register(lua.INSTANCE_CLAIM)
+        self._commit = register(lua.INSTANCE_COMMIT)
+        self._renew = register(lua.INSTANCE_RENEW)
+        self._release = register(lua.INSTANCE_RELEASE)
+        self._create = register(lua.INSTANCE_CREATE)
+        self._read = register(lua.INSTANCE_READ)
+        self._delete = register(lua.INSTANCE_DELETE)
+        self._last_op = register(lua.INSTANCE_LAST_OP)
+        self._failures = register(lua.INSTANCE_FAILURES)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        namespace = DEFAULT_NAMESPACE
+        rest = []
+        for key, value in query:
+            if key == "namespace":
+                if not value:
+                    raise ConfigError(f"empty namespace in store URL {_safe(url)!r}")
+                namespace = value
+            else:
+                rest.append((key, value))
+        client_url = urlunsplit(parts._replace(query=urlencode(rest)))
+        return cls(url, namespace=namespace, client=_connect(client_url))
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {_safe(self.url)}>"
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client (for tests and operators)."""
+        if self._closed:
+            raise StoreError(f"cannot use {_safe(self.url)}, as the store has been closed")
+        return self._client
+
+    @contextmanager
+    def _io(self) -> Iterator[None]:
+        if self._closed:
+            raise StoreError(f"cannot use {_safe(self.url)}, as the store has been closed")
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis store {_safe(self.url)} failed: {exc}") from exc
+
+    def _tag(self, component: str, instance: str) -> str:
+        return "{" + f"{_escape(self.namespace)}:{_escape(component)}:{_escape(instance)}" + "}"
+
+    def _g(self, kind: str, component: str) -> str:
+        return f"{self._global}:{kind}:{_escape(component)}"
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.close()
+
+    # -- state ------------------------------------------------------------
+
+    def get_version(self, component: str, instance: str) -> int | None:
+        with self._io():
+            raw = self._client.hget(self._tag(component, instance) + ":meta", "v")
+        return None if raw is None else int(cast(bytes, raw))
+
+    def read_state(self, component: str, instance: str, since: int = 0) -> StateRead | None:
+        t = self._tag(component, instance)
+        with self._io():
+            got = self._read(keys=[t + ":meta", t + ":vals", t + ":vers"], args=[since])
+        if got is None:
+            return None
+        version, flat = int(got[0]), got[1]
+        changed: dict[str, bytes] = {}
+        deleted: list[str] = []
+        for k, v in zip(flat[::2], flat[1::2], strict=True):
+            if v is None:
+                deleted.append(k.decode())
+            else:
+                changed[k.decode()] = v
+        return StateRead(version, changed, tuple(deleted) if since > 0 else ())
+
+    def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
+        t = self._tag(component, instance)
+        args: list[Any] = [len(values)]
+        for k, v in values.items():
+            args += [k, v]
+        with self._io():
+            # Listed first: a process that dies in between leaves a listed
+            # instance that does not exist (list_instances checks), never an
+            # existing one that is not listed.
+            self._client.sadd(self._g("instances", component), instance)
+            created, version = self._create(keys=[t + ":meta", t + ":vals", t + ":vers"], args=args)
+        return bool(created), int(version)
+
+    def commit(
+        self,
+        component: str,
+        instance: str,
+        changes: Mapping[str, bytes],
+        *,
+        deleted: Iterable[str] = (),
+        claim: Claim | None = None,
+        done: Sequence[int] = (),
+        failed: Sequence[Failure] = (),
+        expected_version: int | None = None,
+        bump: int = 1,
+    ) -> int:
+        t = self._tag(component, instance)
+        deleted = tuple(deleted)
+        args: list[Any] = [
+            t,
+            "1" if claim is not None else "0",
+            claim.token if claim is not None else "",
+            "" if expected_version is None else expected_version,
+            bump,
+            len(changes),
+        ]
+        for k, v in changes.items():
+            args += [k, v]
+        args += [len(deleted), *deleted]
+        if claim is not None:
+            args += [len(claim.op_ids), *claim.op_ids, len(failed)]
+            for f in failed:
+                args += [f.op_id, f.error]
+        keys = [t + ":meta", t + ":vals", t + ":vers", t + ":lease", t + ":q", t + ":f", t + ":m"]
+        with self._io():
+            got = self._commit(keys=keys, args=args)
+            code = int(got[0])
+            if code == -1:
+                raise LeaseLostError(
+                    f"lease on {component}/{instance} was lost (expired or taken over); "
+                    "its ops will be (or were) run by another worker"
+                )
+            if code == -2:
+                raise StoreError(f"no instance {component}/{instance} in {_safe(self.url)}")
+            if code == -3:
+                raise VersionConflictError(
+                    f"{component}/{instance} is at version {int(got[1])}, expected {expected_version}"
+                )
+        if claim is not None:
+            self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=True)
+        return code
+
+    def _settle_ready(self, component: str, instance: str, *, head: int, watermark: int, unlease: bool) -> None:
+        keys = [self._g("ready", component), self._g("alloc", component), self._g("leased", component)]
+        self._hint(self._settle, keys=keys, args=[instance, head, watermark, "1" if unlease else "0"])
+
+    def _hint(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Update G:ready or a lease hint. They are hints, tidied up by later
+        claims, so a failure here must not undo what the instance's own
+        script did (a commit, a lease granted)."""
+        try:
+            command(*args, **kwargs)
+        except redis.RedisError as exc:
+            log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
+
+    def list_instances(self, component: str) -> list[str]:
+        with self._io():
+            names = sorted(m.decode() for m in cast(set[bytes], self._client.smembers(self._g("instances", component))))
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.exists(self._tag(component, name) + ":meta")
+            alive = pipe.execute()
+        return [name for name, ok in zip(names, alive, strict=True) if ok]
+
+    def delete_instance(self, component: str, instance: str) -> None:
+        t = self._tag(component, instance)
+        keys = [t + s for s in (":meta", ":vals", ":vers", ":lease", ":q", ":f", ":flows", ":m")]
+        with self._io():
+            alloc = cast(bytes | None, self._client.hget(self._g("alloc", component), instance))
+            fence = int(alloc.split(b":")[0]) if alloc else 0
+            watermark = int(self._delete(keys=keys, args=[t, fence]))
+            self._settle_ready(component, instance, head=0, watermark=watermark, unlease=True)
+            self._client.srem(self._g("instances", component), instance)
+
+    # -- queue ------------------------------------------------------------
+
+    def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        op_id = self.enqueue_many([NewOp(component, instance, flow, payload)])[0]
+        assert op_id is not None  # no dedupe key, so never skipped
+        return op_id
+
+    def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
+        out: list[int | None] = [None] * len(ops)
+        todo = list(range(len(ops)))
+        with self._io():
+            for _ in range(PUSH_ATTEMPTS):
+                if not todo:
+                    return out
+                todo = self._enqueue_round(ops, todo, out)
+        raise StoreError(f"could not enqueue {len(todo)} op(s) in {_safe(self.url)}: their queue kept moving")
+
+    def _enqueue_round(self, ops: Sequence[NewOp], todo: list[int], out: list[int | None]) -> list[int]:
+        """Allocate ids for ``ops[todo]`` and push them; returns the indexes
+        whose push was refused (to allocate again)."""
+        args: list[Any] = [self._global, len(todo)]
+        for n in todo:
+            op = ops[n]
+            owner = f"{_escape(op.component)}:{_escape(op.instance)}"
+            dedupe = op.dedupe if op.dedupe is not None else ""
+            args += [_escape(op.component), op.instance, dedupe, round(op.dedupe_ttl * 1000), owner]
+        ids = self._enqueue_global(keys=[self._ids_key], args=args)
+        groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for n, op_id in zip(todo, ids, strict=True):
+            if op_id:
+                groups.setdefault((ops[n].component, ops[n].instance), []).append((n, int(op_id)))
+        if not groups:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for (component, instance), members in groups.items():
+            t = self._tag(component, instance)
+            push: list[Any] = [t, len(members)]
+            for n, op_id in members:
+                op = ops[n]
+                dedupe = op.dedupe if op.dedupe is not None else ""
+                push += [op_id, op.flow, op.payload, dedupe, round(op.dedupe_ttl * 1000)]
+            self._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=push, client=pipe)
+        again: list[int] = []
+        for members, result in zip(groups.values(), pipe.execute(), strict=True):
+            if result == -1:
+                again += [n for n, _ in members]
+                continue
+            for (n, op_id), queued in zip(members, result, strict=True):
+                out[n] = op_id if queued else None
+        return sorted(again)
+
+    def claim(
+        self,
+        components: Sequence[str],
+        owner: str,
+        lease_seconds: float,
+        max_ops: int,
+        *,
+        count_newer: bool = True,
+    ) -> Claim | None:
+        if not components or max_ops < 1:
+            return None
+        components = list(dict.fromkeys(components))
+        escaped = [_escape(c) for c in components]
+        with self._io():
+            for _ in range(CLAIM_ROUNDS):
+                flat = self._candidates(args=[self._global, CLAIM_CANDIDATES, *escaped])
+                for k in range(0, len(flat), 4):
+                    component, instance = components[int(flat[k])], flat[k + 1].decode()
+                    alloc, age = int(flat[k + 2]), int(flat[k + 3])
+                    fence = alloc if age > FENCE_AFTER_MS else 0
+                    got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
+                    if got is not None:
+                        return got
+                if len(flat) < 4 * CLAIM_CANDIDATES:
+                    return None
+        return None
+
+    def _try_claim(
+        self, component: str, instance: str, lease_seconds: float, max_ops: int, count_newer: bool, fence: int
+    ) -> Claim | None:
+        t = self._tag(component, instance)
+        token = uuid.uuid4().hex
+        args: list[Any] = [t, token, _ms(lease_seconds), max_ops, "1" if count_newer else "0", fence]
+        got = self._claim(keys=[t + ":lease", t + ":q", t + ":m"], args=args)
+        code = int(got[0])
+        if code == 1:  # nothing queued: tidy G:ready up
+            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
+            return None
+        # Held by someone (code 0) or by us now (code 2): hint it as leased.
+        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
+        if code == 0:
+            return None
+        ops = [
+            ClaimedOp(
+                id=int(got[k]),
+                flow=got[k + 1].decode(),
+                payload=got[k + 2],
+                enqueued_at=int(got[k + 3]) / 1000,
+                attempts=int(got[k + 4]),
+                newer_same_flow=int(got[k + 5]),
+            )
+            for k in range(2, len(got), 6)
+        ]
+        return Claim(component, instance, token, ops, int(got[1]) / 1000)
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        t = self._tag(claim.component, claim.instance)
+        with self._io():
+            expires = int(self._renew(keys=[t + ":lease"], args=[claim.token, _ms(lease_seconds)]))
+            if not expires:
+                return False
+            self._hint(self._client.zadd, self._g("leased", claim.component), {claim.instance: expires})
+        claim.expires_at = expires / 1000
+        return True
+
+    def release(self, claim: Claim) -> None:
+        t = self._tag(claim.component, claim.instance)
+        with self._io():
+            if self._release(keys=[t + ":lease"], args=[claim.token]):
+                self._hint(self._client.zrem, self._g("leased", claim.component), claim.instance)
+
+    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
+        t = self._tag(component, instance)
+        key = t + ":q" if flow is None else f"{t}:q:{flow}"
+        with self._io():
+            return int(self._client.zcount(key, "-inf", "+inf" if upto is None else upto))
+
+    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
+        t = self._tag(component, instance)
+        keys = [t + ":q", t + ":f"] if flow is None else [f"{t}:q:{flow}", f"{t}:f:{flow}"]
+        with self._io():
+            return int(self._last_op(keys=keys))
+
+    def failures(
+        self,
+        component: str,
+        instance: str,
+        *,
+        flow: str | None = None,
+        after: int = 0,
+        upto: int | None = None,
+    ) -> list[FailedOp]:
+        t = self._tag(component, instance)
+        key = t + ":f" if flow is None else f"{t}:f:{flow}"
+        with self._io():
+            flat = self._failures(keys=[key], args=[t, after, "+inf" if upto is None else upto])
+        return [
+            FailedOp(
+                int(flat[k]), component, instance, flat[k + 1].decode(), flat[k + 2].decode(), int(flat[k + 3]) / 1000
+            )
+            for k in range(0, len(flat), 4)
+        ]
+
+    # -- cache ------------------------------------------------------------
+
+    def cache_get(self, key: bytes) -> bytes | None:
+        with self._io():
+            return cast(bytes | None, self._client.get(self._cache_prefix + key))
+
+    def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
+        with self._io():
+            if ttl * 1000 < 1:
+                self._client.delete(self._cache_prefix + key)
+            else:
+                self._client.set(self._cache_prefix + key, value, px=_ms(ttl))
+
+
+def _connect(url: str) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis store URL {_safe(url)!r}: {exc}") from exc
+
+
+def _safe(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
