@@ -189,6 +189,15 @@ class App(RelationsAPI):
         )
         return stored
 
+    def freshness(self, components: list[str] | None = None, window: timedelta = timedelta(minutes=5)) -> list[Any]:
+        """How far behind each component's updates are: queue depth, the
+        oldest pending op's wait, failures, and enqueue-to-commit lag
+        (p50 / p99) of update runs in the last ``window``. See
+        :class:`tidal.freshness.Freshness`."""
+        from .freshness import freshness
+
+        return freshness(self, components, window)
+
     def sql(self, query: str, params: Any = None, *, write: bool = False) -> Any:
         """Run SQL with bound parameters only (``:name`` placeholders, values
         in ``params``) over the app's relations, ``runs`` and ``feedback``

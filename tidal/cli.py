@@ -129,6 +129,44 @@ def instances(component: str, app_name: str, store: str | None, as_json: bool) -
     Console().print(table)
 
 
+@main.command()
+@click.argument("components", nargs=-1, required=True)
+@click.option("--app", "app_name", default="default", show_default=True)
+@click.option("--store", default=None)
+@click.option("--window", default=300.0, show_default=True, help="Seconds of update runs to measure lag over.")
+@click.option("--json", "as_json", is_flag=True)
+def freshness(components: tuple[str, ...], app_name: str, store: str | None, window: float, as_json: bool) -> None:
+    """Queue depth and update lag of COMPONENTS (exit status 1 if any has failed ops)."""
+    from datetime import timedelta
+
+    app = _open_app(app_name, store)
+    rows = app.freshness(list(components), timedelta(seconds=window))
+    app.close()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table("component", "pending", "waiting", "oldest wait", "failed", "updates", "lag p50", "lag p99")
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f} ms"
+
+        for r in rows:
+            oldest = "-" if r.oldest_wait_s is None else f"{r.oldest_wait_s:.1f} s"
+            table.add_row(
+                r.component,
+                str(r.pending),
+                str(r.instances_waiting),
+                oldest,
+                str(r.failed),
+                str(r.updates),
+                ms(r.lag_p50_ms),
+                ms(r.lag_p99_ms),
+            )
+        Console().print(table)
+    if any(r.failed for r in rows):
+        sys.exit(1)
+
+
 @main.group()
 def state() -> None:
     """Inspect instance state."""

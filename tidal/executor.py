@@ -288,7 +288,7 @@ class Executor:
                 failed.append(Failure(op.id, error))
                 runs.append(
                     ("", name, instance, flow, "update", "error", props, None, False, None, None, op.id,
-                     wall0, time.perf_counter() - t0, error)
+                     wall0, time.perf_counter() - t0, error, wall0 - op.enqueued_at)
                 )  # fmt: skip
                 continue
             changes.update(encoded)
@@ -298,6 +298,6 @@ class Executor:
             status = "ok" if ran or background_serve else "discarded"
             runs.append(
                 ("", name, instance, flow, "update", status, props, sorted(delta), False, None, None, op.id,
-                 wall0, time.perf_counter() - t0, None)
+                 wall0, time.perf_counter() - t0, None, wall0 - op.enqueued_at)
             )  # fmt: skip
         return changes, done, failed, bump, runs

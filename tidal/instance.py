@@ -171,6 +171,7 @@ class Instance:
                 started[1],
                 latency,
                 error,
+                None,
             )
         )
         self._local.run_id = run_id

@@ -52,6 +52,8 @@ class Run(Record):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    waited_ms: float | None = None
+    """For update runs: how long the op waited in the queue before it ran."""
 
 
 class Feedback(Record):
@@ -117,10 +119,12 @@ def _default(value: Any) -> Any:
 
 
 # (id, component, instance, flow, kind, status, props, result, cached,
-#  version_read, version_written, op_id, started (epoch s), latency (s), error)
+#  version_read, version_written, op_id, started (epoch s), latency (s), error,
+#  waited in the queue (s) or None)
 Entry = tuple[
-    str, str, str, str, str, str, Any, Any, bool, int | None, int | None, int | None, float, float, str | None
-]
+    str, str, str, str, str, str, Any, Any, bool, int | None, int | None, int | None, float, float, str | None,
+    float | None,
+]  # fmt: skip
 
 
 class RunLog:
@@ -207,7 +211,7 @@ class RunLog:
         now = datetime.now(UTC)
         rows = []
         for (run_id, comp, inst, flow, kind, status, props, result, cached, v_read, v_written, op_id, started,
-             latency, error) in entries:  # fmt: skip
+             latency, error, waited) in entries:  # fmt: skip
             begun = datetime.fromtimestamp(started, UTC)
             rows.append(
                 {
@@ -229,6 +233,7 @@ class RunLog:
                     "error": error,
                     "started_at": begun,
                     "finished_at": begun + timedelta(seconds=latency),
+                    "waited_ms": None if waited is None else waited * 1000.0,
                 }
             )
         with db.begin() as conn:
@@ -247,9 +252,9 @@ class RunLog:
         rows = [
             (run_id, now, now, comp, inst, flow, kind, status, json_text(props), json_text(result), int(cached),
              v_read, v_written, op_id, latency * 1000.0, error, _sqlite_time(started),
-             _sqlite_time(started + latency))
+             _sqlite_time(started + latency), None if waited is None else waited * 1000.0)
             for (run_id, comp, inst, flow, kind, status, props, result, cached, v_read, v_written, op_id, started,
-                 latency, error) in entries
+                 latency, error, waited) in entries
         ]  # fmt: skip
         with db.begin() as conn:
             # The driver's own executemany: SQLAlchemy would inspect every row.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tidal.exceptions import LeaseLostError, StoreError, VersionConflictError
-from tidal.stores import Failure, NewOp, Store
+from tidal.stores import Failure, NewOp, QueueStats, Store
 from tidal.stores.memory import MemoryStore
 from tidal.stores.redis import RedisStore
 from tidal.stores.sqlite import SQLiteStore
@@ -723,3 +723,26 @@ def test_memory_store_forgets_expired_dedupe_keys() -> None:
         store.enqueue_many([op(dedupe=f"k{n}", dedupe_ttl=0.0)])
     assert len(store._dedupe) < 1100
     assert store.enqueue_many([op(dedupe="k2999")])[0] is not None
+
+
+def test_queue_stats_count_pending_failed_and_the_oldest_op(store: Store) -> None:
+    store.create_instance("Q", "a", {})
+    store.create_instance("Q", "b", {})
+    assert store.queue_stats(["Q", "Other"]) == {
+        "Q": QueueStats(0, 0, 0, None),
+        "Other": QueueStats(0, 0, 0, None),
+    }
+    before = time.time()
+    first = store.enqueue("Q", "a", "f", b"1")
+    store.enqueue("Q", "a", "f", b"2")
+    store.enqueue("Q", "b", "g", b"3")
+    stats = store.queue_stats(["Q"])["Q"]
+    assert (stats.pending, stats.failed, stats.instances) == (3, 0, 2)
+    assert stats.oldest_enqueued_at is not None
+    assert before - 1 <= stats.oldest_enqueued_at <= time.time() + 1
+
+    claim = store.claim(["Q"], "w", 5.0, 1)
+    assert claim is not None and claim.op_ids == (first,)
+    store.commit("Q", "a", {}, claim=claim, failed=[Failure(first, "boom")])
+    stats = store.queue_stats(["Q"])["Q"]
+    assert (stats.pending, stats.failed, stats.instances) == (2, 1, 2)

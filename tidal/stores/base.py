@@ -67,6 +67,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class QueueStats:
+    """How far behind a component's updates are, as the queue shows it."""
+
+    pending: int
+    """Ops queued or running."""
+    failed: int
+    """Failed ops kept for inspection."""
+    instances: int
+    """Instances with at least one pending op."""
+    oldest_enqueued_at: float | None
+    """When the oldest pending op was queued (epoch seconds); None if none."""
+
+
+@dataclass(frozen=True)
 class NewOp:
     """An op to enqueue. With ``dedupe`` set, the op is enqueued only if no op
     with the same key was enqueued in the last ``dedupe_ttl`` seconds (so a
@@ -201,6 +215,10 @@ class Store(ABC):
         upto: int | None = None,
     ) -> list[FailedOp]:
         """Failed ops with ``after`` < id <= ``upto``, oldest first."""
+
+    @abstractmethod
+    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
+        """Queue depth, failures and the oldest pending op of each component."""
 
     # -- cache ------------------------------------------------------------
 

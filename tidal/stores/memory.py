@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
 
 Key = tuple[str, str]
 
@@ -261,6 +261,16 @@ class MemoryStore(Store):
                 for f in self._failed.get((component, instance), ())
                 if f.op_id > after and (upto is None or f.op_id <= upto) and (flow is None or f.flow == flow)
             ]
+
+    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
+        with self._lock:
+            out = {}
+            for name in components:
+                queues = [q for (c, _), q in self._queues.items() if c == name and q]
+                failed = sum(len(f) for (c, _), f in self._failed.items() if c == name)
+                oldest = min((q[0].enqueued_at for q in queues), default=None)
+                out[name] = QueueStats(sum(len(q) for q in queues), failed, len(queues), oldest)
+            return out
 
     # -- cache ------------------------------------------------------------
 

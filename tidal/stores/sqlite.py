@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidal_instances (
@@ -505,6 +505,20 @@ class SQLiteStore(Store):
         conn = self._conn()
         rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
         return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
+
+    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
+        conn = self._conn()
+        out = {}
+        for name in components:
+            pending, instances, oldest, failed = self._busy(
+                lambda name=name: conn.execute(  # type: ignore[misc]
+                    "SELECT sum(status=0), count(DISTINCT CASE WHEN status=0 THEN instance END), "
+                    "min(CASE WHEN status=0 THEN enqueued_at END), sum(status=1) FROM tidal_ops WHERE component=?",
+                    (name,),
+                ).fetchone()
+            )
+            out[name] = QueueStats(int(pending or 0), int(failed or 0), int(instances or 0), oldest)
+        return out
 
     # -- cache ------------------------------------------------------------
 
