@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import tidal
 from tidal.executor import Executor
 
@@ -73,10 +75,8 @@ def test_cli_reports_freshness_and_fails_on_failed_ops(tmp_path: Path) -> None:
     C = slow_counter(app)
     with C("a") as a:
         a.run("inc", props={"fail": True})
-        try:
+        with pytest.raises(tidal.UpdateFailedError):
             a.flush_update()
-        except tidal.UpdateFailedError:
-            pass
     app.close()
     failing = subprocess.run(
         [sys.executable, "-m", "tidal.cli", "freshness", "Fresh", "--app", "fresh"],
