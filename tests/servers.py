@@ -542,14 +542,15 @@ class RedisServer:
         for attempt in range(attempts):
             if not self.port or attempt:
                 self.port = free_port()
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # a Ctrl-C in the terminal must not reach the server
-            )
+            with open(self.root / "redis.stderr", "wb") as stderr:
+                self.process = subprocess.Popen(
+                    self.command(),
+                    cwd=self.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,  # a Ctrl-C in the terminal must not reach the server
+                )
             (self.root / "server.pid").write_text(str(self.process.pid))
             client = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0)
             deadline = time.monotonic() + 30
@@ -567,8 +568,7 @@ class RedisServer:
             if self.process.poll() is None:
                 self.kill()
                 raise RedisUnavailable(f"redis-server did not answer PING within 30 s\n{self.log_tail()}")
-            assert self.process.stderr is not None
-            err = self.process.stderr.read().decode(errors="replace")
+            err = (self.root / "redis.stderr").read_text(errors="replace")
             log = self.log_tail()
             if "Address already in use" in log + err and attempt + 1 < attempts:
                 continue  # lost a race for the port
@@ -586,8 +586,6 @@ class RedisServer:
         self._stopped = True
         atexit.unregister(self.stop)
         self.shutdown()
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
         if self._watchdog is not None:
             self._watchdog.terminate()
             self._watchdog.wait()

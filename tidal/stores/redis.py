@@ -56,11 +56,13 @@ No script touches two slots, so the store runs on Redis Cluster as well:
 * **claim** reads up to ``CLAIM_CANDIDATES`` instances from ``G:ready``
   (oldest head op first, skipping those hinted as leased) in one call, then
   runs the claim script on each instance's own slot until one grants a lease.
-  A held instance answers with its lease expiry, which becomes its hint; an
-  empty one is dropped from ``G:ready`` once every id allocated to it is at
-  or below its watermark (older allocations than ``FENCE_AFTER_MS`` are
-  fenced first: a process that died before its push must not keep the entry
-  alive).
+  The winner hints the instance as leased until its lease expiry (``renew``
+  moves the hint only while it is there), and its commit or release drops
+  the hint; only the holder writes hints, so a late one can never hide an
+  instance after its holder let go. An empty instance is dropped from
+  ``G:ready`` once every id allocated to it is at or below its watermark
+  (older allocations than ``FENCE_AFTER_MS`` are fenced first: a process
+  that died before its push must not keep the entry alive).
 * **commit** checks lease and version, writes the keys, bumps the version
   and retires the claimed ops in one script; a second call points
   ``G:ready`` at the new head (or drops the instance) and drops the hint.
@@ -71,7 +73,9 @@ No script touches two slots, so the store runs on Redis Cluster as well:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -82,7 +86,7 @@ import redis
 
 from ..exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
 from . import redis_lua as lua
-from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
 
 log = logging.getLogger("tidal.stores.redis")
 
@@ -103,6 +107,9 @@ lost (its process died between the two steps of enqueue): claim raises the
 instance's watermark over it, so that the push is refused if it ever comes,
 and drops the instance from ``G:ready``. Pushes take a round trip, so the
 only cost of a large value is that such an entry is polled longer."""
+
+ENQUEUE_STRIPES = 64
+"""Locks that the enqueueing threads of one process share, by instance."""
 
 PUSH_ATTEMPTS = 100
 """How often enqueue allocates fresh ids for an instance whose watermark
@@ -127,6 +134,7 @@ class RedisStore(Store):
         self.namespace = namespace
         self._client = client if client is not None else _connect(url)
         self._closed = False
+        self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
         self._global = "{" + _escape(namespace) + "}"
         self._ids_key = self._global + ":ids"
         self._cache_prefix = _escape(namespace).encode() + b":cache:"
@@ -320,7 +328,13 @@ class RedisStore(Store):
     def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
         out: list[int | None] = [None] * len(ops)
         todo = list(range(len(ops)))
-        with self._io():
+        # Threads of this process enqueueing to one instance take turns, so
+        # that their pushes arrive in id order and none is refused; other
+        # processes can still overtake (and the refused push is redone).
+        stripes = sorted({hash((op.component, op.instance)) % ENQUEUE_STRIPES for op in ops})
+        with self._io(), contextlib.ExitStack() as held:
+            for stripe in stripes:
+                held.enter_context(self._stripes[stripe])
             for _ in range(PUSH_ATTEMPTS):
                 if not todo:
                     return out
@@ -343,7 +357,10 @@ class RedisStore(Store):
                 groups.setdefault((ops[n].component, ops[n].instance), []).append((n, int(op_id)))
         if not groups:
             return []
-        pipe = self._client.pipeline(transaction=False)
+        # One instance: one script call. Several: one pipelined round trip
+        # (a pipeline costs an extra SCRIPT EXISTS, so not for one).
+        pipe = self._client.pipeline(transaction=False) if len(groups) > 1 else None
+        results = []
         for (component, instance), members in groups.items():
             t = self._tag(component, instance)
             push: list[Any] = [t, len(members)]
@@ -351,14 +368,20 @@ class RedisStore(Store):
                 op = ops[n]
                 dedupe = op.dedupe if op.dedupe is not None else ""
                 push += [op_id, op.flow, op.payload, dedupe, round(op.dedupe_ttl * 1000)]
-            self._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=push, client=pipe)
+            results.append(self._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=push, client=pipe))
+        if pipe is not None:
+            results = pipe.execute()
         again: list[int] = []
-        for members, result in zip(groups.values(), pipe.execute(), strict=True):
-            if result == -1:
+        for (component, instance), members, result in zip(groups, groups.values(), results, strict=True):
+            if result[0] == -1:
                 again += [n for n, _ in members]
                 continue
-            for (n, op_id), queued in zip(members, result, strict=True):
+            for (n, op_id), queued in zip(members, result[2:], strict=True):
                 out[n] = op_id if queued else None
+            if not any(result[2:]) and result[0] == 0:
+                # Every op was a repeat and the queue is empty: take back the
+                # G:ready entry the allocation made.
+                self._settle_ready(component, instance, head=0, watermark=int(result[1]), unlease=False)
         return sorted(again)
 
     def claim(
@@ -399,10 +422,13 @@ class RedisStore(Store):
         if code == 1:  # nothing queued: tidy G:ready up
             self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
             return None
-        # Held by someone (code 0) or by us now (code 2): hint it as leased.
-        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
         if code == 0:
+            # Held by someone else. Not hinted from here: by the time the hint
+            # landed, its holder might have committed and dropped its hint,
+            # and this one would then hide a free instance until it expires.
             return None
+        # Ours: hinted before our own commit can drop the hint.
+        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
         ops = [
             ClaimedOp(
                 id=int(got[k]),
@@ -422,7 +448,9 @@ class RedisStore(Store):
             expires = int(self._renew(keys=[t + ":lease"], args=[claim.token, _ms(lease_seconds)]))
             if not expires:
                 return False
-            self._hint(self._client.zadd, self._g("leased", claim.component), {claim.instance: expires})
+            # xx: only while the hint is there; a commit that dropped it
+            # meanwhile must not see it come back.
+            self._hint(self._client.zadd, self._g("leased", claim.component), {claim.instance: expires}, xx=True)
         claim.expires_at = expires / 1000
         return True
 
@@ -463,6 +491,37 @@ class RedisStore(Store):
             )
             for k in range(0, len(flat), 4)
         ]
+
+    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
+        # O(instances of the component): statistics for operators, not a hot path.
+        out: dict[str, QueueStats] = {}
+        for component in components:
+            names = self.list_instances(component)
+            with self._io():
+                pipe = self._client.pipeline(transaction=False)
+                for name in names:
+                    t = self._tag(component, name)
+                    pipe.zcard(t + ":q")
+                    pipe.zcard(t + ":f")
+                    pipe.zrange(t + ":q", 0, 0)
+                counts = pipe.execute()
+                heads = []
+                for k, name in enumerate(names):
+                    first = counts[3 * k + 2]
+                    if first:
+                        heads.append(f"{self._tag(component, name)}:op:{int(first[0])}")
+                pipe = self._client.pipeline(transaction=False)
+                for key in heads:
+                    pipe.hget(key, "t")
+                times = [int(t) / 1000 for t in pipe.execute() if t is not None]
+            pending = [counts[3 * k] for k in range(len(names))]
+            out[component] = QueueStats(
+                pending=int(sum(pending)),
+                failed=int(sum(counts[3 * k + 1] for k in range(len(names)))),
+                instances=sum(1 for p in pending if p),
+                oldest_enqueued_at=min(times, default=None),
+            )
+        return out
 
     # -- cache ------------------------------------------------------------
 
