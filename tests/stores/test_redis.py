@@ -196,6 +196,8 @@ def test_a_dedupe_key_taken_by_a_process_killed_before_its_push_is_still_usable(
     assert drain(store) == [("i1", [b"trigger"])]
     assert store.enqueue_many([op]) == [None]
     assert ready(store) == []
+    # The instance's record of used keys goes away with its last key.
+    assert 0 < store.client.pttl(store._tag(C, "i1") + ":dd") <= op.dedupe_ttl * 1000
 
 
 def test_an_allocation_whose_push_never_came_is_fenced_and_forgotten(

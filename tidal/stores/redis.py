@@ -26,7 +26,8 @@ Per instance, all in the hash slot of the tag ``T = {ns:component:instance}``::
                          e: error, x: failed ms.  Deleted when the op is done.
     T:m            STR   push watermark: the highest op id pushed (or fenced);
                          a push of lower ids is refused
-    T:dd           ZSET  dedupe key -> expiry ms, of ops pushed here
+    T:dd           ZSET  dedupe key -> expiry ms, of ops pushed here (the set
+                         expires with its last key)
 
 Global, in the hash slot of the tag ``G = {ns}``::
 
@@ -43,7 +44,9 @@ Global, in the hash slot of the tag ``G = {ns}``::
 Cache entries are ``ns:cache:<key>`` strings with a Redis TTL and no hash
 tag, so that they spread over a cluster's slots.
 
-No script touches two slots, so the store runs on Redis Cluster as well:
+No script touches two slots, and each declares a key of the slot it works
+on (so that a cluster client routes it there); the store's design thus fits
+Redis Cluster as well:
 
 * **enqueue** is two scripts. A global one checks dedupe keys, allocates ids
   and adds the instance to ``G:ready`` (before any op exists, so an op can
@@ -399,7 +402,7 @@ class RedisStore(Store):
         escaped = [_escape(c) for c in components]
         with self._io():
             for _ in range(CLAIM_ROUNDS):
-                flat = self._candidates(args=[self._global, CLAIM_CANDIDATES, *escaped])
+                flat = self._candidates(keys=[self._ids_key], args=[self._global, CLAIM_CANDIDATES, *escaped])
                 for k in range(0, len(flat), 4):
                     component, instance = components[int(flat[k])], flat[k + 1].decode()
                     alloc, age = int(flat[k + 2]), int(flat[k + 3])

@@ -64,6 +64,7 @@ return out
 GLOBAL_CANDIDATES = (
     _NOW
     + """
+-- KEYS: ids (only to route the call to the global slot's node).
 -- ARGV: G, K, components...  Up to K instances with queued ops and no
 -- (known) lease, oldest head op first: component index (0-based), instance,
 -- last allocated op id, and how many ms ago it was allocated.
@@ -155,6 +156,10 @@ for i = 0, n - 1 do
       fresh = false
     elseif ttl > 0 then
       redis.call('ZADD', KEYS[4], now + ttl, dkey)
+      -- The whole set goes when its last key expires, should no later
+      -- push come to prune it.
+      local pttl = redis.call('PTTL', KEYS[4])
+      if pttl >= 0 and pttl < ttl or pttl == -1 then redis.call('PEXPIRE', KEYS[4], ttl) end
     end
   end
   if fresh then
