@@ -92,9 +92,8 @@ def redis_url(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iter
     yield f"{redis_server.url()}?namespace={namespace}"
     client = redis.Redis.from_url(redis_server.url())
     try:
-        for pattern in (f"*{namespace}*",):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
+        keys = list(client.scan_iter(match=f"*{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
     finally:
         client.close()

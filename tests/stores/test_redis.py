@@ -59,7 +59,7 @@ def test_from_url_picks_the_redis_store_and_its_namespace(redis_url: str) -> Non
         store.close()
 
 
-def test_namespaces_share_a_server_without_seeing_each_other(redis_server, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_namespaces_share_a_server_without_seeing_each_other(redis_url: str) -> None:
     mine = RedisStore.from_url(redis_url)
     theirs = RedisStore.from_url(redis_url + "_other")
     try:
