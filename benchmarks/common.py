@@ -145,15 +145,17 @@ def store_url(kind: str, folder: Path, name: str = "bench") -> str:
 
 
 @contextmanager
-def bench_app(kind: str, name: str = "bench", **settings: Any) -> Iterator[tidal.App]:
+def bench_app(kind: str, name: str = "bench", *, runs_log: bool = True, **settings: Any) -> Iterator[tidal.App]:
     """A fresh App on a fresh store of ``kind`` in its own scratch folder
-    (which holds the SQLite file and, as ``app.home``, the HMAC key)."""
+    (which holds the SQLite file and, as ``app.home``, the HMAC key).
+    ``runs_log`` is the App's option of that name (on by default, as in an app)."""
     with scratch_dir() as folder:
         app = tidal.App(
             name,
             store=store_url(kind, folder, name),
             home=folder / "home",
             settings=Settings(**settings),
+            runs_log=runs_log,
         )
         try:
             yield app

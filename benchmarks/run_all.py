@@ -19,9 +19,9 @@ import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
-from . import common, large_state, lifecycle, serve, update
+from . import common, large_state, lifecycle, relations, runs_log, serve, update
 
-WORKLOADS: list[ModuleType] = [serve, update, large_state, lifecycle]
+WORKLOADS: list[ModuleType] = [serve, update, large_state, lifecycle, relations, runs_log]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

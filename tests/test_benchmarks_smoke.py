@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("serve", "update", "large_state", "lifecycle")
+WORKLOADS = ("serve", "update", "large_state", "lifecycle", "relations", "runs_log")
 
 
 @pytest.mark.slow
@@ -33,5 +33,5 @@ def test_run_all_quick_memory(tmp_path: Path) -> None:
     reported = {row["workload"] for row in data["rows"]}
     assert reported == set(WORKLOADS)
     for row in data["rows"]:
-        if row["metric"] in ("miss_p50", "e2e", "write_p50", "p50"):
+        if row["metric"] in ("miss_p50", "e2e", "write_p50", "p50", "one_trig", "lag200_p50", "miss_p50_on", "e2e_on"):
             assert row["values"]["memory"] > 0, row
