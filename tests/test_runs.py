@@ -220,3 +220,19 @@ def test_runs_and_feedback_on_postgres(pg_url: str, tmp_path: Path) -> None:
         assert c.read_state("scores") == [1.0]
     assert [(r.kind, r.result) for r in runs(app, flow="add")] == [("serve", 3), ("update", ["n"])]
     app.close()
+
+
+def test_a_runs_log_that_falls_behind_drops_and_counts_instead_of_growing(tmp_path: Path) -> None:
+    from tidal.runs import RunLog
+
+    app = tidal.App("behind", store="memory://", home=tmp_path)
+    log = RunLog(app, max_buffer=3, batch=2)
+    log._thread = threading.current_thread()  # keep the writer thread from starting: we flush by hand
+    for i in range(5):
+        log.record(
+            (log.new_id(), "C", "i", "f", "serve", "ok", {"i": i}, i, False, 1, None, None, 0.0, 0.0, None, None)
+        )
+    assert (log.pending, log.dropped) == (3, 2)
+    assert log.flush() == 3  # in two transactions of at most `batch` rows
+    assert app.sql("SELECT count(*) FROM runs").scalar() == 3
+    app.close()

@@ -80,6 +80,7 @@ class App(RelationsAPI):
         self._dispatcher: Dispatcher | None = None
         self._scheduler: Scheduler | None = None
         self._helpers_lock = threading.RLock()
+        self.dispatch_lock = threading.Lock()
         self._runs_enabled = runs_log
         self._runs_retention = runs_retention
         self._runlog: RunLog | None = None

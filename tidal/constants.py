@@ -45,12 +45,12 @@ changed the state between claim and commit."""
 SECRET_KEY_FILE = "secret.key"
 """Name of the generated HMAC key inside the home folder."""
 
-BATCH_LINGER_SECONDS = 0.01
+BATCH_LINGER_SECONDS = 0.003
 """After a small batch, how long an update thread waits for more ops to pile
 up before it claims again (unless someone waits in ``flush_update``). Without
 it a fast executor claims ops one by one: every op then costs three write
 transactions instead of a share of two, and the update thread keeps taking
 the GIL and the write lock from the threads serving requests."""
 
-SMALL_BATCH = 128
+SMALL_BATCH = 64
 """Batches smaller than this are followed by a linger."""

@@ -91,6 +91,14 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Queue the ops of up to CHANGE_BATCH changes; returns how many changes."""
+        # One hand-over at a time per app: the dispatcher thread and a
+        # flush_update in another thread would otherwise both read the same
+        # changes and build their ops twice (dedupe keeps the queue right,
+        # but the work is wasted).
+        with self.app.dispatch_lock:
+            return self._run_once()
+
+    def _run_once(self) -> int:
         app = self.app
         db = app.db
         db.outbox.redeclare()

@@ -137,6 +137,7 @@ class RunLog:
         flush_seconds: float = 0.2,
         batch: int = 2000,
         retention: timedelta | None = timedelta(days=30),
+        max_buffer: int = 1_000_000,
     ) -> None:
         self.app = app
         self._buffer: deque[Entry] = deque()
@@ -144,6 +145,7 @@ class RunLog:
         self._counter = itertools.count(1)
         self._flush_seconds = flush_seconds
         self._batch = batch
+        self._max_buffer = max_buffer
         self._retention = retention
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -159,7 +161,15 @@ class RunLog:
         return f"{self._prefix}{next(self._counter):08x}"
 
     def record(self, entry: Entry) -> None:
-        """Buffer one run (the hot path: an append and, rarely, a wake-up)."""
+        """Buffer one run (the hot path: an append and, rarely, a wake-up).
+        Past ``max_buffer`` unwritten runs (the database is down or far
+        slower than the app) new runs are counted in ``dropped`` and logged
+        instead of growing memory without bound."""
+        if len(self._buffer) >= self._max_buffer:
+            self.dropped += 1
+            if self.dropped % 10_000 == 1:
+                log.warning("runs log is %d runs behind; %d runs dropped so far", len(self._buffer), self.dropped)
+            return
         self._buffer.append(entry)
         if self._thread is None:
             self._start()
@@ -183,24 +193,27 @@ class RunLog:
                 self._stop.wait(1.0)
 
     def flush(self) -> int:
-        """Write every buffered run now; returns how many were written."""
+        """Write every buffered run now, ``batch`` rows per transaction (so
+        that the database's write lock is never held for long); returns how
+        many were written."""
+        total = 0
         with self._write_lock:
-            entries: list[Entry] = []
             while self._buffer:
-                entries.append(self._buffer.popleft())
-            if not entries:
-                return 0
-            try:
-                self._write(entries)
-            except Exception:
-                # Put them back in order so that the next flush retries them.
-                self._buffer.extendleft(reversed(entries))
-                raise
-            self.written += len(entries)
-            self._writes += 1
-            if self._retention is not None and self._writes % 100 == 1:
-                self.purge()
-            return len(entries)
+                entries: list[Entry] = []
+                while self._buffer and len(entries) < self._batch:
+                    entries.append(self._buffer.popleft())
+                try:
+                    self._write(entries)
+                except Exception:
+                    # Put them back in order so that the next flush retries them.
+                    self._buffer.extendleft(reversed(entries))
+                    raise
+                total += len(entries)
+                self.written += len(entries)
+                self._writes += 1
+                if self._retention is not None and self._writes % 100 == 1:
+                    self.purge()
+        return total
 
     def _write(self, entries: list[Entry]) -> None:
         db = self.app.db

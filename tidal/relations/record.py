@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -35,8 +36,10 @@ Vector = Annotated[
 """A 1-d float32 numpy vector (an embedding); stored as raw bytes."""
 
 
+@functools.cache
 def relation_name(cls: type) -> str:
-    """``DocChunk`` -> ``doc_chunk``: the table name of a Record class."""
+    """``DocChunk`` -> ``doc_chunk``: the table name of a Record class
+    (cached: it is asked several times on every write)."""
     explicit = cls.__dict__.get("__relation__")
     if explicit:
         return str(explicit)
