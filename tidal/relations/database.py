@@ -16,20 +16,19 @@ from dataclasses import field as dataclass_field
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.pool import StaticPool
 
 from ..exceptions import (
     ConfigError,
     ReadOnlyError,
     RecordNotFoundError,
-    RecordValidationError,
     SchemaError,
 )
 from .outbox import Change, Outbox
-from .record import Record, type_name, utcnow
+from .record import Record, utcnow
 from .rows import Rows
 from .schema import Column, check_compatible, columns_for, kind_of_db_type, table_for, to_row
+from .validation import is_read_only_violation, refused, validate
 
 R = TypeVar("R", bound=Record)
 Event = Literal["insert", "update", "delete"]
@@ -190,36 +189,9 @@ class Database:
     @staticmethod
     def validate(items: Iterable[Record | Mapping[str, Any]], cls: type[R] | None = None) -> list[Record]:
         """Records from instances or dicts (dicts need ``cls``); all problems
-        of all items reported in one RecordValidationError.
-
-        Record instances are validated again: ``model_copy(update=...)`` and
-        ``model_construct`` skip pydantic's validation, and a value of the
-        wrong type must not reach the table."""
-        records: list[Record] = []
-        errors: list[tuple[int, str, str]] = []
-        for index, item in enumerate(items):
-            if isinstance(item, Record):
-                if cls is not None and not isinstance(item, cls):
-                    errors.append((index, "", f"expected a {cls.__name__}, got {type(item).__name__}"))
-                    continue
-                model: type[Record] = type(item)
-                data: Any = {**item.__dict__, **(item.__pydantic_extra__ or {})}
-            elif cls is None:
-                raise TypeError(f"item {index} is a {type(item).__name__}; pass relation=RecordClass to insert dicts")
-            else:
-                model, data = cls, item
-            try:
-                records.append(model.model_validate(data))
-            except ValidationError as exc:
-                for err in exc.errors():
-                    errors.append((index, ".".join(str(p) for p in err["loc"]), _problem(model, err)))
-        if errors:
-            first = errors[0]
-            where = f"record {first[0]}" + (f", field {first[1]!r}" if first[1] else "")
-            raise RecordValidationError(
-                f"{len(errors)} problem(s) in the batch, nothing was written; {where}: {first[2]}", errors
-            )
-        return records
+        of all items reported in one RecordValidationError (see
+        :func:`tidal.relations.validation.validate`)."""
+        return validate(items, cls)
 
     # -- writes -----------------------------------------------------------
 
@@ -268,7 +240,7 @@ class Database:
                     else:
                         conn.execute(rel.table.update().where(rel.table.c.id == record.id), row)
                 except sa.exc.IntegrityError as exc:
-                    raise _refused(rel, len(stored), record.id, exc) from exc
+                    raise refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
                 if rel.cls.relation() in watched:
                     changes.append(self.outbox.row(rel.cls.relation(), "update" if old else "insert", new, old))
@@ -297,7 +269,7 @@ class Database:
                 try:
                     conn.execute(rel.table.update().where(rel.table.c.id == record.id), to_row(new, rel.columns))
                 except sa.exc.IntegrityError as exc:
-                    raise _refused(rel, len(stored), record.id, exc) from exc
+                    raise refused(rel, len(stored), record.id, exc) from exc
                 stored.append(new)
                 if rel.cls.relation() in watched:
                     changes.append(self.outbox.row(rel.cls.relation(), "update", new, old))
@@ -411,7 +383,7 @@ class Database:
                 if write:
                     conn.commit()
             except sa.exc.DBAPIError as exc:
-                if not write and _is_read_only_violation(exc):
+                if not write and is_read_only_violation(exc):
                     raise ReadOnlyError(
                         "app.sql is read-only; pass write=True to run statements that change the database "
                         f"(nothing was changed): {str(exc.orig).strip()}"
@@ -459,51 +431,6 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _refused(rel: _Relation, index: int, record_id: str, exc: sa.exc.IntegrityError) -> Exception:
-    """The error for a row the table refused (the transaction is rolled back)."""
-    relation = rel.cls.relation()
-    if _is_duplicate_key(exc):
-        return RecordValidationError(
-            f"relation {relation!r}: a record with id {record_id!r} already exists; "
-            "nothing was written (use upsert or update to change it)",
-            [(index, "id", "duplicate id")],
-        )
-    if rel.stuck_not_null:
-        return SchemaError(
-            f"relation {relation!r}: the stored table requires a value in column(s) {rel.stuck_not_null} "
-            f"(an earlier version of {rel.cls.__name__} required them) and SQLite cannot relax that; give the "
-            f"field(s) a value or a default again, or migrate the table; nothing was written ({exc.orig})"
-        )
-    return RecordValidationError(
-        f"relation {relation!r}: record {index} (id {record_id!r}) was refused by the table, nothing was written: "
-        f"{exc.orig}",
-        [(index, "", str(exc.orig))],
-    )
-
-
-def _is_read_only_violation(exc: sa.exc.DBAPIError) -> bool:
-    """Whether the database refused a write because the connection is read-only."""
-    if getattr(exc.orig, "sqlstate", None) == "25006":  # PostgreSQL read_only_sql_transaction
-        return True
-    return "readonly database" in str(exc.orig)
-
-
-def _is_duplicate_key(exc: sa.exc.IntegrityError) -> bool:
-    """Whether the database refused a row because its primary key is taken."""
-    if getattr(exc.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
-        return True
-    return "UNIQUE constraint failed" in str(exc.orig) or "PRIMARY KEY" in str(exc.orig)
-
-
-def _problem(model: type[Record], err: Any) -> str:
-    """One pydantic error as text: the expected type, what is wrong, the input."""
-    loc = err["loc"]
-    field = model.model_fields.get(str(loc[0])) if loc else None
-    expected = f"expected {type_name(field.annotation)}: " if field is not None else ""
-    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.60})"
-    return f"{expected}{err['msg']}{got}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
