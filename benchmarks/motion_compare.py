@@ -1,0 +1,571 @@
+"""Motion 0.1.132 and Tidal side by side: the same workloads, in one run,
+with a real Redis.
+
+    python -m benchmarks.motion_compare [--quick] [--json out.json] [--markdown out.md]
+                                        [--only WORKLOAD ...] [--systems motion,tidal-sqlite,...]
+
+Every workload is the same code (``benchmarks/_motion_workloads.py``, written
+against Motion's public API) run in a fresh process per system:
+
+* ``motion``: Motion 0.1.132 from PyPI, in its own virtualenv
+  (``benchmarks/.motion-venv``, made by :mod:`benchmarks.motion_env` when
+  missing), on a throw-away ``redis-server`` started for this run;
+* ``tidal-sqlite``: Tidal through its Motion-compatible API (``from tidal
+  import Component``) on a fresh SQLite file;
+* ``tidal-redis``: the same on the same Redis, when this checkout of Tidal has
+  a ``redis://`` store (the column is left out otherwise).
+
+Both use their defaults (``update_task_type="thread"``). The driver computes
+every median and percentile from the raw samples with the same code. A wrong
+result on Tidal's side (a lost update, a stale read) or a Tidal workload
+that crashes fails the run with exit status 1; Motion's lost or stale results
+are reported as they are, since they are what is being compared. A Motion
+workload that crashes is shown as ``error`` and the run exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import common, motion_env
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "_motion_workloads.py"
+WORKLOADS = ("serve", "update", "large_state", "lifecycle", "multiproc")
+SYSTEMS = ("motion", "tidal-sqlite", "tidal-redis")
+LABELS = {"motion": "Motion", "tidal-sqlite": "Tidal sqlite", "tidal-redis": "Tidal redis"}
+
+
+def specs(quick: bool) -> dict[str, dict[str, int]]:
+    """How much work each workload does (identical for every system)."""
+    if quick:
+        return {
+            "serve": {"rounds": 1, "calls": 300, "warm": 50},
+            "update": {"trials": 1, "updates": 500, "warm": 50},
+            "large_state": {"mb": 4, "writes": 5, "updates": 5, "warm": 2, "xproc_rounds": 3},
+            "lifecycle": {"rounds": 1, "instances": 30, "warm": 3},
+            "multiproc": {"procs": 2, "instances": 2, "increments": 30},
+        }
+    return {
+        "serve": {"rounds": 3, "calls": 5_000, "warm": 500},
+        "update": {"trials": 3, "updates": 5_000, "warm": 200},
+        "large_state": {"mb": 64, "writes": 40, "updates": 40, "warm": 3, "xproc_rounds": 20},
+        "lifecycle": {"rounds": 1, "instances": 1_000, "warm": 20},
+        "multiproc": {"procs": 4, "instances": 4, "increments": 250},
+    }
+
+
+# -- rows -------------------------------------------------------------------
+
+
+@dataclass
+class CmpMetric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = False
+    target: float | None = None
+    """Required times-better-than-Motion factor, or (for ``exact``) the exact value Tidal must report."""
+    exact: bool = False
+    """A count that must equal ``target`` (e.g. 0 lost updates), not a ratio."""
+    ratio: bool = True
+    """Whether a times-better-than-Motion ratio means anything for this metric."""
+
+
+METRICS: dict[str, list[CmpMetric]] = {
+    "serve": [
+        CmpMetric("miss_p50", "cache miss p50", "us", target=5),
+        CmpMetric("miss_p99", "cache miss p99", "us"),
+        CmpMetric("hit_p50", "cache hit p50", "us", target=5),
+        CmpMetric("hit_p99", "cache hit p99", "us"),
+    ],
+    "update": [
+        CmpMetric("e2e", "end to end: N runs + flush_update", "updates/s", higher_is_better=True, target=5),
+        CmpMetric("run_rate", "run calls/s while applying", "calls/s", higher_is_better=True),
+        CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
+    ],
+    "large_state": [
+        CmpMetric("write_p50", "write_state({'n'}) p50", "ms", target=50),
+        CmpMetric("write_p99", "write_state({'n'}) p99", "ms"),
+        CmpMetric("update_p50", "run + flush_update, update sets n, p50", "ms", target=50),
+        CmpMetric("update_p99", "run + flush_update, update sets n, p99", "ms"),
+        CmpMetric("update_lost", "run + flush_update: updates missing", "updates", target=0, exact=True),
+        CmpMetric("xproc_first", "2nd process: first serve (loads big)", "ms"),
+        CmpMetric("xproc_read_p50", "2nd process: read_state('n') after commit, p50", "ms"),
+        CmpMetric("xproc_serve_p50", "2nd process: serve (new props) after commit, p50", "ms"),
+        CmpMetric("xproc_stale", "2nd process: stale reads", "reads", target=0, exact=True),
+    ],
+    "lifecycle": [
+        CmpMetric("mean", "create + serve + shutdown, mean (ms per instance)", "ms", target=20),
+        CmpMetric("p50", "create + serve + shutdown, p50", "ms"),
+        CmpMetric("p99", "create + serve + shutdown, p99", "ms"),
+    ],
+    "multiproc": [
+        CmpMetric("expected", "expected final count, all counters", "updates", ratio=False),
+        CmpMetric("observed", "observed final count, all counters", "updates", ratio=False),
+        CmpMetric("lost", "lost updates", "updates", target=0, exact=True),
+        CmpMetric("rate", "updates/s, all processes (go to last flush_update)", "updates/s", higher_is_better=True),
+        CmpMetric("rate_exit", "updates/s, all processes (go to last exit)", "updates/s", higher_is_better=True),
+    ],
+}
+
+TITLES = {
+    "serve": "serve latency (one instance, serve-only flow)",
+    "update": "update throughput (one instance, counter)",
+    "large_state": "small commit next to a large state",
+    "lifecycle": "instance lifecycle",
+    "multiproc": "multi-process counter",
+}
+
+
+@dataclass
+class CmpRow:
+    workload: str
+    metric: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    target: float | None
+    exact: bool
+    ratio: bool
+    values: dict[str, float | None]
+    met: dict[str, bool] = field(default_factory=dict)
+
+    def vs_motion(self, system: str) -> float | None:
+        """How many times better than Motion (>1: better)."""
+        if self.exact or not self.ratio:
+            return None
+        mine, motion = self.values.get(system), self.values.get("motion")
+        if mine is None or motion is None or mine == 0 or motion == 0:
+            return None
+        return mine / motion if self.higher_is_better else motion / mine
+
+
+def build_rows(summaries: dict[str, dict[str, dict[str, float]]], systems: Sequence[str]) -> list[CmpRow]:
+    rows = []
+    for workload in WORKLOADS:
+        if not any(workload in summaries.get(s, {}) for s in systems):
+            continue
+        for m in METRICS[workload]:
+            values = {s: summaries.get(s, {}).get(workload, {}).get(m.key) for s in systems}
+            row = CmpRow(workload, m.key, m.label, m.unit, m.higher_is_better, m.target, m.exact, m.ratio, values)
+            if m.target is not None:
+                for s in systems:
+                    if s == "motion" or values.get(s) is None:
+                        continue
+                    if m.exact:
+                        row.met[s] = values[s] == m.target
+                    else:
+                        ratio = row.vs_motion(s)
+                        if ratio is not None:
+                            row.met[s] = ratio >= m.target
+            rows.append(row)
+    return rows
+
+
+# -- summaries of the workers' raw results ------------------------------------
+
+
+def _lat(samples: Sequence[float], unit: Callable[[float], float]) -> tuple[float, float]:
+    return unit(common.median(samples)), unit(common.percentile(samples, 99))
+
+
+def summarise(workload: str, raw: dict[str, Any]) -> dict[str, float]:
+    if workload == "serve":
+        miss50, miss99 = _lat(raw["miss"], common.us)
+        hit50, hit99 = _lat(raw["hit"], common.us)
+        return {"miss_p50": miss50, "miss_p99": miss99, "hit_p50": hit50, "hit_p99": hit99}
+    if workload == "update":
+        n = raw["updates"]
+        return {
+            "e2e": common.median(raw["e2e"]),
+            "run_rate": common.median(raw["run_rate"]),
+            "lost": max(n - f for f in raw["final"]),
+        }
+    if workload == "large_state":
+        w50, w99 = _lat(raw["write"], common.ms)
+        u50, u99 = _lat(raw["update"], common.ms)
+        return {
+            "write_p50": w50,
+            "write_p99": w99,
+            "update_p50": u50,
+            "update_p99": u99,
+            "update_lost": raw["update_n_expected"] - raw["update_n_after"],
+            "xproc_first": common.ms(raw["xproc_first"]),
+            "xproc_read_p50": common.ms(common.median(raw["xproc_read"])),
+            "xproc_serve_p50": common.ms(common.median(raw["xproc_serve"])),
+            "xproc_stale": raw["xproc_stale"],
+        }
+    if workload == "lifecycle":
+        s = raw["samples"]
+        p50, p99 = _lat(s, common.ms)
+        return {"mean": common.ms(sum(s) / len(s)), "p50": p50, "p99": p99}
+    if workload == "multiproc":
+        expected = raw["expected_each"] * len(raw["observed"])
+        observed = sum(raw["observed"].values())
+        return {
+            "expected": expected,
+            "observed": observed,
+            "lost": expected - observed,
+            "rate": raw["updates"] / raw["flushed_s"],
+            "rate_exit": raw["updates"] / raw["wall_s"],
+        }
+    raise ValueError(workload)
+
+
+def tidal_problems(workload: str, raw: dict[str, Any], summary: dict[str, float]) -> list[str]:
+    """Why a Tidal result is wrong (lost, repeated or stale), if it is."""
+    out = []
+    if workload == "update":
+        n = raw["updates"]
+        for final, version in zip(raw["final"], raw["version"], strict=True):
+            if final != n or version != n + 1:
+                out.append(f"counter {final} (version {version}) after {n} updates")
+    elif workload == "large_state":
+        if summary["update_lost"] != 0:
+            out.append(f"n is {raw['update_n_after']} after run + flush, expected {raw['update_n_expected']}")
+        if raw["xproc_stale"]:
+            out.append(f"the second process read a stale value {raw['xproc_stale']} times")
+    elif workload == "multiproc":
+        for inst, got in raw["observed"].items():
+            if got != raw["expected_each"]:
+                out.append(f"{inst}: counter {got}, expected {raw['expected_each']}")
+    return out
+
+
+# -- running the worker ---------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    raw: dict[str, Any] | None
+    error: str | None
+    seconds: float
+    stderr_tail: str
+    atexit_tracebacks: int
+
+
+def run_worker(
+    python: str, workload: str, spec: dict[str, Any], env: dict[str, str], cwd: Path, timeout: float
+) -> Outcome:
+    cmd = [python, str(WORKER), workload, json.dumps(spec)]
+    err_path = cwd / f"{workload}.stderr"
+    t0 = time.perf_counter()
+    with open(err_path, "w+") as err:
+        try:
+            proc = subprocess.run(
+                cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=cwd, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            err.seek(0)
+            text = err.read()
+            return Outcome(None, f"timed out after {timeout:.0f} s", time.perf_counter() - t0, text[-3000:], 0)
+        err.seek(0)
+        text = err.read()
+    seconds = time.perf_counter() - t0
+    atexit_tb = text.count("Exception ignored in atexit callback")
+    result = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT ") :])
+            break
+    if result is None:
+        return Outcome(None, f"exit status {proc.returncode}, no result", seconds, text[-3000:], atexit_tb)
+    if "wrong" in result:
+        return Outcome(None, f"wrong result: {result['wrong']}", seconds, text[-3000:], atexit_tb)
+    if proc.returncode != 0:
+        return Outcome(None, f"exit status {proc.returncode}", seconds, text[-3000:], atexit_tb)
+    return Outcome({**spec, **result}, None, seconds, text[-3000:], atexit_tb)
+
+
+_DROPPED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "BENCH_BACKEND")
+
+
+def _base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith(("MOTION_", "TIDAL_")) or name in _DROPPED:
+            del env[name]
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def motion_env_vars(host: str, port: int, db: int = 0) -> dict[str, str]:
+    """What Motion reads to find its Redis (``motion.utils.RedisParams``);
+    it needs no API token or other setting to run instances locally."""
+    return {
+        "BENCH_BACKEND": "motion",
+        "MOTION_REDIS_HOST": host,
+        "MOTION_REDIS_PORT": str(port),
+        "MOTION_REDIS_DB": str(db),
+        "MOTION_ENV": "prod",
+    }
+
+
+def tidal_env_vars(store_url: str, home: Path) -> dict[str, str]:
+    return {
+        "BENCH_BACKEND": "tidal",
+        "TIDAL_STORE": store_url,
+        "TIDAL_HOME": str(home),
+        "TIDAL_SECRET_KEY": secrets.token_hex(32),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def tidal_has_redis() -> bool:
+    """Whether this checkout of Tidal can open ``redis://`` stores."""
+    from tidal import stores
+
+    return "redis" in stores.SCHEMES
+
+
+def start_redis() -> Any:
+    """A throw-away redis-server from the test helpers (``tests/servers.py``),
+    which finds or installs redis-server and stops it at exit."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from servers import start_redis as start  # type: ignore[import-not-found]
+
+    return start()
+
+
+# -- output ---------------------------------------------------------------------
+
+
+def _ratio_text(row: CmpRow, system: str) -> str:
+    ratio = row.vs_motion(system)
+    if ratio is None:
+        return ""
+    return f"{common.fmt_ratio(ratio)} {'better' if ratio >= 1 else 'worse'}"
+
+
+def _target_text(row: CmpRow) -> str:
+    if row.target is None:
+        return ""
+    if row.exact:
+        return f"= {row.target:g}"
+    return f">= {row.target:g}x vs Motion"
+
+
+def _value_text(row: CmpRow, system: str, failed: dict[str, dict[str, str]]) -> str:
+    if row.workload in failed.get(system, {}):
+        return failed[system][row.workload]
+    value = row.values.get(system)
+    if value is None:
+        return "n/a"
+    if row.unit in ("updates", "reads") and float(value).is_integer():
+        return f"{int(value):,}"
+    return common.fmt(value)
+
+
+def columns(systems: Sequence[str]) -> list[str]:
+    tidal = [s for s in systems if s != "motion"]
+    cols = ["workload", "metric", "unit", *(LABELS[s] for s in systems)]
+    cols += [f"{LABELS[s]} vs Motion" for s in tidal] if "motion" in systems else []
+    cols += ["target", f"met ({' / '.join(LABELS[s] for s in tidal)})"]
+    return cols
+
+
+def cells(row: CmpRow, systems: Sequence[str], failed: dict[str, dict[str, str]]) -> list[str]:
+    tidal = [s for s in systems if s != "motion"]
+    out = [row.workload, row.label, row.unit, *(_value_text(row, s, failed) for s in systems)]
+    if "motion" in systems:
+        out += [_ratio_text(row, s) for s in tidal]
+    met = " / ".join(("yes" if row.met[s] else "MISSED") if s in row.met else "-" for s in tidal)
+    out += [_target_text(row), met if row.target is not None else ""]
+    return out
+
+
+def print_table(rows: Sequence[CmpRow], systems: Sequence[str], failed: dict[str, dict[str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 220)
+    table = Table(title=title)
+    for i, col in enumerate(columns(systems)):
+        table.add_column(col, justify="left" if i < 3 or col.startswith(("target", "met")) else "right")
+    last = None
+    for row in rows:
+        c = cells(row, systems, failed)
+        if row.workload == last:
+            c[0] = ""
+        elif last is not None:
+            table.add_section()
+        last = row.workload
+        style = "red" if row.met and not all(row.met.values()) else None
+        table.add_row(*c, style=style)
+    console.print(table)
+
+
+def markdown_table(rows: Sequence[CmpRow], systems: Sequence[str], failed: dict[str, dict[str, str]]) -> str:
+    cols = columns(systems)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(row, systems, failed)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.motion_compare",
+        description="Run the same workloads on Motion 0.1.132 (Redis) and on Tidal (SQLite, and Redis when "
+        "Tidal has a redis:// store), in one run, and print one table. Makes benchmarks/.motion-venv "
+        "(pip install motion-python==0.1.132 requests 'numpy<2') and starts a throw-away redis-server.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a minute or so, noisy numbers")
+    parser.add_argument("--json", metavar="PATH", help="also write the results (and raw summaries) as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    parser.add_argument("--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all; tidal-redis only if Tidal has it)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds one workload may take on one system (default 1800)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SYSTEMS]
+    if unknown:
+        print(f"unknown system(s) {unknown}; choose from {SYSTEMS}", file=sys.stderr)
+        return 2
+    notes: list[str] = []
+    if "tidal-redis" in wanted and not tidal_has_redis():
+        wanted.remove("tidal-redis")
+        notes.append("Tidal redis column left out: this checkout of Tidal has no redis:// store (tidal.stores).")
+        print(f"note: {notes[-1]}", flush=True)
+    systems = [s for s in SYSTEMS if s in wanted]
+    workloads = [w for w in WORKLOADS if not args.only or w in args.only]
+    sizes = specs(args.quick)
+    command = "python -m benchmarks.motion_compare " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+
+    motion_info: dict[str, Any] | None = None
+    if "motion" in systems:
+        print("== Motion venv", flush=True)
+        motion_info = motion_env.ensure()
+        print(f"   {motion_env.venv_python()}: {motion_info}", flush=True)
+    server = None
+    if "motion" in systems or "tidal-redis" in systems:
+        server = start_redis()
+        import redis
+
+        admin = redis.Redis(host=server.host, port=server.port)
+        redis_version = admin.info("server")["redis_version"]
+        print(f"== redis-server {redis_version} on {server.host}:{server.port} ({server.binary})", flush=True)
+
+    summaries: dict[str, dict[str, dict[str, float]]] = {s: {} for s in systems}
+    raws: dict[str, dict[str, Any]] = {s: {} for s in systems}
+    timings: dict[str, dict[str, float]] = {s: {} for s in systems}
+    failed: dict[str, dict[str, str]] = {s: {} for s in systems}
+    """system -> workload -> what its cells show instead of numbers ("error" or "WRONG")."""
+    errors: list[str] = []
+    started = time.perf_counter()
+    try:
+        for w in workloads:
+            print(f"== {w}: {TITLES[w]} {sizes[w]}", flush=True)
+            for system in systems:
+                if server is not None:
+                    admin.flushall()
+                with common.scratch_dir("tidal-cmp-") as folder:
+                    env = _base_env()
+                    if system == "motion":
+                        python = str(motion_env.venv_python())
+                        env.update(motion_env_vars(server.host, server.port))
+                    else:
+                        python = sys.executable
+                        db = (folder / "bench.db").resolve()
+                        store = f"sqlite:///{db}" if system == "tidal-sqlite" else server.url(0)
+                        env.update(tidal_env_vars(store, folder / "home"))
+                    out = run_worker(python, w, sizes[w], env, folder, args.timeout)
+                timings[system][w] = out.seconds
+                if out.atexit_tracebacks and system == "motion":
+                    notes.append(
+                        f"{w}: Motion printed {out.atexit_tracebacks} tracebacks at exit (each instance registers "
+                        "shutdown with atexit, and a second shutdown raises AttributeError)."
+                    )
+                if out.raw is None:
+                    failed[system][w] = "error"
+                    errors.append(f"{LABELS[system]} {w}: {out.error}")
+                    print(f"   {LABELS[system]}: FAILED ({out.error}); stderr tail:\n{out.stderr_tail}", flush=True)
+                    continue
+                summary = summarise(w, out.raw)
+                if system != "motion":
+                    problems = tidal_problems(w, out.raw, summary)
+                    if problems:
+                        failed[system][w] = "WRONG"
+                        errors.append(f"{LABELS[system]} {w}: WRONG RESULT: {'; '.join(problems)}")
+                        print(f"   {LABELS[system]}: WRONG RESULT: {'; '.join(problems)}", flush=True)
+                        continue
+                summaries[system][w] = summary
+                raws[system][w] = {k: v for k, v in out.raw.items() if not isinstance(v, list) or len(v) <= 20}
+                shown = ", ".join(
+                    f"{k}={int(v):,}" if float(v).is_integer() else f"{k}={common.fmt(v)}" for k, v in summary.items()
+                )
+                print(f"   {LABELS[system]} ({out.seconds:.1f}s): {shown}", flush=True)
+    finally:
+        if server is not None:
+            admin.close()
+            server.stop()
+
+    elapsed = time.perf_counter() - started
+    rows = build_rows(summaries, systems)
+    mode = "quick" if args.quick else "full"
+    print_table(rows, systems, failed, f"Motion 0.1.132 vs Tidal, same workloads ({mode}, {elapsed:.0f}s)")
+    for note in notes:
+        print(f"note: {note}")
+    if args.json:
+        data = {
+            "command": command,
+            "quick": args.quick,
+            "elapsed_s": elapsed,
+            "systems": systems,
+            "sizes": {w: sizes[w] for w in workloads},
+            "machine": common.machine_info(),
+            "motion_venv": motion_info,
+            "redis_version": redis_version if server is not None else None,
+            "errors": errors,
+            "notes": notes,
+            "seconds": timings,
+            "rows": [{**asdict(r), "vs_motion": {s: r.vs_motion(s) for s in systems if s != "motion"}} for r in rows],
+            "summaries": summaries,
+            "raw": raws,
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(rows, systems, failed))
+        print(f"wrote {args.markdown}")
+    tidal_failed = sorted(f"{LABELS[s]} {w}" for s in systems if s != "motion" for w in failed[s])
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if tidal_failed:
+        print(f"FAILED (Tidal): {', '.join(tidal_failed)}", file=sys.stderr)
+        return 1
+    if failed.get("motion"):
+        print(f"Motion could not run: {', '.join(failed['motion'])}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
