@@ -478,6 +478,9 @@ class RedisServer:
     datadir: Path
     port: int
     appendonly: bool = False
+    appendfsync: str = "everysec"
+    """When the append-only file is fsynced: ``everysec``, or ``always`` (every
+    write is on disk before its reply is sent) for tests of acknowledged writes."""
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _owner_pid: int = field(default_factory=os.getpid, repr=False)
@@ -506,7 +509,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--bind",
             self.host,
             "--port",
@@ -592,7 +595,9 @@ class RedisServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_redis(datadir: Path | None = None, *, appendonly: bool = False, port: int = 0) -> RedisServer:
+def start_redis(
+    datadir: Path | None = None, *, appendonly: bool = False, port: int = 0, appendfsync: str = "everysec"
+) -> RedisServer:
     """Start a ``redis-server`` on a free port of 127.0.0.1 and wait until it answers.
 
     By default nothing is persisted (``--save "" --appendonly no``) and the
@@ -600,7 +605,8 @@ def start_redis(datadir: Path | None = None, *, appendonly: bool = False, port: 
     ``appendonly=True`` and a ``datadir`` of your own: the append-only file
     lives there and survives :meth:`RedisServer.kill` / :meth:`RedisServer.start`
     and :meth:`RedisServer.stop` (which removes only the server's private
-    directory with its log).
+    directory with its log); ``appendfsync="always"`` puts every write on
+    disk before the server answers it.
 
     Installs redis-server with apt first if it is missing. The caller owns the
     result and must call :meth:`RedisServer.stop` (it also runs at interpreter
@@ -608,7 +614,9 @@ def start_redis(datadir: Path | None = None, *, appendonly: bool = False, port: 
     """
     binary = find_redis_server()
     root = Path(tempfile.mkdtemp(prefix="tidal-redis-"))
-    server = RedisServer(binary=binary, root=root, datadir=datadir or root, port=port, appendonly=appendonly)
+    server = RedisServer(
+        binary=binary, root=root, datadir=datadir or root, port=port, appendonly=appendonly, appendfsync=appendfsync
+    )
     try:
         server.datadir.mkdir(parents=True, exist_ok=True)
         server.start()

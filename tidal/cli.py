@@ -17,6 +17,8 @@ from rich.table import Table
 
 from . import __version__
 from .app import App, set_default_app
+from .config import Settings
+from .constants import LEASE_SECONDS
 from .core.component import defined_components
 
 
@@ -74,12 +76,22 @@ def demo(example: str, keep: bool) -> None:
 @click.option("--store", default=None, help="Store URL (default: TIDAL_STORE or sqlite in TIDAL_HOME).")
 @click.option("--threads", default=2, show_default=True, help="Update threads.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
-def worker(target: str, app_name: str, store: str | None, threads: int, burst: bool) -> None:
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Seconds a claimed batch stays locked without a heartbeat [default: {LEASE_SECONDS:g}].",
+)
+def worker(
+    target: str, app_name: str, store: str | None, threads: int, burst: bool, lease_seconds: float | None
+) -> None:
     """Run update ops of the components defined in TARGET (a module or .py file)."""
     from .executor import Executor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = _open_app(app_name, store)
+    settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
+    app = App(app_name, store=store, settings=settings)
     set_default_app(app)
     _load_target(target)
     for component in defined_components():

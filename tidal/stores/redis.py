@@ -65,13 +65,35 @@ Redis Cluster as well:
   instance after its holder let go. An empty instance is dropped from
   ``G:ready`` once every id allocated to it is at or below its watermark
   (older allocations than ``FENCE_AFTER_MS`` are fenced first: a process
-  that died before its push must not keep the entry alive).
+  that died before its push must not keep the entry alive). An op whose
+  record is malformed (a field missing or garbled: written by something
+  else than Tidal) is never handed out: the claim script takes it off the
+  queue and records it as failed with the reason, which the claimer logs;
+  a bad payload is the executor's to reject (recorded as failed likewise).
 * **commit** checks lease and version, writes the keys, bumps the version
   and retires the claimed ops in one script; a second call points
   ``G:ready`` at the new head (or drops the instance) and drops the hint.
   A worker that dies between the two leaves a hint that expires with its
   lease and an entry the next claim tidies up: hints are never trusted,
   only the instance's own keys are.
+
+Connections and retries: the client does not retry a command that failed
+(redis-py's default for ``from_url``), and it reopens a connection the server
+closed on its next use, so processes ride out a server restart without being
+restarted themselves; each call made while the server is unreachable raises
+:class:`StoreError`. The outcome of such a call is unknown: its script may
+have run before the reply was lost (with a server killed while it wrote its
+append-only file, about one failed ``run`` in fifty had queued its update).
+Of the verbs, only enqueue is not idempotent when repeated after a lost
+reply: the repeated push finds its ids below the watermark, so fresh ids are
+allocated and the op is queued twice, unless it has a dedupe key (the
+instance's ``T:dd`` then recognises the repeat). That is why no retry policy
+is set on the client: with one, an acknowledged update was occasionally
+applied twice across a server restart (tests/test_redis_faults.py), whereas
+without it every acknowledged update is applied exactly once, and a caller
+that repeats a failed enqueue knows it may duplicate it. A repeated claim
+leaves its lease unused until it expires; a repeated commit is refused as a
+lost lease although it went through (the state is right either way).
 """
 
 from __future__ import annotations
@@ -420,28 +442,37 @@ class RedisStore(Store):
         t = self._tag(component, instance)
         token = uuid.uuid4().hex
         args: list[Any] = [t, token, _ms(lease_seconds), max_ops, "1" if count_newer else "0", fence]
-        got = self._claim(keys=[t + ":lease", t + ":q", t + ":m"], args=args)
+        got = self._claim(keys=[t + ":lease", t + ":q", t + ":m", t + ":f", t + ":flows"], args=args)
         code = int(got[0])
-        if code == 1:  # nothing queued: tidy G:ready up
-            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
-            return None
         if code == 0:
             # Held by someone else. Not hinted from here: by the time the hint
             # landed, its holder might have committed and dropped its hint,
             # and this one would then hide a free instance until it expires.
+            return None
+        first = 3 + 2 * int(got[2])
+        for k in range(3, first, 2):
+            log.warning(
+                "Redis store %s: %s/%s: %s (recorded as failed)",
+                _safe(self.url),
+                component,
+                instance,
+                got[k + 1].decode(errors="replace"),
+            )
+        if code == 1:  # nothing queued: tidy G:ready up
+            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
             return None
         # Ours: hinted before our own commit can drop the hint.
         self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
         ops = [
             ClaimedOp(
                 id=int(got[k]),
-                flow=got[k + 1].decode(),
+                flow=got[k + 1].decode(errors="replace"),
                 payload=got[k + 2],
                 enqueued_at=int(got[k + 3]) / 1000,
                 attempts=int(got[k + 4]),
                 newer_same_flow=int(got[k + 5]),
             )
-            for k in range(2, len(got), 6)
+            for k in range(first, len(got), 6)
         ]
         return Claim(component, instance, token, ops, int(got[1]) / 1000)
 
