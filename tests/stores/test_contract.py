@@ -21,6 +21,10 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "sqlite": lambda request, tmp: SQLiteStore(tmp / "contract.db"),
     # A real redis-server (tests/servers.py), with a namespace of its own per test.
     "redis": lambda request, tmp: RedisStore.from_url(request.getfixturevalue("redis_url")),
+    # The same, with every script kept to one hash slot (as on Redis Cluster).
+    "redis-single-slot": lambda request, tmp: RedisStore.from_url(
+        request.getfixturevalue("redis_url") + "&single_slot=1"
+    ),
 }
 
 C = "Comp"

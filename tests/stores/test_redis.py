@@ -23,9 +23,20 @@ from tidal.stores.redis import RedisStore
 C = "Comp"
 
 
+@pytest.fixture(params=["one_server", "single_slot"])
+def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[RedisStore]:
+    """The store as it runs on one server, and as it runs on a cluster
+    (every script within one hash slot), on the same real redis-server."""
+    s = RedisStore.from_url(redis_url + ("&single_slot=1" if request.param == "single_slot" else ""))
+    assert s.single_slot == (request.param == "single_slot")
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def store(redis_url: str) -> Iterator[RedisStore]:
-    s = RedisStore.from_url(redis_url)
+def two_step(redis_url: str) -> Iterator[RedisStore]:
+    """The store in its cluster mode, whose enqueue and commit take two steps."""
+    s = RedisStore.from_url(redis_url + "&single_slot=1")
     yield s
     s.close()
 
@@ -301,10 +312,11 @@ def test_concurrent_workers_never_share_an_instance(store: RedisStore) -> None:
     assert ready(store) == []
 
 
-def test_a_commit_whose_index_update_fails_still_counts(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_whose_index_update_fails_still_counts(two_step: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """The second step of a commit only tidies the claim index: if it fails
     (or its worker dies just before it) the commit stands, and the
     instance's next op runs once the lease the hint remembers is over."""
+    store = two_step
     store.create_instance(C, "i1", {"n": b"0"})
     store.enqueue(C, "i1", "f", b"1")
     store.enqueue(C, "i1", "f", b"2")
@@ -353,3 +365,31 @@ def test_state_and_queues_survive_a_server_restart(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert (tmp_path / "data").exists()  # the caller's data directory is left alone
+
+
+def test_on_one_server_enqueue_claim_and_a_workers_commit_are_one_script_each(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    try:
+
+        def two_step(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a two-step script ran on one server")
+
+        for name in ("_enqueue_global", "_push", "_settle", "_commit", "_candidates", "_claim"):
+            monkeypatch.setattr(store, name, two_step)
+        store.create_instance(C, "i1", {"n": b"0"})
+        first = store.enqueue(C, "i1", "f", b"1")
+        assert store.enqueue_many([NewOp(C, "i1", "f", b"2", dedupe="d"), NewOp(C, "i1", "f", b"3", dedupe="d")]) == [
+            first + 1,
+            None,
+        ]
+        assert ready(store) == ["i1"]
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None and [op.payload for op in held.ops] == [b"1", b"2"]
+        assert store.commit(C, "i1", {"n": b"2"}, claim=held, done=held.op_ids) == 2
+        # The commit settled the claim index too: no entry, no lease hint.
+        assert ready(store) == [] and store.client.zcard(store._g("leased", C)) == 0
+        assert store.get_version(C, "i1") == 2 and store.pending(C, "i1") == 0
+    finally:
+        store.close()

@@ -46,9 +46,15 @@ Global, in the hash slot of the tag ``G = {ns}``::
 Cache entries are ``ns:cache:<key>`` strings with a Redis TTL and no hash
 tag, so that they spread over a cluster's slots.
 
-No script touches two slots, and each declares a key of the slot it works
-on (so that a cluster client routes it there); the store's design thus fits
-Redis Cluster as well:
+With ``single_slot`` on (``?single_slot=1`` in the URL), no script
+touches two slots, and each declares a key of the slot it works on (so that
+a cluster client routes it there); the store's design thus fits Redis
+Cluster. On one server (the default) the steps below that take two scripts
+run as one script that touches both slots (``redis_lua.ONE_SERVER_*``):
+enqueue, claim and a worker's commit are then one round trip each, and
+the crash windows between the steps do not exist. Both kinds keep the same
+keys and rules, so processes of either kind can share a server; the
+contract suite runs against both. In two steps:
 
 * **enqueue** is two scripts. A global one checks dedupe keys, allocates ids
   and adds the instance to ``G:ready`` (before any op exists, so an op can
@@ -167,9 +173,20 @@ class RedisStore(Store):
 
     shared = True
 
-    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        client: redis.Redis | None = None,
+        single_slot: bool = False,
+    ) -> None:
         self.url = url
         self.namespace = namespace
+        self.single_slot = single_slot
+        """True: every script keeps to the keys of one hash slot, as Redis
+        Cluster requires (enqueue and a worker's commit then take two round
+        trips). False, for one server: one script each."""
         self._client = client if client is not None else _connect(url)
         self._closed = False
         self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
@@ -181,6 +198,9 @@ class RedisStore(Store):
         self._enqueue_global = register(lua.GLOBAL_ENQUEUE)
         self._candidates = register(lua.GLOBAL_CANDIDATES)
         self._settle = register(lua.GLOBAL_SETTLE)
+        self._enqueue_one = register(lua.ONE_SERVER_ENQUEUE)
+        self._commit_settle = register(lua.ONE_SERVER_COMMIT)
+        self._claim_one_server = register(lua.ONE_SERVER_CLAIM)
         self._push = register(lua.INSTANCE_PUSH)
         self._claim = register(lua.INSTANCE_CLAIM)
         self._commit = register(lua.INSTANCE_COMMIT)
@@ -197,16 +217,21 @@ class RedisStore(Store):
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         namespace = DEFAULT_NAMESPACE
+        single_slot = False
         rest = []
         for key, value in query:
             if key == "namespace":
                 if not value:
                     raise ConfigError(f"empty namespace in store URL {_safe(url)!r}")
                 namespace = value
+            elif key == "single_slot":
+                if value not in ("0", "1"):
+                    raise ConfigError(f"single_slot in store URL {_safe(url)!r} must be 0 or 1, not {value!r}")
+                single_slot = value == "1"
             else:
                 rest.append((key, value))
         client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-        return cls(url, namespace=namespace, client=_connect(client_url))
+        return cls(url, namespace=namespace, client=_connect(client_url), single_slot=single_slot)
 
     def __repr__(self) -> str:
         return f"<RedisStore {_safe(self.url)}>"
@@ -311,8 +336,17 @@ class RedisStore(Store):
             for f in failed:
                 args += [f.op_id, f.error]
         keys = [t + ":meta", t + ":vals", t + ":vers", t + ":lease", t + ":q", t + ":f", t + ":m"]
+        settled = claim is not None and not self.single_slot
         with self._io():
-            got = self._commit(keys=keys, args=args)
+            if settled:
+                # Commit and claim index in one script. No barrier is needed
+                # after it: nobody waits on a worker's commit but through a
+                # call of their own (pending ops, a read) that the server
+                # answers after it flushed the commit's invalidations.
+                keys += [self._g("ready", component), self._g("alloc", component), self._g("leased", component)]
+                got = self._commit_settle(keys=keys, args=[*args, instance])
+            else:
+                got = self._commit(keys=keys, args=args)
             code = int(got[0])
             if code == -1:
                 raise LeaseLostError(
@@ -325,7 +359,11 @@ class RedisStore(Store):
                 raise VersionConflictError(
                     f"{component}/{instance} is at version {int(got[1])}, expected {expected_version}"
                 )
-        if claim is not None:  # a round trip after the commit: the barrier too
+        if settled:
+            # Our own invalidation may still be on its way: read the version
+            # afresh next time rather than serve the cached one meanwhile.
+            self._versions.forget((t + ":meta").encode())
+        elif claim is not None:  # a round trip after the commit: the barrier too
             self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=True)
         else:
             self._barrier()
@@ -389,11 +427,26 @@ class RedisStore(Store):
         with self._io(), contextlib.ExitStack() as held:
             for stripe in stripes:
                 held.enter_context(self._stripes[stripe])
+            if not self.single_slot and len({(op.component, op.instance) for op in ops}) == 1:
+                return self._enqueue_one_instance(ops)
             for _ in range(PUSH_ATTEMPTS):
                 if not todo:
                     return out
                 todo = self._enqueue_round(ops, todo, out)
         raise StoreError(f"could not enqueue {len(todo)} op(s) in {_safe(self.url)}: their queue kept moving")
+
+    def _enqueue_one_instance(self, ops: Sequence[NewOp]) -> list[int | None]:
+        """Ops of one instance, on one server: allocated, checked for
+        repeats, queued and indexed by one script."""
+        component, instance = ops[0].component, ops[0].instance
+        t = self._tag(component, instance)
+        owner = f"{_escape(component)}:{_escape(instance)}"
+        args: list[Any] = [self._global, t, _escape(component), instance, owner, len(ops)]
+        for op in ops:
+            args += [op.flow, op.payload, op.dedupe if op.dedupe is not None else "", round(op.dedupe_ttl * 1000)]
+        keys = [self._ids_key, t + ":m", t + ":q", t + ":flows", t + ":dd"]
+        result = self._enqueue_one(keys=keys, args=args)
+        return [int(op_id) or None for op_id in result]
 
     def _enqueue_round(self, ops: Sequence[NewOp], todo: list[int], out: list[int | None]) -> list[int]:
         """Allocate ids for ``ops[todo]`` and push them; returns the indexes
@@ -452,6 +505,8 @@ class RedisStore(Store):
         components = list(dict.fromkeys(components))
         escaped = [_escape(c) for c in components]
         with self._io():
+            if not self.single_slot:
+                return self._claim_on_one_server(components, escaped, lease_seconds, max_ops, count_newer)
             for _ in range(CLAIM_ROUNDS):
                 flat = self._candidates(keys=[self._ids_key], args=[self._global, CLAIM_CANDIDATES, *escaped])
                 for k in range(0, len(flat), 4):
@@ -463,6 +518,25 @@ class RedisStore(Store):
                         return got
                 if len(flat) < 4 * CLAIM_CANDIDATES:
                     return None
+        return None
+
+    def _claim_on_one_server(
+        self, components: list[str], escaped: list[str], lease_seconds: float, max_ops: int, count_newer: bool
+    ) -> Claim | None:
+        """Candidates, claim, index upkeep and lease hint in one script."""
+        for _ in range(CLAIM_ROUNDS):
+            token = uuid.uuid4().hex
+            args: list[Any] = [self._global, CLAIM_CANDIDATES, _escape(self.namespace), token, _ms(lease_seconds)]
+            args += [max_ops, "1" if count_newer else "0", FENCE_AFTER_MS, *escaped]
+            got = self._claim_one_server(keys=[self._ids_key], args=args)
+            if int(got[0]) < 0:
+                if int(got[1]) < CLAIM_CANDIDATES:
+                    return None
+                continue  # every candidate was held: their hints are fixed, look again
+            component, instance = components[int(got[0])], got[1].decode()
+            claim = self._claimed(component, instance, token, got[2:])
+            if claim is not None:
+                return claim
         return None
 
     def _try_claim(
@@ -478,6 +552,17 @@ class RedisStore(Store):
             # landed, its holder might have committed and dropped its hint,
             # and this one would then hide a free instance until it expires.
             return None
+        if code == 1:  # nothing queued: tidy G:ready up
+            self._claimed(component, instance, token, got)
+            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
+            return None
+        # Ours: hinted before our own commit can drop the hint.
+        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
+        return self._claimed(component, instance, token, got)
+
+    def _claimed(self, component: str, instance: str, token: str, got: list[Any]) -> Claim | None:
+        """The claim an INSTANCE_CLAIM reply grants (None for code 1: nothing
+        queued), after logging the malformed ops it reports."""
         first = 3 + 2 * int(got[2])
         for k in range(3, first, 2):
             log.warning(
@@ -487,11 +572,8 @@ class RedisStore(Store):
                 instance,
                 got[k + 1].decode(errors="replace"),
             )
-        if code == 1:  # nothing queued: tidy G:ready up
-            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
+        if int(got[0]) != 2:
             return None
-        # Ours: hinted before our own commit can drop the hint.
-        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
         ops = [
             ClaimedOp(
                 id=int(got[k]),
@@ -704,6 +786,11 @@ class _Versions:
                 self._known.clear()
             self._known[key] = (value, now)
             return value
+
+    def forget(self, key: bytes) -> None:
+        """Drop one cached version (this process has just changed it)."""
+        with self._lock:
+            self._known.pop(key, None)
 
     def close(self) -> None:
         with self._lock:

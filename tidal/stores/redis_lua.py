@@ -107,28 +107,37 @@ return out
 """
 )
 
-GLOBAL_SETTLE = """
--- KEYS: ready, alloc, leased.  ARGV: instance, head op id (0: queue empty),
--- push watermark, '1' to drop the lease hint.  Points the ready entry at the
--- new head, or removes it when no op can be pending or on its way: every id
--- allocated to the instance is at most the watermark, so a push of any of
--- them is either done (and retired) or will be refused.
-if ARGV[4] == '1' then redis.call('ZREM', KEYS[3], ARGV[1]) end
-local head = tonumber(ARGV[2])
-if head > 0 then
-  redis.call('ZADD', KEYS[1], head, ARGV[1])
+_SETTLE_FN = """
+-- Points the ready entry of an instance at its new head op, or removes it
+-- when no op can be pending or on its way: every id allocated to the
+-- instance is at most the watermark, so a push of any of them is either
+-- done (and retired) or will be refused. Drops the lease hint if asked.
+local function settle(ready, alloc, leased, inst, head, watermark, unlease)
+  if unlease then redis.call('ZREM', leased, inst) end
+  if head > 0 then
+    redis.call('ZADD', ready, head, inst)
+    return 1
+  end
+  local last = redis.call('HGET', alloc, inst)
+  local id = 0
+  if last then id = tonumber(string.match(last, '^(%d+)')) end
+  if id <= watermark then
+    redis.call('ZREM', ready, inst)
+    redis.call('HDEL', alloc, inst)
+    return 0
+  end
   return 1
 end
-local alloc = redis.call('HGET', KEYS[2], ARGV[1])
-local id = 0
-if alloc then id = tonumber(string.match(alloc, '^(%d+)')) end
-if id <= tonumber(ARGV[3]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return 0
-end
-return 1
 """
+
+GLOBAL_SETTLE = (
+    _SETTLE_FN
+    + """
+-- KEYS: ready, alloc, leased.  ARGV: instance, head op id (0: queue empty),
+-- push watermark, '1' to drop the lease hint.
+return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1')
+"""
+)
 
 INSTANCE_PUSH = (
     _NOW
@@ -440,3 +449,135 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], ARGV[3]
 end
 return out
 """
+
+
+# -- One server ------------------------------------------------------------
+#
+# On a single Redis server (not a cluster) a script may touch keys of any
+# slot, so the two steps that enqueue and commit take on a cluster become
+# one script each: a round trip less per enqueued op and per commit. They
+# keep every key and rule of the two-step scripts, so that processes using
+# either kind can share a server.
+
+
+def _as_function(name: str, script: str) -> str:
+    """``script`` as a local Lua function of (KEYS, ARGV), so that another
+    script can call it with keys and arguments of its own."""
+    return f"local function {name}(KEYS, ARGV)\n{script}\nend\n"
+
+
+ONE_SERVER_ENQUEUE = (
+    _NOW
+    + """
+-- KEYS: ids, m, q, flows, dd of one instance.  ARGV: G, T, component
+-- (escaped), instance, owner, n, then n times: flow, payload, dedupe key
+-- ('' for none), dedupe ttl ms.  What GLOBAL_ENQUEUE and INSTANCE_PUSH do
+-- together, for ops of one instance; per op its new id, or 0 for a
+-- repeated dedupe key. Ids are allocated and pushed at once, so no
+-- allocation is ever outstanding: G:alloc is left alone (settle and the
+-- fence read it only for two-step enqueues), and the ready entry is made
+-- only when an op was queued.
+local G, T, comp, inst, owner, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local now = now_ms()
+local out, pruned, first, last = {}, false, nil, nil
+for i = 0, n - 1 do
+  local b = 7 + i * 4
+  local flow, dkey, ttl = ARGV[b], ARGV[b + 2], tonumber(ARGV[b + 3])
+  local fresh = true
+  if dkey ~= '' then
+    local key = G .. ':dedupe:' .. dkey
+    local holder = redis.call('GET', key)
+    if holder then
+      fresh = holder == owner
+    elseif ttl > 0 then
+      redis.call('SET', key, owner, 'PX', ttl)
+    end
+    if fresh then
+      if not pruned then
+        redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+        pruned = true
+      end
+      if redis.call('ZSCORE', KEYS[5], dkey) then
+        fresh = false
+      elseif ttl > 0 then
+        redis.call('ZADD', KEYS[5], now + ttl, dkey)
+        local pttl = redis.call('PTTL', KEYS[5])
+        if pttl >= 0 and pttl < ttl or pttl == -1 then redis.call('PEXPIRE', KEYS[5], ttl) end
+      end
+    end
+  end
+  if fresh then
+    local id = redis.call('INCR', KEYS[1])
+    redis.call('ZADD', KEYS[3], id, id)
+    redis.call('ZADD', T .. ':q:' .. flow, id, id)
+    redis.call('SADD', KEYS[4], flow)
+    redis.call('HSET', T .. ':op:' .. id, 'f', flow, 'p', ARGV[b + 1], 't', now, 'n', 0)
+    first = first or id
+    last = id
+    out[#out + 1] = id
+  else
+    out[#out + 1] = 0
+  end
+end
+if last then
+  redis.call('SET', KEYS[2], last)
+  -- LT: added, or moved to an older head, never to a newer one.
+  redis.call('ZADD', G .. ':ready:' .. comp, 'LT', first, inst)
+end
+return out
+"""
+)
+
+ONE_SERVER_COMMIT = (
+    _as_function("commit", INSTANCE_COMMIT)
+    + _SETTLE_FN
+    + """
+-- KEYS: those of INSTANCE_COMMIT, then ready, alloc, leased.  ARGV: those of
+-- INSTANCE_COMMIT, then the instance id.  A commit with a claim also
+-- settles the claim index, as GLOBAL_SETTLE would after it.
+local r = commit(KEYS, ARGV)
+if r[3] then settle(KEYS[8], KEYS[9], KEYS[10], ARGV[#ARGV], r[2], r[3], true) end
+return r
+"""
+)
+
+ONE_SERVER_CLAIM = (
+    _as_function("candidates", GLOBAL_CANDIDATES)
+    + _as_function("claim_one", INSTANCE_CLAIM)
+    + _SETTLE_FN
+    + """
+-- KEYS: ids.  ARGV: G, K, namespace (escaped), token, lease ms, max ops,
+-- count newer ('1'), fence after ms, then the components (escaped).
+-- GLOBAL_CANDIDATES, then INSTANCE_CLAIM on each candidate in turn (an
+-- empty one is settled, a granted one hinted as leased) until one grants
+-- a lease or reports malformed ops: {component index, instance, then the
+-- INSTANCE_CLAIM reply}; else {-1, candidates tried}.
+local G, ns = ARGV[1], ARGV[3]
+local cargs = {G, ARGV[2]}
+for i = 9, #ARGV do cargs[#cargs + 1] = ARGV[i] end
+local flat = candidates(KEYS, cargs)
+local escapes = {['%'] = '%25', [':'] = '%3A', ['{'] = '%7B', ['}'] = '%7D'}
+for k = 1, #flat, 4 do
+  local ci, inst, alloc, age = flat[k], flat[k + 1], flat[k + 2], flat[k + 3]
+  local comp = ARGV[9 + ci]
+  local T = '{' .. ns .. ':' .. comp .. ':' .. string.gsub(inst, '[%%:{}]', escapes) .. '}'
+  local fence = 0
+  if age > tonumber(ARGV[8]) then fence = alloc end
+  local r = claim_one(
+    {T .. ':lease', T .. ':q', T .. ':m', T .. ':f', T .. ':flows'},
+    {T, ARGV[4], ARGV[5], ARGV[6], ARGV[7], fence}
+  )
+  if r[1] == 1 then
+    settle(G .. ':ready:' .. comp, G .. ':alloc:' .. comp, G .. ':leased:' .. comp, inst, 0, r[2], false)
+  elseif r[1] == 2 then
+    redis.call('ZADD', G .. ':leased:' .. comp, r[2], inst)
+  end
+  if r[1] == 2 or (r[1] == 1 and r[3] > 0) then
+    local out = {ci, inst}
+    for _, x in ipairs(r) do out[#out + 1] = x end
+    return out
+  end
+end
+return {-1, #flat / 4}
+"""
+)
