@@ -48,6 +48,7 @@ __all__ = [
     "components",
     "drop_failed",
     "failures",
+    "instance",
     "instances",
     "key_history",
     "queues",
@@ -159,9 +160,13 @@ def _check_component(app: App, name: str) -> list[str]:
 def _check_instance(app: App, comp: str, instance: str) -> int:
     version = app.store.get_version(comp, instance)
     if version is None:
-        ids = _check_component(app, comp)
-        raise NotFoundError("instance", instance, ids, where=f"component {comp!r}")
+        raise NotFoundError("instance", f"{comp}/{instance}", app.store.list_instances(comp), where=app.store.url)
     return version
+
+
+def instance(app: App, comp: str, instance_id: str) -> InstanceInfo:
+    """One instance with its current state version."""
+    return InstanceInfo(comp, instance_id, _check_instance(app, comp, instance_id))
 
 
 def instances(app: App, comp: str) -> list[InstanceInfo]:
@@ -231,7 +236,7 @@ def state(app: App, comp: str, instance: str, *, values: bool = False) -> StateI
     version = _check_instance(app, comp, instance)
     infos = app.store.describe_state(comp, instance)
     if infos is None:  # deleted meanwhile
-        raise NotFoundError("instance", instance, app.store.list_instances(comp), where=f"component {comp!r}")
+        raise NotFoundError("instance", f"{comp}/{instance}", app.store.list_instances(comp), where=app.store.url)
     raw: dict[str, bytes] = {}
     if values:
         read = app.store.read_state(comp, instance)

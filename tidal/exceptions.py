@@ -141,7 +141,7 @@ class NotFoundError(TidalError, LookupError):
         self.kind = kind
         self.name = name
         self.known = list(known or [])
-        message = f"no {kind} {name!r}" + (f" in {where}" if where else "")
+        message = f"no {kind} {name}" + (f" in {where}" if where else "")
         if known is not None:
             shown = ", ".join(self.known[:20]) + (", ..." if len(self.known) > 20 else "")
             message += f"; known: {shown}" if self.known else "; there are none"
