@@ -145,7 +145,8 @@ def test_failures_retry_and_drop(app: tidal.App) -> None:
         dropped = admin.drop_failed(app, "Notes", first.op_id)
         assert dropped.op_id == first.op_id
         assert [f.op_id for f in admin.failures(app, "Notes")] == [second.op_id]
-        with pytest.raises(NotFoundError, match=rf"no failed op {first.op_id} in the failed ops of Notes; known: {second.op_id}"):
+        gone = rf"no failed op {first.op_id} in the failed ops of Notes; known: {second.op_id}"
+        with pytest.raises(NotFoundError, match=gone):
             admin.retry_failed(app, "Notes", first.op_id)
         retried = admin.retry_failed(app, "Notes", second.op_id)
         assert retried.new_op_id > second.op_id and retried.instance == "n1"
