@@ -188,3 +188,32 @@ def test_drop_failed_forgets_the_op(store: Store) -> None:
     assert store.failures(C, "i1", flow="g") == []
     assert store.queue_stats([C])[C].failed == 1
     assert store.retry_failed(C, "i1", drop) is None
+
+
+def test_sqlite_file_from_before_history_gains_the_column_and_keeps_working(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tidal.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the layout of a file made before state history
+        conn.executescript(
+            "CREATE TABLE tidal_instances (component TEXT NOT NULL, instance TEXT NOT NULL, "
+            "version INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+            "PRIMARY KEY (component, instance));"
+            "CREATE TABLE tidal_state (component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL, "
+            "version INTEGER NOT NULL, value BLOB, PRIMARY KEY (component, instance, key));"
+            "INSERT INTO tidal_instances VALUES ('Comp', 'old', 3, 0, 0);"
+            "INSERT INTO tidal_state VALUES ('Comp', 'old', 'a', 3, x'4142');"
+        )
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        (info,) = store.describe_state(C, "old") or []
+        assert (info.key, info.version, info.size, info.written_at) == ("a", 3, 2, None)
+        store.commit(C, "old", {"a": b"new"})
+        assert history(store, "a", "old") == [(4, b"new"), (3, b"AB")]
+        read = store.read_state(C, "old")
+        assert read is not None and read.changed == {"a": b"new"}
+    finally:
+        store.close()
