@@ -25,9 +25,6 @@ def _open_app(app_name: str, store: str | None) -> App:
     return App(app_name, store=store)
 
 
-_load_target = load_target
-
-
 @click.group(cls=TidalGroup)
 @click.version_option(__version__, prog_name="tidal")
 def main() -> None:
@@ -79,7 +76,7 @@ def worker(
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
     app = App(app_name, store=store, settings=settings)
     set_default_app(app)
-    _load_target(target)
+    load_target(target)
     for component in defined_components():
         if not component.bound:
             component.bind(app)
