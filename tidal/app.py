@@ -64,6 +64,7 @@ class App(RelationsAPI):
             self.store = store
         else:
             self.store = from_url(store or config.default_store_url(name, self.home))
+        self.store.history_versions = self.settings.history_versions
         self.codec = Codec(config.secret_key(self.home, secret_key))
         self.shared_cache = shared_cache and self.store.shared
         self.components: dict[str, Component] = {}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +14,8 @@ from rich.table import Table
 
 from . import __version__
 from .app import App, set_default_app
+from .commands import register
+from .commands._common import TidalGroup, load_target
 from .config import Settings
 from .constants import LEASE_SECONDS
 from .core.component import defined_components
@@ -26,30 +25,14 @@ def _open_app(app_name: str, store: str | None) -> App:
     return App(app_name, store=store)
 
 
-def _load_target(target: str) -> None:
-    """Import the module or file that defines the components to run."""
-    path = Path(target)
-    if path.suffix == ".py" or path.exists():
-        if not path.exists():
-            raise click.BadParameter(f"file {target} does not exist", param_hint="TARGET")
-        sys.path.insert(0, str(path.resolve().parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-        return
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        importlib.import_module(target)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {target!r}: {exc}", param_hint="TARGET") from exc
-
-
-@click.group()
+@click.group(cls=TidalGroup)
 @click.version_option(__version__, prog_name="tidal")
 def main() -> None:
-    """Tidal: AI application state that keeps itself fresh."""
+    """Tidal: AI application state that keeps itself fresh.
+
+    Exit status: 0 success, 1 the operation failed, 2 usage error,
+    3 not found (unknown component, instance, key, version or op).
+    Read commands print one JSON document with --json."""
 
 
 @main.command()
@@ -93,7 +76,7 @@ def worker(
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
     app = App(app_name, store=store, settings=settings)
     set_default_app(app)
-    _load_target(target)
+    load_target(target)
     for component in defined_components():
         if not component.bound:
             component.bind(app)
@@ -179,69 +162,7 @@ def freshness(components: tuple[str, ...], app_name: str, store: str | None, win
         sys.exit(1)
 
 
-@main.group()
-def state() -> None:
-    """Inspect instance state."""
-
-
-@state.command("show")
-@click.argument("component")
-@click.argument("instance")
-@click.option("--app", "app_name", default="default", show_default=True)
-@click.option("--store", default=None)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (values as repr strings).")
-def state_show(component: str, instance: str, app_name: str, store: str | None, as_json: bool) -> None:
-    """Show the keys, sizes and values of one instance's state."""
-    app = _open_app(app_name, store)
-    read = app.store.read_state(component, instance)
-    if read is None:
-        app.close()
-        raise click.ClickException(f"no instance {component}/{instance} in {app.store.url}")
-    rows: list[dict[str, Any]] = []
-    for key, raw in sorted(read.changed.items()):
-        try:
-            value = repr(app.decode(raw, key))
-        except Exception as exc:  # show what is wrong instead of failing the whole listing
-            value = f"<unreadable: {exc}>"
-        rows.append({"key": key, "bytes": len(raw), "value": value})
-    app.close()
-    if as_json:
-        click.echo(json.dumps({"component": component, "instance": instance, "version": read.version, "keys": rows}))
-        return
-    table = Table("key", "bytes", "value", title=f"{component}/{instance} at version {read.version}")
-    for row in rows:
-        table.add_row(row["key"], str(row["bytes"]), row["value"][:200])
-    Console().print(table)
-
-
-@main.command()
-@click.argument("component")
-@click.argument("instance")
-@click.option("--app", "app_name", default="default", show_default=True)
-@click.option("--store", default=None)
-@click.option("--json", "as_json", is_flag=True)
-def queue(component: str, instance: str, app_name: str, store: str | None, as_json: bool) -> None:
-    """Show queued and failed update ops of one instance."""
-    app = _open_app(app_name, store)
-    pending = app.store.pending(component, instance)
-    failures = app.store.failures(component, instance)
-    app.close()
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "pending": pending,
-                    "failed": [{"op_id": f.op_id, "flow": f.flow, "error": f.error} for f in failures],
-                }
-            )
-        )
-        return
-    console = Console()
-    console.print(f"{component}/{instance}: {pending} pending, {len(failures)} failed")
-    for f in failures:
-        console.print(f"[red]op {f.op_id}[/red] flow {f.flow!r}:\n{f.error}")
-    if failures:
-        sys.exit(1)
+register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

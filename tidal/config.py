@@ -7,6 +7,8 @@
 ``TIDAL_SECRET_KEY`` HMAC key for stored pickles; every process sharing a store
                     needs the same one (default: generated once into
                     ``$TIDAL_HOME/secret.key``)
+``TIDAL_HISTORY_VERSIONS`` earlier versions kept per state key for
+                    ``tidal state history`` / ``rollback`` (default 5; 0: off)
 =================== ===========================================================
 """
 
@@ -52,6 +54,17 @@ def secret_key(home: Path, explicit: str | bytes | None = None) -> bytes:
     return key
 
 
+def history_versions() -> int:
+    """``TIDAL_HISTORY_VERSIONS`` if set, else the default."""
+    raw = os.environ.get("TIDAL_HISTORY_VERSIONS")
+    if raw is None or raw.strip() == "":
+        return constants.HISTORY_VERSIONS
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"TIDAL_HISTORY_VERSIONS must be a whole number >= 0, got {raw!r}") from None
+
+
 @dataclass
 class Settings:
     """Tunables of one App; every field has a documented default in
@@ -62,9 +75,14 @@ class Settings:
     worker_threads: int = constants.WORKER_THREADS
     max_batch: int = constants.MAX_BATCH
     local_cache_entries: int = constants.LOCAL_CACHE_ENTRIES
+    history_versions: int = field(default_factory=history_versions)
+    """Earlier versions kept per state key (0: none); see
+    :data:`tidal.constants.HISTORY_VERSIONS`."""
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("lease_seconds", "sweep_seconds", "worker_threads", "max_batch"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Settings.{name} must be > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.history_versions, int) or self.history_versions < 0:
+            raise ValueError(f"Settings.history_versions must be a whole number >= 0, got {self.history_versions!r}")

@@ -54,3 +54,9 @@ the GIL and the write lock from the threads serving requests."""
 
 SMALL_BATCH = 64
 """Batches smaller than this are followed by a linger."""
+
+HISTORY_VERSIONS = 5
+"""Earlier versions kept per state key, so that an operator can look at them
+and roll a key back (``tidal state history`` / ``rollback``). Only keys a
+commit writes get an entry, so the cost follows the size of what changed;
+0 turns history off. Set with ``TIDAL_HISTORY_VERSIONS``."""

@@ -18,6 +18,8 @@
     ├── StoreError                  the store is closed or unusable
     ├── RecordValidationError (ValueError)  a record failed its schema
     ├── RecordNotFoundError (KeyError)      update/delete of a missing record
+    ├── NotFoundError (LookupError)   an operator named a component, instance,
+    │                               key, version or op that does not exist
     ├── SchemaError                 a relation's class no longer fits its table
     └── ReadOnlyError (PermissionError)  a write through read-only app.sql
 """
@@ -128,6 +130,22 @@ class RecordNotFoundError(TidalError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NotFoundError(TidalError, LookupError):
+    """Raised when an operator (CLI, HTTP API, dashboard) names a component,
+    instance, state key, version or failed op that does not exist. ``kind``
+    and ``name`` say what was asked for, ``known`` what exists instead."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | None = None, *, where: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.known = list(known or [])
+        message = f"no {kind} {name}" + (f" in {where}" if where else "")
+        if known is not None:
+            shown = ", ".join(self.known[:20]) + (", ..." if len(self.known) > 20 else "")
+            message += f"; known: {shown}" if self.known else "; there are none"
+        super().__init__(message)
 
 
 class SchemaError(TidalError):

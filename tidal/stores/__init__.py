@@ -7,9 +7,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
-from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
-__all__ = ["Claim", "ClaimedOp", "Failure", "NewOp", "QueueStats", "StateRead", "Store", "from_url", "SCHEMES"]
+__all__ = [
+    "Claim",
+    "ClaimedOp",
+    "Failure",
+    "KeyInfo",
+    "KeyVersion",
+    "NewOp",
+    "QueueStats",
+    "StateRead",
+    "Store",
+    "from_url",
+    "SCHEMES",
+]
 
 SCHEMES: dict[str, tuple[str, str, str]] = {
     # scheme: (module, class, pip extra that provides its dependency)

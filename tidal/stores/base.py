@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .. import constants
 from ..exceptions import FailedOp
 
 
@@ -95,6 +96,31 @@ class NewOp:
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    """One live state key of an instance, as ``describe_state`` lists it."""
+
+    key: str
+    version: int
+    """The state version the key was last written at."""
+    size: int
+    """Bytes of the stored (serialised) value."""
+    written_at: float | None
+    """When it was written (epoch seconds); None for keys written by a Tidal
+    that did not record it."""
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of one state key, as ``key_history`` lists it."""
+
+    version: int
+    """The state version this value was written at."""
+    value: bytes | None
+    """The stored bytes; None when the key was deleted at ``version``."""
+    written_at: float | None
+
+
+@dataclass(frozen=True)
 class Failure:
     """An op that failed, to record in a commit."""
 
@@ -109,6 +135,11 @@ class Store(ABC):
     url: str = ""
     shared: bool = False
     """True when other processes can see this store (a file, a server)."""
+    history_versions: int = constants.HISTORY_VERSIONS
+    """Earlier versions kept per state key (0: none). Each commit moves the
+    previous value of every key it writes or deletes into the key's history,
+    in the same transaction, and drops the oldest beyond this many. The App
+    sets it from ``Settings.history_versions``."""
 
     # -- state ------------------------------------------------------------
 
@@ -150,6 +181,19 @@ class Store(ABC):
         Raises LeaseLostError if the claim's lease is no longer held,
         VersionConflictError if ``expected_version`` is not current, and
         StoreError if the instance does not exist. Nothing is written then."""
+
+    @abstractmethod
+    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
+        """The live keys of an instance (sorted by key) with the version each
+        was last written at, its size and when; None if no such instance.
+        Reads no value."""
+
+    @abstractmethod
+    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
+        """Versions of ``key``, newest first: the current one (a deletion
+        when the key was deleted last) and then the earlier ones kept (see
+        ``history_versions``); at most ``limit``. Empty if the instance or
+        the key never existed."""
 
     @abstractmethod
     def list_instances(self, component: str) -> list[str]:
@@ -215,6 +259,24 @@ class Store(ABC):
         upto: int | None = None,
     ) -> list[FailedOp]:
         """Failed ops with ``after`` < id <= ``upto``, oldest first."""
+
+    @abstractmethod
+    def list_failures(
+        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
+    ) -> list[FailedOp]:
+        """Failed ops of every instance of ``component`` (or of one), the
+        latest ``limit`` of them, newest first."""
+
+    @abstractmethod
+    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
+        """Atomically take a failed op off the failures and queue its flow
+        and payload again at the tail of the instance's queue, under a fresh
+        id; returns that id, or None if the op is not a failure of this
+        instance. Raises StoreError if the store no longer has its payload."""
+
+    @abstractmethod
+    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
+        """Forget a failed op; False if it is not a failure of this instance."""
 
     @abstractmethod
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:

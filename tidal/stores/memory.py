@@ -3,8 +3,10 @@ the fastest choice for tests and single-process apps that need no persistence.
 
 Layout (all under one lock, so every verb is atomic):
 
-* ``_state[(component, instance)]``: ``_Instance(version, keys)`` where
-  ``keys[key] = (version written, bytes or None for a deleted key)``
+* ``_state[(component, instance)]``: ``_Instance(version, keys, history)``
+  where ``keys[key] = (version written, bytes or None for a deleted key,
+  written at)`` and ``history[key]`` holds the key's earlier such triples,
+  newest first
 * ``_queues[(component, instance)]``: list of pending ``_Op`` in id order
 * ``_failed[(component, instance)]``: failed ops, kept for inspection
 * ``_leases[(component, instance)]``: ``(token, expires_at)``
@@ -21,15 +23,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
 Key = tuple[str, str]
+
+
+_Entry = tuple[int, bytes | None, float]  # version written, bytes (None: deleted), written at
 
 
 @dataclass
 class _Instance:
     version: int
-    keys: dict[str, tuple[int, bytes | None]] = field(default_factory=dict)
+    keys: dict[str, _Entry] = field(default_factory=dict)
+    history: dict[str, list[_Entry]] = field(default_factory=dict)
+
+    def write(self, key: str, value: bytes | None, now: float, keep: int) -> None:
+        old = self.keys.get(key)
+        if old is not None and keep > 0:
+            past = self.history.setdefault(key, [])
+            past.insert(0, old)
+            del past[keep:]
+        self.keys[key] = (self.version, value, now)
 
 
 @dataclass
@@ -53,6 +67,7 @@ class MemoryStore(Store):
         self._state: dict[Key, _Instance] = {}
         self._queues: dict[Key, list[_Op]] = {}
         self._failed: dict[Key, list[FailedOp]] = {}
+        self._failed_payloads: dict[int, bytes] = {}
         self._leases: dict[Key, tuple[str, float]] = {}
         self._cache: dict[bytes, tuple[bytes, float]] = {}
         self._dedupe: dict[str, float] = {}
@@ -73,8 +88,8 @@ class MemoryStore(Store):
             rec = self._state.get((component, instance))
             if rec is None:
                 return None
-            changed = {k: v for k, (ver, v) in rec.keys.items() if ver > since and v is not None}
-            deleted = tuple(k for k, (ver, v) in rec.keys.items() if ver > since and v is None)
+            changed = {k: v for k, (ver, v, _) in rec.keys.items() if ver > since and v is not None}
+            deleted = tuple(k for k, (ver, v, _) in rec.keys.items() if ver > since and v is None)
             return StateRead(rec.version, changed, deleted if since else ())
 
     def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
@@ -82,7 +97,8 @@ class MemoryStore(Store):
             rec = self._state.get((component, instance))
             if rec is not None:
                 return False, rec.version
-            self._state[(component, instance)] = _Instance(1, {k: (1, v) for k, v in values.items()})
+            now = time.time()
+            self._state[(component, instance)] = _Instance(1, {k: (1, v, now) for k, v in values.items()})
             return True, 1
 
     def commit(
@@ -110,15 +126,16 @@ class MemoryStore(Store):
                 raise VersionConflictError(
                     f"{component}/{instance} is at version {rec.version}, expected {expected_version}"
                 )
+            now = time.time()
             if changes or deleted:
                 rec.version += max(bump, 1)
+                keep = self.history_versions
                 for k, v in changes.items():
-                    rec.keys[k] = (rec.version, v)
+                    rec.write(k, v, now, keep)
                 for k in deleted:
                     if k in rec.keys:
-                        rec.keys[k] = (rec.version, None)
+                        rec.write(k, None, now, keep)
             if claim is not None:
-                now = time.time()
                 failures = {f.op_id: f.error for f in failed}
                 retired = set(claim.op_ids)
                 queue = self._queues.get(key, [])
@@ -127,6 +144,7 @@ class MemoryStore(Store):
                         self._failed.setdefault(key, []).append(
                             FailedOp(op.id, component, instance, op.flow, failures[op.id], now)
                         )
+                        self._failed_payloads[op.id] = op.payload
                 self._queues[key] = [op for op in queue if op.id not in retired]
                 del self._leases[key]
             return rec.version
@@ -139,6 +157,21 @@ class MemoryStore(Store):
                 "its ops will be (or were) run by another worker"
             )
 
+    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
+        with self._lock:
+            rec = self._state.get((component, instance))
+            if rec is None:
+                return None
+            return [KeyInfo(k, ver, len(v), at) for k, (ver, v, at) in sorted(rec.keys.items()) if v is not None]
+
+    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
+        with self._lock:
+            rec = self._state.get((component, instance))
+            if rec is None or key not in rec.keys:
+                return []
+            entries = [rec.keys[key], *rec.history.get(key, ())]
+            return [KeyVersion(ver, v, at) for ver, v, at in entries[:limit]]
+
     def list_instances(self, component: str) -> list[str]:
         with self._lock:
             return sorted(i for c, i in self._state if c == component)
@@ -146,6 +179,8 @@ class MemoryStore(Store):
     def delete_instance(self, component: str, instance: str) -> None:
         key = (component, instance)
         with self._lock:
+            for failed in self._failed.get(key, ()):
+                self._failed_payloads.pop(failed.op_id, None)
             for table in (self._state, self._queues, self._failed, self._leases):
                 table.pop(key, None)
 
@@ -261,6 +296,45 @@ class MemoryStore(Store):
                 for f in self._failed.get((component, instance), ())
                 if f.op_id > after and (upto is None or f.op_id <= upto) and (flow is None or f.flow == flow)
             ]
+
+    def list_failures(
+        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
+    ) -> list[FailedOp]:
+        with self._lock:
+            found = [
+                f
+                for (c, i), failed in self._failed.items()
+                if c == component and (instance is None or i == instance)
+                for f in failed
+                if flow is None or f.flow == flow
+            ]
+        found.sort(key=lambda f: f.op_id, reverse=True)
+        return found[:limit]
+
+    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
+        key = (component, instance)
+        with self._lock:
+            failed = self._pop_failure(key, op_id)
+            if failed is None:
+                return None
+            payload = self._failed_payloads.pop(op_id)
+            new_id = next(self._ids)
+            self._queues.setdefault(key, []).append(_Op(new_id, failed.flow, payload, time.time()))
+            return new_id
+
+    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
+        with self._lock:
+            if self._pop_failure((component, instance), op_id) is None:
+                return False
+            self._failed_payloads.pop(op_id, None)
+            return True
+
+    def _pop_failure(self, key: Key, op_id: int) -> FailedOp | None:
+        failed = self._failed.get(key, [])
+        for n, f in enumerate(failed):
+            if f.op_id == op_id:
+                return failed.pop(n)
+        return None
 
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
         with self._lock:

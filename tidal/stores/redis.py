@@ -18,6 +18,10 @@ Per instance, all in the hash slot of the tag ``T = {ns:component:instance}``::
     T:vers         ZSET  key -> version it was last written or deleted at; a
                          key here but not in T:vals is a deletion (tombstone),
                          so read_state(since) is one ZRANGEBYSCORE
+    T:at           HASH  key -> ms it was last written or deleted at
+    T:h:<key>      LIST  the key's earlier versions, newest first, at most
+                         ``history_versions``: "version:ms:=value", or
+                         "version:ms:-" for a deletion
     T:lease        HASH  t: token, x: expiry ms
     T:q            ZSET  ids of pending ops (queued or running), score = id
     T:q:<flow>     ZSET  the same, of one flow: pending(flow=, upto=) and the
@@ -25,7 +29,9 @@ Per instance, all in the hash slot of the tag ``T = {ns:component:instance}``::
     T:f, T:f:<flow> ZSET ids of failed ops, all and per flow
     T:flows        SET   flows ever queued (to find T:q:<flow> on delete)
     T:op:<id>      HASH  f: flow, p: payload, t: enqueued ms, n: attempts,
-                         e: error, x: failed ms.  Deleted when the op is done.
+                         e: error, x: failed ms.  Deleted when the op is done
+                         (a failed op keeps it, payload included, until it is
+                         retried or dropped).
     T:m            STR   push watermark: the highest op id pushed (or fenced);
                          a push of lower ids is refused
     T:dd           ZSET  dedupe key -> expiry ms, of ops pushed here (the set
@@ -121,7 +127,7 @@ import redis
 
 from ..exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
 from . import redis_lua as lua
-from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
 log = logging.getLogger("tidal.stores.redis")
 
@@ -211,6 +217,10 @@ class RedisStore(Store):
         self._delete = register(lua.INSTANCE_DELETE)
         self._last_op = register(lua.INSTANCE_LAST_OP)
         self._failures = register(lua.INSTANCE_FAILURES)
+        self._describe = register(lua.INSTANCE_DESCRIBE)
+        self._history = register(lua.INSTANCE_HISTORY)
+        self._retry = register(lua.INSTANCE_RETRY)
+        self._drop_failed = register(lua.INSTANCE_DROP_FAILED)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -300,7 +310,7 @@ class RedisStore(Store):
             # instance that does not exist (list_instances checks), never an
             # existing one that is not listed.
             self._client.sadd(self._g("instances", component), instance)
-            created, version = self._create(keys=[t + ":meta", t + ":vals", t + ":vers"], args=args)
+            created, version = self._create(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"], args=args)
         if created:
             self._barrier()
         return bool(created), int(version)
@@ -326,6 +336,7 @@ class RedisStore(Store):
             claim.token if claim is not None else "",
             "" if expected_version is None else expected_version,
             bump,
+            self.history_versions,
             len(changes),
         ]
         for k, v in changes.items():
@@ -335,7 +346,7 @@ class RedisStore(Store):
             args += [len(claim.op_ids), *claim.op_ids, len(failed)]
             for f in failed:
                 args += [f.op_id, f.error]
-        keys = [t + ":meta", t + ":vals", t + ":vers", t + ":lease", t + ":q", t + ":f", t + ":m"]
+        keys = [t + ":meta", t + ":vals", t + ":vers", t + ":lease", t + ":q", t + ":f", t + ":m", t + ":at"]
         settled = claim is not None and not self.single_slot
         with self._io():
             if settled:
@@ -391,6 +402,30 @@ class RedisStore(Store):
         except redis.RedisError as exc:
             log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
 
+    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
+        t = self._tag(component, instance)
+        with self._io():
+            flat = self._describe(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"])
+        if flat is None:
+            return None
+        infos = [
+            KeyInfo(flat[k].decode(), int(float(flat[k + 1])), int(flat[k + 2]), _seconds(flat[k + 3]))
+            for k in range(0, len(flat), 4)
+        ]
+        return sorted(infos, key=lambda info: info.key)
+
+    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
+        t = self._tag(component, instance)
+        with self._io():
+            entries = self._history(
+                keys=[t + ":vals", t + ":vers", t + ":at"], args=[t, key, -1 if limit is None else limit]
+            )
+        out = []
+        for entry in entries:
+            version, ms, rest = bytes(entry).split(b":", 2)
+            out.append(KeyVersion(int(version), rest[1:] if rest[:1] == b"=" else None, _seconds(ms)))
+        return out
+
     def list_instances(self, component: str) -> list[str]:
         with self._io():
             names = sorted(m.decode() for m in cast(set[bytes], self._client.smembers(self._g("instances", component))))
@@ -402,7 +437,7 @@ class RedisStore(Store):
 
     def delete_instance(self, component: str, instance: str) -> None:
         t = self._tag(component, instance)
-        keys = [t + s for s in (":meta", ":vals", ":vers", ":lease", ":q", ":f", ":flows", ":m")]
+        keys = [t + s for s in (":meta", ":vals", ":vers", ":lease", ":q", ":f", ":flows", ":m", ":at")]
         with self._io():
             alloc = cast(bytes | None, self._client.hget(self._g("alloc", component), instance))
             fence = int(alloc.split(b":")[0]) if alloc else 0
@@ -637,6 +672,48 @@ class RedisStore(Store):
             for k in range(0, len(flat), 4)
         ]
 
+    def list_failures(
+        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
+    ) -> list[FailedOp]:
+        # O(instances of the component): for operators, not a hot path.
+        names = [instance] if instance is not None else self.list_instances(component)
+        found: list[FailedOp] = []
+        for name in names:
+            found += self.failures(component, name, flow=flow)
+        found.sort(key=lambda f: f.op_id, reverse=True)
+        return found[:limit]
+
+    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
+        t = self._tag(component, instance)
+        owner = f"{_escape(component)}:{_escape(instance)}"
+        with self._io():
+            if self._client.zscore(t + ":f", op_id) is None:
+                return None
+            for _ in range(PUSH_ATTEMPTS):
+                (new_id,) = self._enqueue_global(
+                    keys=[self._ids_key], args=[self._global, 1, _escape(component), instance, "", 0, owner]
+                )
+                got = self._retry(keys=[t + ":m", t + ":q", t + ":flows", t + ":f"], args=[t, op_id, int(new_id)])
+                code = int(got[0])
+                if code == -1:
+                    continue
+                if code == 1:
+                    return int(new_id)
+                # Not retried: point G:ready back at what the queue holds.
+                self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=False)
+                if code == -3:
+                    raise StoreError(
+                        f"failed op {op_id} of {component}/{instance} has no payload in the store "
+                        "(it failed before failed ops kept theirs); it can only be dropped"
+                    )
+                return None
+        raise StoreError(f"could not retry op {op_id} in {_safe(self.url)}: the queue kept moving")
+
+    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
+        t = self._tag(component, instance)
+        with self._io():
+            return bool(self._drop_failed(keys=[t + ":f"], args=[t, op_id]))
+
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
         # O(instances of the component): statistics for operators, not a hot path.
         out: dict[str, QueueStats] = {}
@@ -802,6 +879,11 @@ def _connect(url: str) -> redis.Redis:
         return redis.Redis.from_url(url)
     except ValueError as exc:
         raise ConfigError(f"bad Redis store URL {_safe(url)!r}: {exc}") from exc
+
+
+def _seconds(ms: bytes | str) -> float | None:
+    """Epoch seconds of a stored ms value; None when it was never recorded."""
+    return int(ms) / 1000 if ms else None
 
 
 def _safe(url: str) -> str:

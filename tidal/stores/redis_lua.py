@@ -278,9 +278,10 @@ return out
 INSTANCE_COMMIT = (
     _NOW
     + """
--- KEYS: meta, vals, vers, lease, q, f, m.  ARGV: T, claimed ('1'), token,
--- expected version ('' for any), bump, n changes, key/value pairs,
--- n deleted, keys, n claimed ops, ids, n failed, id/error pairs.
+-- KEYS: meta, vals, vers, lease, q, f, m, at.  ARGV: T, claimed ('1'), token,
+-- expected version ('' for any), bump, history versions to keep, n changes,
+-- key/value pairs, n deleted, keys, n claimed ops, ids, n failed, id/error
+-- pairs. A failed op keeps its payload, so that it can be retried.
 -- {-1} lease lost; {-2} no such instance; {-3, version} version conflict;
 -- {version} without a claim; {version, head op id or 0, watermark} with one.
 local T, claimed = ARGV[1], ARGV[2] == '1'
@@ -293,26 +294,44 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {-2} end
 v = tonumber(v)
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= v then return {-3, v} end
-local i = 6
+local keep = tonumber(ARGV[6])
+local i = 7
 local nchg = tonumber(ARGV[i])
 local chg = i + 1
 i = chg + 2 * nchg
 local ndel = tonumber(ARGV[i])
 local del = i + 1
 i = del + ndel
+-- Before a key is overwritten, its current version moves to the front of
+-- its history list T:h:<key> as "version:ms:=value" ("...:-" a deletion).
+local function remember(k)
+  if keep <= 0 then return end
+  local was = redis.call('ZSCORE', KEYS[3], k)
+  if not was then return end
+  local entry = math.floor(tonumber(was)) .. ':' .. (redis.call('HGET', KEYS[8], k) or '') .. ':'
+  local old = redis.call('HGET', KEYS[2], k)
+  if old then entry = entry .. '=' .. old else entry = entry .. '-' end
+  local h = T .. ':h:' .. k
+  redis.call('LPUSH', h, entry)
+  redis.call('LTRIM', h, 0, keep - 1)
+end
 if nchg + ndel > 0 then
   v = v + math.max(tonumber(ARGV[5]), 1)
   redis.call('HSET', KEYS[1], 'v', v, 'u', now)
   for j = chg, chg + 2 * nchg - 1, 2 do
+    remember(ARGV[j])
     redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])
     redis.call('ZADD', KEYS[3], v, ARGV[j])
+    redis.call('HSET', KEYS[8], ARGV[j], now)
   end
   for j = del, del + ndel - 1 do
     -- A deleted key keeps its entry in vers (a tombstone), so that readers
     -- asking what changed since an older version learn of the deletion.
     if redis.call('ZSCORE', KEYS[3], ARGV[j]) then
+      remember(ARGV[j])
       redis.call('HDEL', KEYS[2], ARGV[j])
       redis.call('ZADD', KEYS[3], v, ARGV[j])
+      redis.call('HSET', KEYS[8], ARGV[j], now)
     end
   end
 end
@@ -344,7 +363,6 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', KEYS[6], id, id)
       if flow then redis.call('ZADD', T .. ':f:' .. flow, id, id) end
       redis.call('HSET', key, 'e', errors[id], 'x', now)
-      redis.call('HDEL', key, 'p')
     else
       redis.call('DEL', key)
     end
@@ -381,7 +399,7 @@ return 0
 INSTANCE_CREATE = (
     _NOW
     + """
--- KEYS: meta, vals, vers.  ARGV: n, key/value pairs.  {created, version}.
+-- KEYS: meta, vals, vers, at.  ARGV: n, key/value pairs.  {created, version}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v then return {0, tonumber(v)} end
 local now = now_ms()
@@ -389,6 +407,7 @@ redis.call('HSET', KEYS[1], 'v', 1, 'c', now, 'u', now)
 for j = 2, 1 + 2 * tonumber(ARGV[1]), 2 do
   redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])
   redis.call('ZADD', KEYS[3], 1, ARGV[j])
+  redis.call('HSET', KEYS[4], ARGV[j], now)
 end
 return {1, 1}
 """
@@ -410,10 +429,12 @@ return {tonumber(v), out}
 """
 
 INSTANCE_DELETE = """
--- KEYS: meta, vals, vers, lease, q, f, flows, m.  ARGV: T, fence.
--- Removes state, ops and lease; returns the watermark, raised to the fence
--- and kept a day so that a push still on its way is refused.
+-- KEYS: meta, vals, vers, lease, q, f, flows, m, at.  ARGV: T, fence.
+-- Removes state (history included), ops and lease; returns the watermark,
+-- raised to the fence and kept a day so that a push still on its way is refused.
 local T = ARGV[1]
+for _, k in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do redis.call('DEL', T .. ':h:' .. k) end
+redis.call('DEL', KEYS[9])
 for _, z in ipairs({KEYS[5], KEYS[6]}) do
   for _, id in ipairs(redis.call('ZRANGE', z, 0, -1)) do redis.call('DEL', T .. ':op:' .. id) end
 end
@@ -536,7 +557,7 @@ ONE_SERVER_COMMIT = (
 -- INSTANCE_COMMIT, then the instance id.  A commit with a claim also
 -- settles the claim index, as GLOBAL_SETTLE would after it.
 local r = commit(KEYS, ARGV)
-if r[3] then settle(KEYS[8], KEYS[9], KEYS[10], ARGV[#ARGV], r[2], r[3], true) end
+if r[3] then settle(KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS], ARGV[#ARGV], r[2], r[3], true) end
 return r
 """
 )
@@ -581,3 +602,78 @@ end
 return {-1, #flat / 4}
 """
 )
+
+INSTANCE_DESCRIBE = """
+-- KEYS: meta, vals, vers, at.  nil if no instance; else flat: key, version,
+-- bytes, written ms ('' if unknown) per live key.
+if not redis.call('HGET', KEYS[1], 'v') then return false end
+local out = {}
+local vers = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+for j = 1, #vers, 2 do
+  local k = vers[j]
+  if redis.call('HEXISTS', KEYS[2], k) == 1 then
+    out[#out + 1] = k
+    out[#out + 1] = vers[j + 1]
+    out[#out + 1] = redis.call('HSTRLEN', KEYS[2], k)
+    out[#out + 1] = redis.call('HGET', KEYS[4], k) or ''
+  end
+end
+return out
+"""
+
+INSTANCE_HISTORY = """
+-- KEYS: vals, vers, at.  ARGV: T, key, limit (-1: all).  The key's versions,
+-- newest first, each as "version:ms:=value" or "version:ms:-" (deleted).
+local k, limit = ARGV[2], tonumber(ARGV[3])
+local was = redis.call('ZSCORE', KEYS[2], k)
+if not was or limit == 0 then return {} end
+local entry = math.floor(tonumber(was)) .. ':' .. (redis.call('HGET', KEYS[3], k) or '') .. ':'
+local value = redis.call('HGET', KEYS[1], k)
+if value then entry = entry .. '=' .. value else entry = entry .. '-' end
+local last = -1
+if limit > 0 then last = limit - 2 end
+local out = {entry}
+if limit < 0 or limit > 1 then
+  for _, e in ipairs(redis.call('LRANGE', ARGV[1] .. ':h:' .. k, 0, last)) do out[#out + 1] = e end
+end
+return out
+"""
+
+INSTANCE_RETRY = (
+    _NOW
+    + """
+-- KEYS: m, q, flows, f.  ARGV: T, failed op id, new id.  Moves a failed op
+-- back to the tail of the queue under the new id: {-1} when the new id is
+-- not above the watermark (the caller allocates again), {-2} when the op is
+-- no failure here, {-3} when its payload is gone (failed before Tidal kept
+-- payloads), else {1, head op id, watermark}.
+local T, old, new = ARGV[1], ARGV[2], ARGV[3]
+local m = tonumber(redis.call('GET', KEYS[1]) or '0')
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+if not redis.call('ZSCORE', KEYS[4], old) then return {-2, tonumber(head[1] or '0'), m} end
+local d = redis.call('HMGET', T .. ':op:' .. old, 'f', 'p')
+if not (d[1] and d[2]) then return {-3, tonumber(head[1] or '0'), m} end
+if tonumber(new) <= m then return {-1} end
+redis.call('ZREM', KEYS[4], old)
+redis.call('ZREM', T .. ':f:' .. d[1], old)
+redis.call('DEL', T .. ':op:' .. old)
+redis.call('ZADD', KEYS[2], new, new)
+redis.call('ZADD', T .. ':q:' .. d[1], new, new)
+redis.call('SADD', KEYS[3], d[1])
+redis.call('HSET', T .. ':op:' .. new, 'f', d[1], 'p', d[2], 't', now_ms(), 'n', 0)
+redis.call('SET', KEYS[1], new)
+head = redis.call('ZRANGE', KEYS[2], 0, 0)
+return {1, tonumber(head[1]), tonumber(new)}
+"""
+)
+
+INSTANCE_DROP_FAILED = """
+-- KEYS: f.  ARGV: T, op id.  1 if it was a failed op of this instance and is gone.
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+local key = ARGV[1] .. ':op:' .. ARGV[2]
+local flow = redis.call('HGET', key, 'f')
+redis.call('ZREM', KEYS[1], ARGV[2])
+if flow then redis.call('ZREM', ARGV[1] .. ':f:' .. flow, ARGV[2]) end
+redis.call('DEL', key)
+return 1
+"""

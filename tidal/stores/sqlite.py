@@ -4,11 +4,15 @@ processes on one machine.
 Tables::
 
     tidal_instances (component, instance) -> version, created_at, updated_at
-    tidal_state     (component, instance, key) -> version, value
+    tidal_state     (component, instance, key) -> version, written_at, value
                     value NULL marks a deleted key (so that readers asking
                     "what changed since v" learn about deletions); value is
                     the last column so that filtering on version never reads
-                    a large value's overflow pages
+                    a large value's overflow pages (a file made before
+                    written_at existed gets it appended after value)
+    tidal_history   (component, instance, key, version) -> written_at, value:
+                    earlier rows of tidal_state, moved here by the commit that
+                    overwrote them, at most ``history_versions`` per key
     tidal_ops       id AUTOINCREMENT, component, instance, flow, status
                     (0 pending, 1 failed), enqueued_at, attempts, failed_at,
                     error, payload. Done ops are deleted in their commit.
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidal_instances (
@@ -44,8 +48,13 @@ CREATE TABLE IF NOT EXISTS tidal_instances (
     PRIMARY KEY (component, instance));
 CREATE TABLE IF NOT EXISTS tidal_state (
     component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
-    version INTEGER NOT NULL, value BLOB,
+    version INTEGER NOT NULL, written_at REAL, value BLOB,
     PRIMARY KEY (component, instance, key));
+-- A rowid table: WITHOUT ROWID tables store large values badly.
+CREATE TABLE IF NOT EXISTS tidal_history (
+    component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
+    version INTEGER NOT NULL, written_at REAL, value BLOB);
+CREATE UNIQUE INDEX IF NOT EXISTS tidal_history_by_key ON tidal_history (component, instance, key, version);
 -- AUTOINCREMENT: done ops are deleted, and a plain rowid table may then hand
 -- out an id again; ids must only grow for "ops up to id N" to mean anything.
 CREATE TABLE IF NOT EXISTS tidal_ops (
@@ -114,6 +123,10 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         self._busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;"))
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(tidal_state)")]
+        if "written_at" not in columns:  # a file made by an earlier Tidal
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                self._exec1("ALTER TABLE tidal_state ADD COLUMN written_at REAL", ())
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -259,8 +272,9 @@ class SQLiteStore(Store):
                 return False, row[0]
             conn.execute("INSERT INTO tidal_instances VALUES (?, ?, 1, ?, ?)", (component, instance, now, now))
             conn.executemany(
-                "INSERT INTO tidal_state VALUES (?, ?, ?, 1, ?)",
-                [(component, instance, k, v) for k, v in values.items()],
+                "INSERT INTO tidal_state (component, instance, key, version, written_at, value) "
+                "VALUES (?, ?, ?, 1, ?, ?)",
+                [(component, instance, k, now, v) for k, v in values.items()],
             )
         self._remember(component, instance, 1)
         return True, 1
@@ -306,14 +320,18 @@ class SQLiteStore(Store):
                     "UPDATE tidal_instances SET version=?, updated_at=? WHERE component=? AND instance=?",
                     (version, now, component, instance),
                 )
+                if self.history_versions > 0:
+                    self._keep_history(conn, component, instance, [*changes, *deleted])
                 conn.executemany(
-                    "INSERT INTO tidal_state VALUES (?, ?, ?, ?, ?) ON CONFLICT (component, instance, key) "
-                    "DO UPDATE SET version=excluded.version, value=excluded.value",
-                    [(component, instance, k, version, v) for k, v in changes.items()],
+                    "INSERT INTO tidal_state (component, instance, key, version, written_at, value) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (component, instance, key) "
+                    "DO UPDATE SET version=excluded.version, written_at=excluded.written_at, value=excluded.value",
+                    [(component, instance, k, version, now, v) for k, v in changes.items()],
                 )
                 conn.executemany(
-                    "UPDATE tidal_state SET version=?, value=NULL WHERE component=? AND instance=? AND key=?",
-                    [(version, component, instance, k) for k in deleted],
+                    "UPDATE tidal_state SET version=?, written_at=?, value=NULL "
+                    "WHERE component=? AND instance=? AND key=?",
+                    [(version, now, component, instance, k) for k in deleted],
                 )
             if claim is not None:
                 errors = {f.op_id: f.error for f in failed}
@@ -334,6 +352,56 @@ class SQLiteStore(Store):
         self._remember(component, instance, version)
         return int(version)
 
+    def _keep_history(self, conn: sqlite3.Connection, component: str, instance: str, keys: list[str]) -> None:
+        """Move the rows about to be overwritten into tidal_history (inside
+        the commit's transaction) and drop what is beyond the limit."""
+        rows = [(component, instance, k) for k in keys]
+        conn.executemany(
+            "INSERT OR REPLACE INTO tidal_history (component, instance, key, version, written_at, value) "
+            "SELECT component, instance, key, version, written_at, value FROM tidal_state "
+            "WHERE component=? AND instance=? AND key=?",
+            rows,
+        )
+        conn.executemany(
+            "DELETE FROM tidal_history WHERE component=? AND instance=? AND key=? AND version<=("
+            "SELECT version FROM tidal_history WHERE component=? AND instance=? AND key=? "
+            "ORDER BY version DESC LIMIT 1 OFFSET ?)",
+            [row + row + (self.history_versions,) for row in rows],
+        )
+
+    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
+        conn = self._conn()
+        with self._read(conn):
+            if self._version_of(conn, component, instance) is None:
+                return None
+            rows = conn.execute(
+                # length() of a blob reads its size from the record header,
+                # not the value's overflow pages.
+                "SELECT key, version, length(value), written_at FROM tidal_state "
+                "WHERE component=? AND instance=? AND value IS NOT NULL ORDER BY key",
+                (component, instance),
+            ).fetchall()
+        return [KeyInfo(k, int(v), int(n), at) for k, v, n, at in rows]
+
+    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
+        conn = self._conn()
+        args = (component, instance, key)
+        with self._read(conn):
+            rows = conn.execute(
+                "SELECT version, value, written_at FROM tidal_state WHERE component=? AND instance=? AND key=? "
+                "UNION ALL SELECT version, value, written_at FROM tidal_history "
+                "WHERE component=? AND instance=? AND key=? ORDER BY version DESC LIMIT ?",
+                args + args + (-1 if limit is None else limit,),
+            ).fetchall()
+        return [KeyVersion(int(v), None if value is None else bytes(value), at) for v, value, at in rows]
+
+    @staticmethod
+    def _version_of(conn: sqlite3.Connection, component: str, instance: str) -> int | None:
+        row = conn.execute(
+            "SELECT version FROM tidal_instances WHERE component=? AND instance=?", (component, instance)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def list_instances(self, component: str) -> list[str]:
         rows = (
             self._conn()
@@ -345,7 +413,14 @@ class SQLiteStore(Store):
     def delete_instance(self, component: str, instance: str) -> None:
         conn = self._conn()
         with self._write(conn):
-            for table in ("tidal_instances", "tidal_state", "tidal_ops", "tidal_leases", "tidal_queues"):
+            for table in (
+                "tidal_instances",
+                "tidal_state",
+                "tidal_history",
+                "tidal_ops",
+                "tidal_leases",
+                "tidal_queues",
+            ):
                 conn.execute(f"DELETE FROM {table} WHERE component=? AND instance=?", (component, instance))
         self._local.versions.pop((component, instance), None)
 
@@ -505,6 +580,45 @@ class SQLiteStore(Store):
         conn = self._conn()
         rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
         return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
+
+    def list_failures(
+        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
+    ) -> list[FailedOp]:
+        sql = "SELECT id, instance, flow, error, failed_at FROM tidal_ops WHERE component=? AND status=1"
+        args: list[object] = [component]
+        if instance is not None:
+            sql += " AND instance=?"
+            args.append(instance)
+        if flow is not None:
+            sql += " AND flow=?"
+            args.append(flow)
+        args.append(-1 if limit is None else limit)
+        conn = self._conn()
+        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id DESC LIMIT ?", args).fetchall())
+        return [FailedOp(r[0], component, r[1], r[2], r[3] or "", r[4] or 0.0) for r in rows]
+
+    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
+        conn = self._conn()
+        with self._write(conn):
+            row = conn.execute(
+                "SELECT flow, payload FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
+                (op_id, component, instance),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM tidal_ops WHERE id=?", (op_id,))
+            cur = conn.execute(
+                "INSERT INTO tidal_ops (component, instance, flow, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)",
+                (component, instance, row[0], time.time(), row[1]),
+            )
+            return int(cur.lastrowid or 0)
+
+    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
+        cur = self._exec1(
+            "DELETE FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
+            (op_id, component, instance),
+        )
+        return cur.rowcount == 1
 
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
         conn = self._conn()

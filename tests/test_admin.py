@@ -1,0 +1,216 @@
+"""tidal.admin: the operator's view of an app, on memory and SQLite apps
+(the ``app`` fixture) and on Redis."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import tidal
+from tidal import admin
+from tidal.config import Settings
+from tidal.exceptions import NotFoundError, UpdateFailedError, VersionConflictError
+
+
+class Doc(tidal.Record):
+    text: str
+
+
+def define(app: tidal.App, *, schedule: bool = False) -> tidal.Component:
+    Notes = app.component("Notes")
+
+    @Notes.init_state
+    def setup() -> dict[str, object]:
+        return {"items": [], "count": 0}
+
+    @Notes.serve("add")
+    def show(state, props):  # type: ignore[no-untyped-def]
+        return len(state["items"])
+
+    @Notes.update("add")
+    def add(state, props):  # type: ignore[no-untyped-def]
+        if props.get("fail"):
+            raise RuntimeError("cannot add " + props["item"])
+        return {"items": [*state["items"], props["item"]], "count": state["count"] + 1}
+
+    @Notes.update(on=Doc, instance=lambda d: "docs")
+    def index(state, props):  # type: ignore[no-untyped-def]
+        return {"count": state["count"] + 1}
+
+    if schedule:
+
+        @Notes.update(every="1h", instance="docs")
+        def compact(state, props):  # type: ignore[no-untyped-def]
+            return {}
+
+    return Notes
+
+
+def test_components_list_flows_with_their_ops_triggers_and_schedules(app: tidal.App) -> None:
+    Notes = define(app, schedule=True)
+    Notes("n1").close()
+    (info,) = admin.components(app)
+    assert info.name == "Notes" and info.instances in (1, 2)  # n1, and "docs" once the schedule ticked
+    flows = {f.name: f for f in info.flows}
+    assert flows["add"].serve == "show" and flows["add"].serve_kind == "sync"
+    assert flows["add"].updates == ["add"]
+    triggered = [f for f in info.flows if f.triggers]
+    assert len(triggered) == 1 and triggered[0].triggers == ["Doc:insert,update,delete"]
+    scheduled = [f for f in info.flows if f.schedules]
+    assert len(scheduled) == 1 and scheduled[0].schedules == ["every 3600s"]
+    json.dumps(info.as_dict())
+    with pytest.raises(NotFoundError, match=r"no component Nope in app 'test'; known: Notes"):
+        admin.component(app, "Nope")
+
+
+def test_instances_and_state_with_versions_sizes_and_values(app: tidal.App) -> None:
+    Notes = define(app)
+    with Notes("n1") as n:
+        n.run("add", props={"item": "milk"}, flush_update=True)
+    Notes("n2").close()
+    listed = [(i.instance, i.version) for i in admin.instances(app, "Notes") if i.instance != "docs"]
+    assert listed == [("n1", 2), ("n2", 1)]  # "docs" may exist: the schedule's instance
+    info = admin.state(app, "Notes", "n1", values=True)
+    assert info.version == 2
+    keys = {k.key: k for k in info.keys}
+    assert keys["items"].version == 2 and keys["items"].value == "['milk']"
+    assert keys["count"].value == "1"
+    assert all(k.size > 0 and k.written_at is not None for k in info.keys)
+    assert admin.state(app, "Notes", "n1").keys[0].value is None  # values only when asked for
+    json.dumps(info.as_dict())
+    with pytest.raises(NotFoundError, match=r"no instance Notes/zz in .*; known: n1, n2"):
+        admin.state(app, "Notes", "zz")
+    with pytest.raises(NotFoundError, match="no component Nope"):
+        admin.instances(app, "Nope")
+
+
+def test_key_history_and_rollback_as_a_new_version(app: tidal.App) -> None:
+    Notes = define(app)
+    n = Notes("n1")
+    for item in ("a", "b", "c"):
+        n.run("add", props={"item": item}, flush_update=True)
+    history = admin.key_history(app, "Notes", "n1", "items")
+    assert [(h.version, h.value, h.current) for h in history] == [
+        (4, "['a', 'b', 'c']", True),
+        (3, "['a', 'b']", False),
+        (2, "['a']", False),
+        (1, "[]", False),
+    ]
+    assert n.read_state("items") == ["a", "b", "c"]  # cached in this process
+    done = admin.rollback(app, "Notes", "n1", "items", version=2)
+    assert (done.restored_version, done.new_version) == (2, 5)
+    assert n.read_state("items") == ["a"]
+    assert n.run("add", props={"item": "x"}) == 1  # serves see it too
+    assert n.read_state("count") == 3  # other keys untouched
+    assert [h.version for h in admin.key_history(app, "Notes", "n1", "items")][:2] == [5, 4]
+    with pytest.raises(NotFoundError, match=r"no version 9 in history of 'items'; known: 5, 4"):
+        admin.rollback(app, "Notes", "n1", "items", version=9)
+    with pytest.raises(NotFoundError, match=r"no state key nope in Notes/n1; known: count, items"):
+        admin.key_history(app, "Notes", "n1", "nope")
+    n.close()
+
+
+def test_rollback_refuses_when_the_state_moved_on(app: tidal.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    Notes = define(app)
+    with Notes("n1") as n:
+        n.run("add", props={"item": "a"}, flush_update=True)
+        real = app.store.key_history
+
+        def then_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
+            out = real(*args, **kwargs)
+            n.write_state({"count": 99})  # lands between the read and the rollback's commit
+            return out
+
+        monkeypatch.setattr(app.store, "key_history", then_commit)
+        with pytest.raises(VersionConflictError):
+            admin.rollback(app, "Notes", "n1", "items", version=1)
+        monkeypatch.undo()
+        assert n.read_state("items") == ["a"] and n.read_state("count") == 99
+
+
+def test_failures_retry_and_drop(app: tidal.App) -> None:
+    Notes = define(app)
+    with Notes("n1") as n:
+        n.run("add", props={"item": "x", "fail": True})
+        n.run("add", props={"item": "y", "fail": True})
+        with pytest.raises(UpdateFailedError):
+            n.flush_update("add")
+        first, second = sorted(admin.failures(app, "Notes"), key=lambda f: f.op_id)
+        assert (first.instance, first.flow) == ("n1", "add")
+        assert first.summary == "RuntimeError: cannot add x"
+        json.dumps(first.as_dict())
+        dropped = admin.drop_failed(app, "Notes", first.op_id)
+        assert dropped.op_id == first.op_id
+        assert [f.op_id for f in admin.failures(app, "Notes")] == [second.op_id]
+        gone = rf"no failed op {first.op_id} in the failed ops of Notes; known: {second.op_id}"
+        with pytest.raises(NotFoundError, match=gone):
+            admin.retry_failed(app, "Notes", first.op_id)
+        retried = admin.retry_failed(app, "Notes", second.op_id)
+        assert retried.new_op_id > second.op_id and retried.instance == "n1"
+        with pytest.raises(UpdateFailedError):  # it fails again, under its new id
+            n.flush_update("add")
+        (again,) = admin.failures(app, "Notes")
+        assert again.op_id == retried.new_op_id
+        queue = {q.component: q for q in admin.queues(app)}
+        assert queue["Notes"].failed == 1 and queue["Notes"].pending == 0
+
+
+def test_runs_tail_and_stats(app: tidal.App) -> None:
+    Notes = define(app)
+    with Notes("n1") as n, Notes("n2") as m:
+        n.run("add", props={"item": "a"}, flush_update=True)
+        m.run("add", props={"item": "b", "fail": True})
+        with pytest.raises(UpdateFailedError):
+            m.flush_update("add")
+        app.feedback(n.last_run_id, score=1.0)  # type: ignore[arg-type]
+    latest = admin.runs(app, limit=10)
+    assert {(r.instance, r.kind, r.status) for r in latest} == {
+        ("n1", "serve", "ok"),
+        ("n1", "update", "ok"),
+        ("n2", "serve", "ok"),
+        ("n2", "update", "error"),
+    }
+    assert [r.instance for r in admin.runs(app, status="error")] == ["n2"]
+    assert {r.kind for r in admin.runs(app, instance="n1")} == {"serve", "update"}
+    assert len(admin.runs(app, limit=1)) == 1
+    json.dumps([r.as_dict() for r in latest])
+    with pytest.raises(ValueError, match="status must be one of ok, error, discarded"):
+        admin.runs(app, status="bad")
+    stats = {(s.flow, s.kind): s for s in admin.run_stats(app, component="Notes", window=timedelta(minutes=5))}
+    serve, update = stats[("add", "serve")], stats[("add", "update")]
+    assert (serve.count, serve.errors, serve.feedback_count, serve.feedback_mean_score) == (2, 0, 1, 1.0)
+    assert (update.count, update.errors) == (2, 1)
+    assert serve.latency_p50_ms is not None and serve.latency_p50_ms <= serve.latency_p99_ms  # type: ignore[operator]
+
+
+def test_sql_binds_parameters(app: tidal.App) -> None:
+    app.insert(Doc(text="hello"))
+    got = admin.sql(app, "SELECT text FROM doc WHERE text = :t", {"t": "hello"})
+    assert got.as_dict() == {"columns": ["text"], "rows": [["hello"]]}
+
+
+def test_admin_on_redis(redis_url: str, tmp_path: Path) -> None:
+    app = tidal.App("ops", store=redis_url, home=tmp_path / "home", settings=Settings(history_versions=2))
+    try:
+        Notes = define(app)
+        with Notes("r1") as n:
+            for item in ("a", "b", "c", "d"):
+                n.run("add", props={"item": item}, flush_update=True)
+            assert [h.version for h in admin.key_history(app, "Notes", "r1", "items")] == [5, 4, 3]
+            admin.rollback(app, "Notes", "r1", "items", version=3)
+            assert n.read_state("items") == ["a", "b"]
+            n.run("add", props={"item": "z", "fail": True})
+            with pytest.raises(UpdateFailedError):
+                n.flush_update("add")
+            (failed,) = admin.failures(app, "Notes")
+            retried = admin.retry_failed(app, "Notes", failed.op_id)
+            with pytest.raises(UpdateFailedError):
+                n.flush_update("add")
+            assert [f.op_id for f in admin.failures(app, "Notes", instance="r1")] == [retried.new_op_id]
+            state = admin.state(app, "Notes", "r1")
+            assert {k.key for k in state.keys} == {"items", "count"} and state.version == 6
+    finally:
+        app.close()

@@ -1,0 +1,200 @@
+"""Operations on the runs log: the latest runs, and statistics per component
+and flow (counts, errors, latency percentiles, feedback). Re-exported by
+:mod:`tidal.admin`, which holds the rest of the operator's view."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from .app import App
+
+STATUSES = ("ok", "error", "discarded")
+"""The statuses a run is recorded with."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One row of the runs log."""
+
+    id: str
+    component: str
+    instance: str
+    flow: str
+    kind: str
+    status: str
+    latency_ms: float
+    started_at: str | None
+    """ISO 8601, UTC."""
+    created_at: str | None
+    """When the row was written (ISO 8601, UTC)."""
+    cached: bool
+    version_read: int | None
+    version_written: int | None
+    op_id: int | None
+    waited_ms: float | None
+    error: str | None
+    props: Any
+    result: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """This run as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Runs of one flow of one component (serve and update apart) in a window."""
+
+    component: str
+    flow: str
+    kind: str
+    count: int
+    errors: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    feedback_count: int
+    """Feedback rows given in the window on this component and flow."""
+    feedback_mean_score: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """These statistics as JSON-ready data."""
+        return asdict(self)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # stored in UTC; SQLite returns naive datetimes
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def _tables(app: App) -> tuple[sa.Table, sa.Table]:
+    from .runs import Feedback, Run
+
+    if app.runlog is not None:
+        app.runlog.flush()
+    return app.db.relation(Run).table, app.db.relation(Feedback).table
+
+
+def runs(
+    app: App,
+    *,
+    component: str | None = None,
+    instance: str | None = None,
+    flow: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 20,
+    after: str | None = None,
+) -> list[RunInfo]:
+    """The latest ``limit`` runs that match, newest first. With ``after`` (a
+    ``created_at`` from an earlier call) only rows written later (what
+    ``tidal runs tail --follow`` polls with)."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if kind is not None and kind not in ("serve", "update"):
+        raise ValueError(f"kind must be serve or update, got {kind!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    table, _ = _tables(app)
+    query = sa.select(table)
+    for column, value in (
+        ("component", component),
+        ("instance", instance),
+        ("flow", flow),
+        ("status", status),
+        ("kind", kind),
+    ):
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    if after is not None:
+        query = query.where(table.c.created_at > datetime.fromisoformat(after))
+    query = query.order_by(table.c.created_at.desc(), table.c.started_at.desc()).limit(limit)
+    with app.db.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        RunInfo(
+            id=r["id"],
+            component=r["component"],
+            instance=r["instance"],
+            flow=r["flow"],
+            kind=r["kind"],
+            status=r["status"],
+            latency_ms=float(r["latency_ms"] or 0.0),
+            started_at=_iso(r["started_at"]),
+            created_at=_iso(r["created_at"]),
+            cached=bool(r["cached"]),
+            version_read=r["version_read"],
+            version_written=r["version_written"],
+            op_id=r["op_id"],
+            waited_ms=r["waited_ms"],
+            error=r["error"],
+            props=r["props"],
+            result=r["result"],
+        )
+        for r in rows
+    ]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+def run_stats(app: App, *, component: str | None = None, window: timedelta = timedelta(hours=1)) -> list[RunStats]:
+    """Per component, flow and kind: runs started in the last ``window``,
+    errors, latency percentiles, and the feedback given in the window."""
+    runs_table, feedback_table = _tables(app)
+    since = datetime.now(UTC) - window
+    query = sa.select(
+        runs_table.c.component, runs_table.c.flow, runs_table.c.kind, runs_table.c.status, runs_table.c.latency_ms
+    ).where(runs_table.c.started_at >= since)
+    fb_query = sa.select(feedback_table.c.component, feedback_table.c.flow, feedback_table.c.score).where(
+        feedback_table.c.created_at >= since
+    )
+    if component is not None:
+        query = query.where(runs_table.c.component == component)
+        fb_query = fb_query.where(feedback_table.c.component == component)
+    latencies: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    errors: dict[tuple[str, str, str], int] = defaultdict(int)
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    given: dict[tuple[str, str], int] = defaultdict(int)
+    with app.db.connect() as conn:
+        for comp, flow, kind, status, latency in conn.execute(query):
+            latencies[(comp, flow, kind)].append(float(latency or 0.0))
+            errors[(comp, flow, kind)] += status == "error"
+        for comp, flow, score in conn.execute(fb_query):
+            given[(comp, flow)] += 1
+            if score is not None:
+                scores[(comp, flow)].append(float(score))
+    out = []
+    for key in sorted(latencies):
+        comp, flow, kind = key
+        values = latencies[key]
+        # Feedback is on a run of the flow; it is counted on the flow's serve
+        # row (or its update row when the flow has no serve runs).
+        owner = kind == "serve" or (comp, flow, "serve") not in latencies
+        fb = scores[(comp, flow)] if owner else []
+        out.append(
+            RunStats(
+                component=comp,
+                flow=flow,
+                kind=kind,
+                count=len(values),
+                errors=errors[key],
+                latency_p50_ms=_percentile(values, 50),
+                latency_p95_ms=_percentile(values, 95),
+                latency_p99_ms=_percentile(values, 99),
+                feedback_count=given[(comp, flow)] if owner else 0,
+                feedback_mean_score=float(np.mean(fb)) if fb else None,
+            )
+        )
+    return out
