@@ -17,6 +17,8 @@ from .exceptions import (
     FailedOp,
     InitStateError,
     LeaseLostError,
+    MissingPropError,
+    PropsValidationError,
     ReadOnlyError,
     RecordNotFoundError,
     RecordValidationError,
@@ -45,6 +47,9 @@ _LAZY = {
     "Database": "tidal.relations.database",
     "Run": "tidal.runs",
     "Feedback": "tidal.runs",
+    "Client": "tidal.client",
+    "AsyncClient": "tidal.client",
+    "create_app": "tidal.server",
 }
 
 
@@ -62,6 +67,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AsyncClient",
+    "Client",
+    "MissingPropError",
+    "PropsValidationError",
+    "create_app",
     "Component",
     "ComponentInstance",
     "ConfigError",

@@ -244,5 +244,7 @@ def queue(component: str, instance: str, app_name: str, store: str | None, as_js
         sys.exit(1)
 
 
+__import__("tidal.server.command", fromlist=["register"]).register(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from .auth import OPEN, Auth, Principal
-from .errors import APIError, not_found
+from .errors import not_found
 
 if TYPE_CHECKING:
     from ..app import App
@@ -71,8 +71,8 @@ class ServerContext:
 
     def principal(
         self,
-        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
-        api_key: str | None = Security(_api_key),  # noqa: B008
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+        api_key: str | None = Security(_api_key),
     ) -> Principal:
         """FastAPI dependency: the caller (401 if auth is on and they show
         no valid credentials)."""

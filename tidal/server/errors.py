@@ -80,7 +80,9 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The input is left out: it can be large, and it is what the caller sent.
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         if not detail:  # pragma: no cover - pydantic always names a problem
             detail = [{"loc": ["body"], "msg": "invalid request", "type": "invalid"}]
         return _respond(422, {"error": "validation_error", "message": _summary(detail), "detail": detail})

@@ -37,7 +37,9 @@ class RunResult(BaseModel):
     instance: str
     flow: str
     result: Any = Field(description="The serve op's result (a list of items for a generator op); JSON where possible.")
-    run_id: str | None = Field(description="Id of the run in the runs log (give feedback on it); null with the log off.")
+    run_id: str | None = Field(
+        description="Id of the run in the runs log (give feedback on it); null with the log off."
+    )
     version: int = Field(description="The instance's state version when the answer was made.")
 
 
@@ -98,7 +100,7 @@ def where_model(cls: type[Record]) -> type[BaseModel]:
     """A query body for ``cls``: every scalar field as an optional filter."""
     fields: dict[str, Any] = {}
     for name, info in cls.model_fields.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation
         if annotation in (str, int, float, bool) or _optional_scalar(annotation):
             fields[name] = (annotation | None, None)
         elif name in ("created_at", "updated_at"):

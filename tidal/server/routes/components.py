@@ -113,12 +113,12 @@ def router(ctx: ServerContext) -> APIRouter:
     api = APIRouter(tags=["components"])
 
     @api.get("/components", response_model=list[ComponentInfo])
-    def list_components(principal: Principal = Depends(ctx.principal)) -> list[ComponentInfo]:  # noqa: B008
+    def list_components(principal: Principal = Depends(ctx.principal)) -> list[ComponentInfo]:
         """The app's components and their flows (those the caller may read)."""
         return [describe(c) for n, c in sorted(ctx.app.components.items()) if principal.can(n)]
 
     @api.get("/components/{component}", response_model=ComponentInfo)
-    def get_component(component: str, principal: Principal = Depends(ctx.principal)) -> ComponentInfo:  # noqa: B008
+    def get_component(component: str, principal: Principal = Depends(ctx.principal)) -> ComponentInfo:
         """One component and its flows."""
         comp = ctx.component(component)
         principal.require(comp.name)
@@ -128,7 +128,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def list_instances(
         component: str,
         limit: int = Query(100, ge=1, le=10_000),
-        principal: Principal = Depends(ctx.principal),  # noqa: B008
+        principal: Principal = Depends(ctx.principal),
     ) -> InstanceList:
         """Instances of a component with their state versions (those the caller may read)."""
         comp = ctx.component(component)
@@ -146,8 +146,8 @@ def router(ctx: ServerContext) -> APIRouter:
     async def get_state(
         component: str,
         instance: str = Path(pattern=INSTANCE_PATTERN),
-        keys: list[str] | None = Query(None, description="Only these keys."),  # noqa: B008
-        principal: Principal = Depends(ctx.principal),  # noqa: B008
+        keys: list[str] | None = Query(None, description="Only these keys."),
+        principal: Principal = Depends(ctx.principal),
     ) -> StateView:
         """The state of an instance: its version, and each key's type, size
         and value (JSON where it has a JSON form). Never creates the instance."""

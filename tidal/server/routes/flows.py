@@ -151,7 +151,9 @@ async def stream_flow(
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-_STREAM_DOC = {200: {"content": {NDJSON: {}}, "description": "NDJSON: {item} lines, then {done, run_id, version}."}}
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {NDJSON: {}}, "description": "NDJSON: {item} lines, then {done, run_id, version}."}
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown component, flow or instance; the body lists the known names."},
     413: {"description": "Request body over the size limit."},
@@ -228,7 +230,7 @@ def router(ctx: ServerContext) -> APIRouter:
         that cannot appear in a path); props as declared by the flow."""
         comp = ctx.component(component)
         ctx.flow(comp, flow)
-        return await run_flow(ctx, comp, instance, flow, body or RunRequest(), principal)
+        return await run_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 
     async def stream_any(
         component: str,
@@ -240,11 +242,9 @@ def router(ctx: ServerContext) -> APIRouter:
         """``run_any``, streamed as NDJSON."""
         comp = ctx.component(component)
         ctx.flow(comp, flow)
-        return await stream_flow(ctx, comp, instance, flow, body or RunRequest(), principal)
+        return await stream_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 
-    api.add_api_route(
-        generic, run_any, methods=["POST"], response_model=RunResult, responses=_ERRORS, tags=["flows"]
-    )
+    api.add_api_route(generic, run_any, methods=["POST"], response_model=RunResult, responses=_ERRORS, tags=["flows"])
     api.add_api_route(
         generic + "/stream",
         stream_any,

@@ -11,7 +11,6 @@ routes after them answer 404 with the known relations."""
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -166,13 +165,22 @@ def router(ctx: ServerContext) -> APIRouter:
         """Insert records into any relation, all or nothing."""
         return _insert(ctx, relation, records, principal)
 
-    def query_any(relation: str, body: AnyQuery | None = None, principal: Principal = Depends(ctx.principal)) -> JSONResponse:
+    def query_any(
+        relation: str, body: AnyQuery | None = None, principal: Principal = Depends(ctx.principal)
+    ) -> JSONResponse:
         """Query any relation."""
-        return _query(ctx, relation, body or AnyQuery(), principal)
+        return _query(ctx, relation, body or AnyQuery.model_validate({}), principal)
 
     for path, fn in (("/relations/{relation}", insert_any), ("/relations/{relation}/batch", insert_many_any)):
-        api.add_api_route(path, fn, methods=["POST"], status_code=201, response_model=Records, responses=_ERRORS, tags=["relations"])
+        api.add_api_route(
+            path, fn, methods=["POST"], status_code=201, response_model=Records, responses=_ERRORS, tags=["relations"]
+        )
     api.add_api_route(
-        "/relations/{relation}/query", query_any, methods=["POST"], response_model=Records, responses=_ERRORS, tags=["relations"]
+        "/relations/{relation}/query",
+        query_any,
+        methods=["POST"],
+        response_model=Records,
+        responses=_ERRORS,
+        tags=["relations"],
     )
     return api

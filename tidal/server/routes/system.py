@@ -82,13 +82,15 @@ def router(ctx: ServerContext) -> APIRouter:
         """The store and the relations database answer (no auth)."""
         checks = await run_in_threadpool(_ready, ctx)
         ok = all(c["ok"] for c in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     @api.get("/queue", response_model=list[Freshness])
     def queue(
-        component: list[str] | None = Query(None, description="Only these components."),  # noqa: B008
+        component: list[str] | None = Query(None, description="Only these components."),
         window_s: float = Query(300.0, gt=0, le=86_400, description="Seconds of update runs to measure lag over."),
-        principal: Principal = Depends(ctx.principal),  # noqa: B008
+        principal: Principal = Depends(ctx.principal),
     ) -> list[dict[str, Any]]:
         """Queue depth and update lag per component (``app.freshness()``)."""
         from datetime import timedelta
@@ -106,7 +108,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def feedback(
         run_id: str,
         body: FeedbackRequest,
-        principal: Principal = Depends(ctx.principal),  # noqa: B008
+        principal: Principal = Depends(ctx.principal),
     ) -> dict[str, Any]:
         """Give feedback on a run (``app.feedback``); stored in the ``feedback`` relation."""
         return _feedback(ctx, run_id, body, principal)
