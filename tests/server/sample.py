@@ -13,7 +13,7 @@ import tidal
 
 
 class Purchase(tidal.Record):
-    user: str
+    user: str = Field(min_length=1, max_length=100)
     item: str = Field(min_length=1, max_length=100)
     price: float = Field(ge=0)
 

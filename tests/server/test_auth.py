@@ -132,7 +132,20 @@ def test_keys_cli_create_list_revoke(tmp_path: object, sample_app: tidal.App) ->
     runner = CliRunner()
     created = runner.invoke(
         main,
-        ["keys", "create", "--app", "served", "--store", store, "--name", "bot", "--instance", "A", "--write", "--json"],
+        [
+            "keys",
+            "create",
+            "--app",
+            "served",
+            "--store",
+            store,
+            "--name",
+            "bot",
+            "--instance",
+            "A",
+            "--write",
+            "--json",
+        ],
     )
     assert created.exit_code == 0, created.output
     record = json.loads(created.output)

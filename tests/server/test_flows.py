@@ -100,7 +100,9 @@ def test_async_serve_op(http: TestClient) -> None:
     assert answer["result"] == {"async": True, "k": 1} and answer["run_id"]
 
 
-@pytest.mark.parametrize("flow,props,items", [("count", {"n": 3}, [0, 1, 2]), ("acount", {"n": 2}, [{"i": 0}, {"i": 1}])])
+@pytest.mark.parametrize(
+    "flow,props,items", [("count", {"n": 3}, [0, 1, 2]), ("acount", {"n": 2}, [{"i": 0}, {"i": 1}])]
+)
 def test_stream_generator_ops(http: TestClient, flow: str, props: dict[str, int], items: list[object]) -> None:
     answer = http.post(f"/components/Echo/instances/e/flows/{flow}/stream", json={"props": props})
     assert answer.headers["content-type"].startswith("application/x-ndjson")
@@ -118,13 +120,17 @@ def test_unknown_names_are_404_listing_the_known_ones(http: TestClient) -> None:
     comp = http.post("/components/Nope/instances/u1/flows/recommend", json={})
     assert comp.status_code == 404 and comp.json()["known"] == ["Echo", "Prefs"]
     flow = http.post("/components/Prefs/instances/u1/flows/nope", json={})
-    assert flow.status_code == 404 and flow.json()["known"] == ["bought", "recommend"]
+    assert flow.status_code == 404 and flow.json()["known"] == ["recommend"]
     assert "known flows" in flow.json()["message"]
+    trigger_only = http.post("/components/Prefs/instances/u1/flows/bought", json={})
+    assert trigger_only.status_code == 404 and "relation changes or a schedule only" in trigger_only.json()["message"]
     stream = http.post("/components/Prefs/instances/u1/flows/nope/stream", json={})
     assert stream.status_code == 404
 
 
-def test_running_a_flow_creates_the_instance_but_reading_state_does_not(http: TestClient, sample_app: tidal.App) -> None:
+def test_running_a_flow_creates_the_instance_but_reading_state_does_not(
+    http: TestClient, sample_app: tidal.App
+) -> None:
     missing = http.get("/components/Prefs/instances/new/state")
     assert missing.status_code == 404 and missing.json()["error"] == "unknown_instance"
     assert sample_app.store.get_version("Prefs", "new") is None
@@ -137,9 +143,10 @@ def test_create_instances_off_makes_unknown_instances_404(sample_app: tidal.App)
     with TestClient(create_app(sample_app, create_instances=False)) as http:
         answer = http.post("/components/Prefs/instances/other/flows/recommend", json={"props": {"event": "x"}})
         assert answer.status_code == 404 and answer.json()["known"] == ["known"]
-        assert http.post(
-            "/components/Prefs/instances/known/flows/recommend", json={"props": {"event": "x"}}
-        ).status_code == 200
+        assert (
+            http.post("/components/Prefs/instances/known/flows/recommend", json={"props": {"event": "x"}}).status_code
+            == 200
+        )
     assert sample_app.store.get_version("Prefs", "other") is None
 
 
@@ -158,8 +165,12 @@ def test_state_shows_json_values_and_placeholders(http: TestClient) -> None:
     http.post(RECOMMEND, json={"props": {"event": "hiking"}, "flush_update": True})
     view = http.get("/components/Prefs/instances/u1/state").json()
     assert view["version"] == 2
-    assert view["keys"]["events"] == {"type": "list", "bytes": view["keys"]["events"]["bytes"], "json_value": True,
-                                      "value": ["hiking"]}
+    assert view["keys"]["events"] == {
+        "type": "list",
+        "bytes": view["keys"]["events"]["bytes"],
+        "json_value": True,
+        "value": ["hiking"],
+    }
     blob = view["keys"]["blob"]
     assert blob["json_value"] is False and blob["value"] is None and blob["type"] == "Blob" and blob["bytes"] > 100
     only = http.get("/components/Prefs/instances/u1/state", params={"keys": ["items"]}).json()
@@ -173,6 +184,7 @@ def test_components_and_instances_are_listed(http: TestClient) -> None:
     assert flows["recommend"]["serve"] == "sync" and flows["recommend"]["updates"] == ["define.<locals>.remember"]
     assert flows["recommend"]["props_schema"]["required"] == ["event"]
     assert flows["bought"]["serve"] is None and comps["Prefs"]["triggers"] == ["purchase"]
+    assert flows["bought"]["runnable"] is False and flows["recommend"]["runnable"] is True
     assert {f["name"]: f["props_schema"] for f in comps["Echo"]["flows"]}["echo"] is None
     listed = http.get("/components/Prefs/instances").json()
     assert listed["instances"] == [{"id": "u1", "version": 2}]

@@ -52,9 +52,11 @@ class ServerContext:
         return comp
 
     def flow(self, comp: Component, flow: str) -> None:
-        """404 listing ``comp``'s flows unless ``flow`` is one."""
-        if flow not in comp.serve_routes and flow not in comp.update_routes:
-            raise not_found("flow", flow, comp.flow_keys(), f" in component {comp.name}")
+        """404 listing ``comp``'s callable flows unless ``flow`` is one."""
+        callable_flows = runnable_flows(comp)
+        if flow not in callable_flows:
+            why = " (it runs on relation changes or a schedule only)" if flow in comp.flow_keys() else ""
+            raise not_found("flow", flow, callable_flows, f" to run in component {comp.name}{why}")
 
     def instance_version(self, comp: Component, instance: str) -> int:
         """The state version of an existing instance, else 404 listing some known ones."""
@@ -79,6 +81,14 @@ class ServerContext:
         if self.auth is None:
             return OPEN
         return self.auth.authenticate(bearer.credentials if bearer else None, api_key)
+
+
+def runnable_flows(comp: Component) -> list[str]:
+    """The flows a caller may run: all but those without a serve op whose
+    update ops are fired by relation triggers or schedules only (run by
+    hand they would lack the record or time their ops expect)."""
+    fired = {t.flow for t in comp.triggers} | {s.flow for s in comp.schedules}
+    return [f for f in comp.flow_keys() if f in comp.serve_routes or f not in fired]
 
 
 def default_relations(app: App, extra: Iterable[type[Record]] = ()) -> dict[str, type[Record]]:

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..auth import Principal
-from ..context import INSTANCE_PATTERN, ServerContext
+from ..context import INSTANCE_PATTERN, ServerContext, runnable_flows
 
 if TYPE_CHECKING:
     from ...core.component import Component
@@ -23,6 +23,7 @@ class FlowInfo(BaseModel):
     serve: str | None = Field(description="Kind of the serve op: sync, async, gen, agen; null without one.")
     updates: list[str] = Field(description="Names of the update ops, in the order they run.")
     props_schema: dict[str, Any] | None = Field(description="JSON schema of the declared props; null: any object.")
+    runnable: bool = Field(description="False for flows fired only by relation changes or schedules.")
 
 
 class ComponentInfo(BaseModel):
@@ -67,12 +68,14 @@ def _schema(schema: Any) -> dict[str, Any] | None:
 
 def describe(comp: Component) -> ComponentInfo:
     """What a component offers, as the API lists it."""
+    runnable = set(runnable_flows(comp))
     flows = [
         FlowInfo(
             name=flow,
             serve=comp.serve_routes[flow].kind if flow in comp.serve_routes else None,
             updates=[r.name for r in comp.update_routes.get(flow, [])],
             props_schema=_schema(comp.props_schemas.get(flow)),
+            runnable=flow in runnable,
         )
         for flow in comp.flow_keys()
     ]

@@ -24,7 +24,7 @@ from ...exceptions import MissingPropError, PropsValidationError, UpdateFailedEr
 from ...instance import Instance
 from ...runs import jsonable
 from ..auth import Principal
-from ..context import INSTANCE_PATTERN, SAFE_NAME, ServerContext
+from ..context import INSTANCE_PATTERN, SAFE_NAME, ServerContext, runnable_flows
 from ..errors import APIError, log
 from ..models import RunRequest, RunResult, flow_request_model
 
@@ -213,7 +213,7 @@ def router(ctx: ServerContext) -> APIRouter:
     for name, comp in sorted(ctx.app.components.items()):
         if not SAFE_NAME.match(name):
             continue
-        for flow in comp.flow_keys():
+        for flow in runnable_flows(comp):
             if SAFE_NAME.match(flow):
                 _flow_routes(ctx, api, comp, flow, flow_request_model(comp, flow, taken))
 
