@@ -92,3 +92,16 @@ def test_readiness_fails_when_the_store_is_gone(http: TestClient, sample_app: ti
     sample_app.store.close()
     ready = http.get("/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["store"]["ok"] is False
+
+
+def test_a_value_postgresql_refuses_is_422(pg_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from tidal.server import create_app
+
+    app = tidal.App("pg", store="memory://", db=pg_url)
+    with TestClient(create_app(app, relations=[Purchase])) as http:
+        answer = http.post("/relations/purchase", json={"user": "u1", "item": "a\x00b", "price": 1})
+        assert answer.status_code == 422 and answer.json()["error"] == "invalid_value"
+        assert app.query(Purchase) == []
+    app.close()

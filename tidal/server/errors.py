@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -114,6 +115,12 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(RecordNotFoundError)
     async def record_missing(request: Request, exc: RecordNotFoundError) -> JSONResponse:
         return _respond(404, {"error": "not_found", "message": str(exc)})
+
+    @api.exception_handler(sa.exc.DataError)
+    async def data_refused(request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # e.g. PostgreSQL refusing a NUL character in text: the caller's value, not a server fault
+        message = f"the database refused a value, nothing was written: {str(exc.orig).strip().splitlines()[0]}"
+        return _respond(422, {"error": "invalid_value", "message": message})
 
     @api.exception_handler(UpdateFailedError)
     async def update_failed(request: Request, exc: UpdateFailedError) -> JSONResponse:
