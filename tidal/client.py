@@ -121,7 +121,13 @@ def _relation_name(relation: str | type) -> str:
 def _record(record: Any) -> Any:
     from pydantic import BaseModel
 
-    return record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else dict(record)
+    if not isinstance(record, BaseModel):
+        return dict(record)
+    data = record.model_dump(mode="json")
+    for stamp in ("created_at", "updated_at"):  # set by the server
+        if data.get(stamp) is None:
+            data.pop(stamp, None)
+    return data
 
 
 def _run_body(props: Mapping[str, Any] | None, ignore_cache: bool, force_refresh: bool, flush_update: bool) -> Any:

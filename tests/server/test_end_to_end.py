@@ -27,6 +27,8 @@ from tidal.client import (
     ServerError,
 )
 
+from .sample import Purchase
+
 TARGET = Path(__file__).with_name("serve_target.py")
 pytestmark = pytest.mark.slow
 
@@ -175,7 +177,8 @@ def test_async_client_against_a_real_server(server: tuple[str, str, str]) -> Non
             assert await prefs.read_state("events") == ["a"]
             assert await prefs.get_version() == 2
             await client.insert_many("purchase", [{"user": "u2", "item": "a", "price": 1}])
-            assert len(await client.query("purchase", {"user": "u2"})) == 1
+            await client.insert(Purchase, Purchase(user="u2", item="b", price=2))
+            assert [r["item"] for r in await client.query(Purchase, {"user": "u2"})] == ["a", "b"]
             with pytest.raises(NotFoundError):
                 await client.component("Nope").instance("x").run("f")
 

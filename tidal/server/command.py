@@ -116,6 +116,9 @@ def serve(
         max_body_bytes=max_body_bytes,
         run_updates=not no_updates,
     )
+    if not no_updates and any(c.runs_in_background for c in app.components.values()):
+        # Start now, not on the first request: queued ops, triggers and schedules run from the start.
+        app.executor  # noqa: B018
     mode = "off (loopback only)"
     if auth is not None:
         mode = "API keys" + (" and JWTs" if auth.jwt_secret else f" (set {JWT_SECRET_ENV} to accept JWTs)")
