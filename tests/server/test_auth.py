@@ -183,3 +183,10 @@ def test_loopback_hosts_are_recognised() -> None:
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "host.example"))
+
+
+def test_openapi_can_be_hidden(sample_app: tidal.App) -> None:
+    with TestClient(create_app(sample_app, auth=True, openapi=False)) as http:
+        assert http.get("/openapi.json").status_code == 404 and http.get("/docs").status_code == 404
+    with TestClient(create_app(sample_app, auth=True)) as http:
+        assert http.get("/openapi.json").status_code == 200  # public by default, like /healthz

@@ -68,6 +68,7 @@ def user_relations() -> list[type[Record]]:
 @click.option("--api-key-required", is_flag=True, help="Require an API key (tidal keys create) or a JWT on every call.")
 @click.option("--no-updates", is_flag=True, help="Queue updates but leave running them to `tidal worker`.")
 @click.option("--max-body-bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-docs", is_flag=True, help="Serve no /openapi.json and /docs (they need no auth).")
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     target: str,
@@ -79,6 +80,7 @@ def serve(
     api_key_required: bool,
     no_updates: bool,
     max_body_bytes: int,
+    no_docs: bool,
     log_level: str,
 ) -> None:
     """Serve the components defined in TARGET (a module or .py file) over HTTP.
@@ -115,6 +117,7 @@ def serve(
         relations=user_relations(),
         max_body_bytes=max_body_bytes,
         run_updates=not no_updates,
+        openapi=not no_docs,
     )
     if not no_updates and any(c.runs_in_background for c in app.components.values()):
         # Start now, not on the first request: queued ops, triggers and schedules run from the start.

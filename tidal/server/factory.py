@@ -31,6 +31,7 @@ def create_app(
     run_updates: bool = True,
     create_instances: bool = True,
     title: str | None = None,
+    openapi: bool = True,
 ) -> FastAPI:
     """The HTTP API of ``app``: flows, state, relations, feedback, queue,
     health. Mount it in an existing ASGI app or serve it with uvicorn::
@@ -46,7 +47,8 @@ def create_app(
     ``run_updates=False`` this process queues updates but leaves running
     them to ``tidal worker``. With ``create_instances=False`` running a flow
     on an unknown instance is a 404 instead of creating it (Motion's
-    behaviour, the default).
+    behaviour, the default). ``openapi=False`` serves no ``/openapi.json``
+    and ``/docs`` (they are public, and name components, flows and relations).
 
     Further routers can join: ``api.include_router(r)``, with
     ``tidal.server.context(api)`` for the app and the caller's scope."""
@@ -64,6 +66,7 @@ def create_app(
         title=title or f"Tidal app {app.name}",
         version=__version__,
         description="Flows, state, relations and feedback of a Tidal app.",
+        openapi_url="/openapi.json" if openapi else None,
     )
     api.state.tidal = ctx
     errors.install(api)
