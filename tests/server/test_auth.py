@@ -190,3 +190,13 @@ def test_openapi_can_be_hidden(sample_app: tidal.App) -> None:
         assert http.get("/openapi.json").status_code == 404 and http.get("/docs").status_code == 404
     with TestClient(create_app(sample_app, auth=True)) as http:
         assert http.get("/openapi.json").status_code == 200  # public by default, like /healthz
+
+
+def test_listings_show_only_what_the_scope_reaches(secured: TestClient, keys: KeyStore, sample_app: tidal.App) -> None:
+    for name in ("user-1", "user-2", "admin"):
+        sample_app.components["Prefs"](name)
+    key, _ = keys.create("users", Scope(components=("Prefs",), instances=("user-*",), relations=("purchase",)))
+    listed = secured.get("/components/Prefs/instances", headers=bearer(key)).json()
+    assert [i["id"] for i in listed["instances"]] == ["user-1", "user-2"]
+    assert [r["name"] for r in secured.get("/relations", headers=bearer(key)).json()] == ["purchase"]
+    assert secured.get("/components/Echo/instances", headers=bearer(key)).status_code == 403

@@ -229,3 +229,20 @@ def test_run_validates_props_in_python_too(tmp_path: object) -> None:
     assert err.value.errors[0][0] == "limit"
     assert app.components["Prefs"]("u").run("recommend", props={"event": "x"})["limit"] == 3
     app.close()
+
+
+def test_a_failing_update_with_flush_update_is_500_with_its_traceback() -> None:
+    app = tidal.App("failing", store="memory://")
+    comp = app.component("C")
+
+    @comp.update("learn")
+    def learn(state: object, props: object) -> dict[str, object]:
+        raise ValueError("cannot learn that")
+
+    with TestClient(create_app(app)) as http:
+        answer = http.post("/components/C/instances/x/flows/learn", json={"flush_update": True})
+        assert answer.status_code == 500 and answer.json()["error"] == "update_failed"
+        assert "cannot learn that" in answer.json()["failures"][0]["error"]
+        queued = http.post("/components/C/instances/x/flows/learn", json={})  # without waiting: queued, 200
+        assert queued.status_code == 200 and queued.json()["result"] is None
+    app.close()
