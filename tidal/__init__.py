@@ -18,6 +18,8 @@ from .exceptions import (
     InitStateError,
     LeaseLostError,
     NotFoundError,
+    MissingPropError,
+    PropsValidationError,
     ReadOnlyError,
     RecordNotFoundError,
     RecordValidationError,
@@ -46,6 +48,9 @@ _LAZY = {
     "Database": "tidal.relations.database",
     "Run": "tidal.runs",
     "Feedback": "tidal.runs",
+    "Client": "tidal.client",
+    "AsyncClient": "tidal.client",
+    "create_app": "tidal.server",
 }
 
 
@@ -63,6 +68,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AsyncClient",
+    "Client",
+    "MissingPropError",
+    "PropsValidationError",
+    "create_app",
     "Component",
     "ComponentInstance",
     "ConfigError",

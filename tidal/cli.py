@@ -165,5 +165,7 @@ def freshness(components: tuple[str, ...], app_name: str, store: str | None, win
 register(main)
 
 
+__import__("tidal.server.command", fromlist=["register"]).register(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -6,6 +6,8 @@
     ├── ConfigError                 bad store URL, missing extra, bad settings
     ├── DefinitionError (ValueError)  a component or op defined wrongly
     ├── UnknownFlowError (KeyError)   run() on a flow key with no ops
+    ├── PropsValidationError (ValueError)  props failing the flow's declared schema
+    ├── MissingPropError (KeyError)   an op read a prop the caller did not give
     ├── StateError
     │   ├── InitStateError          init_state did not return a dict
     │   ├── StateSerializationError   a state value or payload cannot be stored
@@ -45,6 +47,29 @@ class UnknownFlowError(TidalError, KeyError):
     """Raised when a flow key has neither a serve nor an update op."""
 
     def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PropsValidationError(TidalError, ValueError):
+    """Raised when props fail the schema a flow declares (``props=`` on the
+    decorator, or a TypedDict annotation on the op's props); nothing ran.
+
+    ``errors`` lists each problem as (field path, message)."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class MissingPropError(TidalError, KeyError):
+    """Raised when an op reads ``props["key"]`` and the caller gave no such
+    prop (a caller's mistake, not the op's: the HTTP API answers 422)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import serving
 from .constants import FLUSH_POLL_SECONDS
-from .core.props import Properties
+from .core.props import Properties, validate_props
 from .exceptions import (
     DefinitionError,
     TidalError,
@@ -96,6 +96,14 @@ class Instance:
                 f"component {self.component.name} has no flow {flow_key!r}; known flows: {self.component.flow_keys()}"
             )
         return serve, has_updates
+
+    def check_props(self, flow_key: str, props: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``props`` validated against the flow's declared schema (if it has
+        one); PropsValidationError names each bad field."""
+        schema = self.component.props_schemas.get(flow_key)
+        if schema is None:
+            return props
+        return validate_props(schema, props or {}, f"{self.component.name}.{flow_key}")
 
     def _prepare(
         self, serve: ServeRoute | None, props: dict[str, Any] | None, ignore_cache: bool
@@ -201,6 +209,7 @@ class Instance:
         ``force_refresh`` first waits for queued updates so the serve op sees
         them; ``flush_update`` waits for this run's updates before returning."""
         serve, has_updates = self._routes(flow_key)
+        props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
         started = (time.perf_counter(), time.time())
@@ -228,6 +237,7 @@ class Instance:
         """``run`` for async code: awaits async serve ops and collects async
         generators; waiting for updates happens off the event loop."""
         serve, has_updates = self._routes(flow_key)
+        props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
         started = (time.perf_counter(), time.time())
@@ -260,6 +270,7 @@ class Instance:
             result = self.run(flow_key, props, ignore_cache, force_refresh, flush_update)
             yield from (result if serve is not None and serve.kind == "agen" else [result])
             return
+        props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
         started = (time.perf_counter(), time.time())
@@ -289,6 +300,7 @@ class Instance:
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`gen`, for async generator serve ops."""
         serve, has_updates = self._routes(flow_key)
+        props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
         started = (time.perf_counter(), time.time())

@@ -86,6 +86,21 @@ def _check_relation(cls: type | None, where: str) -> None:
         raise DefinitionError(f"{where}: on= / into= take a tidal.Record subclass, got {cls!r}")
 
 
+def _annotated_props(fn: Callable[..., Any]) -> Any:
+    """The TypedDict the op's props parameter is annotated with, if any."""
+    import typing
+
+    from typing_extensions import is_typeddict
+
+    try:
+        params = list(inspect.signature(fn).parameters)
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: no declared schema
+        return None
+    hint = hints.get(params[1]) if len(params) > 1 else None
+    return hint if hint is not None and is_typeddict(hint) else None
+
+
 def _check_signature(fn: Callable[..., Any], where: str) -> None:
     try:
         params = inspect.signature(fn).parameters
@@ -158,6 +173,8 @@ class Component:
         self.update_routes: dict[str, list[UpdateRoute]] = {}
         self.triggers: list[Trigger] = []
         self.schedules: list[Schedule] = []
+        self.props_schemas: dict[str, Any] = {}
+        """Flow key -> the pydantic model or TypedDict its props must fit."""
         if app is not None:
             app.register(self)
         _defined.add(self)
@@ -231,6 +248,25 @@ class Component:
             r.discard_policy is DiscardPolicy.NUM_NEW_UPDATES for routes in self.update_routes.values() for r in routes
         )
 
+    def _declare_props(self, keys: list[str], schema: Any, fn: Callable[..., Any], where: str) -> None:
+        from .props import is_props_schema
+
+        if schema is None:
+            schema = _annotated_props(fn)
+            if schema is None:
+                return
+        elif not is_props_schema(schema):
+            raise DefinitionError(f"{where}: props= takes a pydantic model class or a TypedDict, got {schema!r}")
+        for key in keys:
+            known = self.props_schemas.get(key)
+            if known is not None and known is not schema:
+                raise DefinitionError(
+                    f"Component {self._name}: flow {key!r} already declares props "
+                    f"{getattr(known, '__name__', known)}; its ops must agree on one schema"
+                )
+        for key in keys:
+            self.props_schemas[key] = schema
+
     def flow_keys(self) -> list[str]:
         """Every flow key with a serve or update op."""
         return sorted(set(self.serve_routes) | set(self.update_routes))
@@ -264,10 +300,18 @@ class Component:
         events: Iterable[str] = EVENTS,
         instance: InstanceRoute = "global",
         into: type | None = None,
+        props: Any = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate the serve op of one or more flows: ``fn(state, props)``,
         plain, async, generator or async generator. ``cache`` overrides the
         component's cache mode for these flows.
+
+        ``props=Model`` (a pydantic model class or a TypedDict; a TypedDict
+        annotation on the op's props parameter does the same) declares the
+        props of these flows: ``run`` checks them (PropsValidationError
+        naming the field) and the op receives the validated values as a
+        dict; the HTTP API documents them in its OpenAPI schema. Without
+        one, props are any dict, as in Motion.
 
         With ``on=RecordClass`` the flow also runs in the background whenever
         such a record changes (props ``record``, ``event``, ``old``), and with
@@ -292,6 +336,7 @@ class Component:
                         f"Component {self._name}: flow {key!r} already has a serve op "
                         f"({getattr(other, '__name__', other)!r}); a flow has at most one"
                     )
+            self._declare_props(flow_keys, props, fn, where)
             for key in flow_keys:
                 self.serve_routes[key] = ServeRoute(key, fn, _kind(fn), cache)
                 if on is not None:
@@ -313,6 +358,7 @@ class Component:
         instance: InstanceRoute | Callable[[], Iterable[str]] = "global",
         every: str | float | None = None,
         cron: str | None = None,
+        props: Any = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate an update op of one or more flows: ``fn(state, props)``
         returning a dict of changed keys (or None for no change). It runs in
@@ -323,7 +369,8 @@ class Component:
         that relation, routed by ``instance``: an id or a function of the
         record), or ``every="10m"`` / ``cron="0 * * * *"`` (``instance``: an
         id, ``"*"`` for every instance, or a function returning ids). Without
-        ``keys`` the flow is named after the function."""
+        ``keys`` the flow is named after the function. ``props=`` declares
+        the flow's props, as for :meth:`serve`."""
         where = f"Component {self._name}.update"
         validate_policy(discard_policy, discard_after, where)
         trigger_events = check_events(events, where)
@@ -341,6 +388,7 @@ class Component:
             if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
                 raise DefinitionError(f"{where}: update op {fn.__name__!r} must be a plain function returning a dict")
             flow_keys = explicit or [fn.__name__]
+            self._declare_props(flow_keys, props, fn, where)
             for key in flow_keys:
                 self.update_routes.setdefault(key, []).append(UpdateRoute(key, fn, discard_policy, discard_after))
                 if on is not None:

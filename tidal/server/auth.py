@@ -1,0 +1,184 @@
+"""Who may call the API, and on what.
+
+A caller shows an API key (``Authorization: Bearer tidal_…`` or
+``X-API-Key: tidal_…``; see :mod:`tidal.server.keys`) or, where a JWT
+secret is configured, a JWT signed with HS256 whose ``tidal`` claim holds a
+scope and whose ``exp`` is required. Both carry a :class:`Scope`: which
+components, instances and relations (shell-style patterns) and whether it
+may write. Without auth configured every caller may do everything, which
+``tidal serve`` allows only on a loopback address.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from .errors import APIError
+
+if TYPE_CHECKING:
+    from ..app import App
+    from .keys import KeyStore
+
+JWT_SECRET_ENV = "TIDAL_JWT_SECRET"
+JWT_ALGORITHM = "HS256"
+JWT_CLAIM = "tidal"
+
+
+def _patterns(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"scope field {name!r} must be a list of non-empty patterns, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a key or token may reach. Patterns are shell-style
+    (``user-*``); ``write`` allows running flows that queue updates or
+    create instances, inserting records and giving feedback."""
+
+    components: tuple[str, ...] = ("*",)
+    instances: tuple[str, ...] = ("*",)
+    relations: tuple[str, ...] = ("*",)
+    write: bool = False
+
+    def allows(self, component: str, instance: str | None = None, *, write: bool = False) -> bool:
+        """Whether this scope reaches ``component`` (and ``instance``)."""
+        if write and not self.write:
+            return False
+        if not any(fnmatch.fnmatchcase(component, p) for p in self.components):
+            return False
+        return instance is None or any(fnmatch.fnmatchcase(instance, p) for p in self.instances)
+
+    def allows_relation(self, relation: str, *, write: bool = False) -> bool:
+        """Whether this scope reaches the relation (table) ``relation``."""
+        if write and not self.write:
+            return False
+        return any(fnmatch.fnmatchcase(relation, p) for p in self.relations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "components": list(self.components),
+            "instances": list(self.instances),
+            "relations": list(self.relations),
+            "write": self.write,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Scope:
+        """A scope from its JSON form; ValueError naming a bad field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a scope is a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {"components", "instances", "relations", "write"}
+        if unknown:
+            raise ValueError(f"unknown scope field(s) {sorted(unknown)}")
+        write = data.get("write", False)
+        if not isinstance(write, bool):
+            raise ValueError(f"scope field 'write' must be true or false, got {write!r}")
+        return cls(
+            components=_patterns(data.get("components", ["*"]), "components"),
+            instances=_patterns(data.get("instances", ["*"]), "instances"),
+            relations=_patterns(data.get("relations", ["*"]), "relations"),
+            write=write,
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request; ``scope`` None means
+    unrestricted (no auth configured)."""
+
+    kind: str
+    """``open``, ``key`` or ``jwt``."""
+    name: str
+    scope: Scope | None = field(default=None)
+
+    def can(self, component: str, instance: str | None = None, *, write: bool = False) -> bool:
+        return self.scope is None or self.scope.allows(component, instance, write=write)
+
+    def require(self, component: str, instance: str | None = None, *, write: bool = False) -> None:
+        """Raise 403 unless this caller reaches ``component`` / ``instance``."""
+        if not self.can(component, instance, write=write):
+            what = f"{component}/{instance}" if instance is not None else component
+            raise APIError(403, "forbidden", f"{self.kind} {self.name!r} may not {_verb(write)} {what}")
+
+    def can_relation(self, relation: str, *, write: bool = False) -> bool:
+        return self.scope is None or self.scope.allows_relation(relation, write=write)
+
+    def require_relation(self, relation: str, *, write: bool = False) -> None:
+        if not self.can_relation(relation, write=write):
+            raise APIError(403, "forbidden", f"{self.kind} {self.name!r} may not {_verb(write)} relation {relation!r}")
+
+
+OPEN = Principal("open", "anonymous")
+
+
+def _verb(write: bool) -> str:
+    return "write to" if write else "read"
+
+
+def issue_token(secret: str | bytes, scope: Scope, *, ttl_seconds: float = 3600, subject: str = "tidal") -> str:
+    """A JWT (HS256) carrying ``scope`` in its ``tidal`` claim, valid for
+    ``ttl_seconds``; e.g. a backend hands a browser one scoped to its user's
+    instance::
+
+        issue_token(secret, Scope(components=("Prefs",), instances=("u1",), write=True))
+    """
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + int(ttl_seconds), JWT_CLAIM: scope.as_dict()}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def _unauthorized(message: str) -> APIError:
+    return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Auth:
+    """Authentication for :func:`tidal.server.create_app`: API keys from
+    ``keys`` and, if ``jwt_secret`` is given, HS256 JWTs."""
+
+    def __init__(self, keys: KeyStore | None = None, jwt_secret: str | bytes | None = None) -> None:
+        if keys is None and not jwt_secret:
+            raise ValueError("Auth needs API keys, a JWT secret, or both")
+        self.keys = keys
+        self.jwt_secret = jwt_secret or None
+
+    @classmethod
+    def for_app(cls, app: App, jwt_secret: str | bytes | None = None) -> Auth:
+        """Keys from ``app``'s database; JWTs too when ``jwt_secret`` or
+        ``TIDAL_JWT_SECRET`` is set."""
+        from .keys import KeyStore
+
+        return cls(KeyStore(app.db), jwt_secret or os.environ.get(JWT_SECRET_ENV) or None)
+
+    def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
+        """The caller behind these credentials; APIError 401 if none are valid."""
+        credential = api_key or bearer
+        if not credential:
+            raise _unauthorized("authentication required: send 'Authorization: Bearer <API key or JWT>'")
+        if credential.startswith("tidal_"):
+            if self.keys is None:
+                raise _unauthorized("this server accepts JWTs only")
+            record = self.keys.verify(credential)
+            if record is None:
+                raise _unauthorized("invalid or revoked API key")
+            return Principal("key", record.name or record.id, record.scope)
+        if self.jwt_secret is None:
+            raise _unauthorized("invalid API key (keys start with 'tidal_'); this server accepts no JWTs")
+        try:
+            claims = jwt.decode(
+                credential, self.jwt_secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp", JWT_CLAIM]}
+            )
+            scope = Scope.from_dict(claims[JWT_CLAIM])
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("JWT expired") from None
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise _unauthorized(f"invalid JWT: {exc}") from None
+        return Principal("jwt", str(claims.get("sub", "jwt")), scope)

@@ -1,0 +1,128 @@
+"""Error responses of the HTTP API.
+
+Every error body has the same shape: ``{"error": CODE, "message": TEXT}``
+plus details (``known`` names for a 404, ``detail`` field errors for a
+422). Tidal's own exceptions map to statuses here, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..exceptions import (
+    MissingPropError,
+    PropsValidationError,
+    RecordNotFoundError,
+    RecordValidationError,
+    SchemaError,
+    UpdateFailedError,
+)
+
+log = logging.getLogger("tidal.server")
+
+KNOWN_LIMIT = 50
+"""How many known names a 404 lists at most (instances can be many)."""
+
+
+class APIError(Exception):
+    """Raised inside a route to answer ``status`` with a Tidal error body."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+def not_found(kind: str, name: str, known: list[str], where: str = "") -> APIError:
+    """A 404 naming what was asked for and listing what exists."""
+    shown = sorted(known)[:KNOWN_LIMIT]
+    more = f" (first {KNOWN_LIMIT} of {len(known)})" if len(known) > KNOWN_LIMIT else ""
+    return APIError(
+        404,
+        f"unknown_{kind}",
+        f"no {kind} {name!r}{where}; known {kind}s{more}: {shown}",
+        known=shown,
+    )
+
+
+def _field_errors(errors: list[tuple[str, str]], prefix: list[str]) -> list[dict[str, Any]]:
+    return [{"loc": [*prefix, *field.split(".")], "msg": msg} for field, msg in errors]
+
+
+def _summary(detail: list[dict[str, Any]]) -> str:
+    first = detail[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(api: FastAPI) -> None:
+    """Register the handlers that turn errors into Tidal error bodies."""
+
+    @api.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _respond(exc.status, exc.body(), exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The input is left out: it can be large, and it is what the caller sent.
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        if not detail:  # pragma: no cover - pydantic always names a problem
+            detail = [{"loc": ["body"], "msg": "invalid request", "type": "invalid"}]
+        return _respond(422, {"error": "validation_error", "message": _summary(detail), "detail": detail})
+
+    @api.exception_handler(PropsValidationError)
+    async def props_invalid(request: Request, exc: PropsValidationError) -> JSONResponse:
+        detail = _field_errors(exc.errors, ["body", "props"])
+        return _respond(422, {"error": "validation_error", "message": _summary(detail), "detail": detail})
+
+    @api.exception_handler(MissingPropError)
+    async def prop_missing(request: Request, exc: MissingPropError) -> JSONResponse:
+        detail = [{"loc": ["body", "props", exc.key], "msg": "Field required by the op", "type": "missing"}]
+        return _respond(422, {"error": "validation_error", "message": str(exc), "detail": detail})
+
+    @api.exception_handler(RecordValidationError)
+    async def record_invalid(request: Request, exc: RecordValidationError) -> JSONResponse:
+        if exc.errors and exc.errors[0][2] == "duplicate id":
+            return _respond(409, {"error": "duplicate_id", "message": str(exc)})
+        detail = [
+            {"loc": ["body", index, *(field.split(".") if field else [])], "msg": msg}
+            for index, field, msg in exc.errors
+        ]
+        return _respond(422, {"error": "validation_error", "message": str(exc), "detail": detail})
+
+    @api.exception_handler(SchemaError)
+    async def schema_error(request: Request, exc: SchemaError) -> JSONResponse:
+        return _respond(422, {"error": "schema_error", "message": str(exc)})
+
+    @api.exception_handler(RecordNotFoundError)
+    async def record_missing(request: Request, exc: RecordNotFoundError) -> JSONResponse:
+        return _respond(404, {"error": "not_found", "message": str(exc)})
+
+    @api.exception_handler(sa.exc.DataError)
+    async def data_refused(request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # e.g. PostgreSQL refusing a NUL character in text: the caller's value, not a server fault
+        message = f"the database refused a value, nothing was written: {str(exc.orig).strip().splitlines()[0]}"
+        return _respond(422, {"error": "invalid_value", "message": message})
+
+    @api.exception_handler(UpdateFailedError)
+    async def update_failed(request: Request, exc: UpdateFailedError) -> JSONResponse:
+        failures = [{"op_id": f.op_id, "flow": f.flow, "error": f.error} for f in exc.failures]
+        return _respond(500, {"error": "update_failed", "message": str(exc), "failures": failures})
