@@ -95,14 +95,14 @@ def serve(
     import uvicorn
 
     from ..app import set_default_app
-    from ..cli import _load_target
+    from ..commands._common import load_target
     from ..core.component import defined_components
     from .auth import JWT_SECRET_ENV, Auth
     from .factory import create_app
 
     app = _open(app_name, store, db)
     set_default_app(app)
-    _load_target(target)
+    load_target(target)
     for component in defined_components():
         if not component.bound:
             component.bind(app)
