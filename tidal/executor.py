@@ -49,6 +49,7 @@ class Executor:
         self._idle_flag = idle_flag
         self._stop = threading.Event()
         self._active: dict[str, Claim] = {}
+        self._local = threading.local()  # per update thread: the instance it claimed last
         self._active_lock = threading.Lock()
         self.committed_ops = 0
         self.failed_ops = 0
@@ -86,8 +87,10 @@ class Executor:
 
     def _loop(self) -> None:
         sweep = self.app.settings.sweep_seconds
+        previous: tuple[str, str] | None = None
         while not self._stop.is_set():
             self._wake.clear()
+            self._local.claimed = None
             worked = self._safe_run_once()
             if worked is None:
                 return
@@ -100,11 +103,16 @@ class Executor:
                     return
                 if worked:
                     self._idle_flag[0] = 0
+            claimed = self._local.claimed
             if worked == 0:
                 self._wake.wait(sweep)
-            elif worked < SMALL_BATCH and not self._hurry.is_set():
+            elif worked < SMALL_BATCH and claimed == previous and not self._hurry.is_set():
+                # Two small batches of one instance in a row: let its ops
+                # pile up a little. After one small batch the next claim
+                # comes at once, as other instances may have work queued.
                 self._hurry.wait(BATCH_LINGER_SECONDS)
             self._hurry.clear()
+            previous = claimed
 
     def _safe_run_once(self) -> int | None:
         """``run_once`` that logs errors instead of raising; None: stop now."""
@@ -150,6 +158,7 @@ class Executor:
         )
         if claim is None:
             return 0
+        self._local.claimed = (claim.component, claim.instance)
         with self._active_lock:
             self._active[claim.token] = claim
         try:
