@@ -203,6 +203,8 @@ class Executor:
                 self.lost_leases += 1
                 log.warning("not committing %d op(s): %s", len(claim.ops), exc)
                 return
+            with self._active_lock:  # its lease is gone: the heartbeat must not miss it
+                self._active.pop(claim.token, None)
             if changes:
                 app.install(component, app.layout(component).advance(snap, version, changes, ()))
             runlog = app.runlog
