@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tidal.stores import redis as redis_store
+from tidal.stores import redis_versions
 from tidal.stores.redis import RedisStore
 
 C = "Comp"
@@ -49,7 +49,7 @@ def test_a_commit_through_another_connection_is_seen_at_once(pair: tuple[RedisSt
 def test_unchanged_versions_are_served_without_a_round_trip(
     pair: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_store, "VERSION_TRUST_S", 3600.0)  # a slow machine must not re-read
+    monkeypatch.setattr(redis_versions, "VERSION_TRUST_S", 3600.0)  # a slow machine must not re-read
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
     assert mine._versions.tracking
@@ -71,7 +71,7 @@ def test_a_cached_version_is_read_again_after_the_trust_bound(
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
     assert mine.get_version(C, "i1") == 1
-    monkeypatch.setattr(redis_store, "VERSION_TRUST_S", 0.0)
+    monkeypatch.setattr(redis_versions, "VERSION_TRUST_S", 0.0)
     before = hgets(mine)
     assert mine.get_version(C, "i1") == 1
     assert hgets(mine) - before == 1
