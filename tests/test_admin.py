@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -103,9 +103,10 @@ def test_key_history_and_rollback_as_a_new_version(app: tidal.App) -> None:
     done = admin.rollback(app, "Notes", "n1", "items", version=2)
     assert (done.restored_version, done.new_version) == (2, 5)
     assert n.read_state("items") == ["a"]
-    assert n.run("add", props={"item": "x"}, flush_update=True) == 1  # serves see it too
-    # Other keys were left alone (count went on from 3), and updates build on the rollback.
-    assert n.read_state("count") == 4 and n.read_state("items") == ["a", "x"]
+    assert n.read_state("count") == 3  # other keys untouched
+    # Serves see it too. (Read count first: the update this run queues may apply at any moment.)
+    assert n.run("add", props={"item": "x"}, flush_update=True) == 1
+    assert (n.read_state("items"), n.read_state("count")) == (["a", "x"], 4)
     assert [h.version for h in admin.key_history(app, "Notes", "n1", "items")][:3] == [6, 5, 4]
     with pytest.raises(NotFoundError, match=r"no version 9 in history of 'items'; known: 6, 5, 4"):
         admin.rollback(app, "Notes", "n1", "items", version=9)
@@ -185,6 +186,46 @@ def test_runs_tail_and_stats(app: tidal.App) -> None:
     assert (serve.count, serve.errors, serve.feedback_count, serve.feedback_mean_score) == (2, 0, 1, 1.0)
     assert (update.count, update.errors) == (2, 1)
     assert serve.latency_p50_ms is not None and serve.latency_p50_ms <= serve.latency_p99_ms  # type: ignore[operator]
+
+
+def test_run_timeline_buckets_throughput_errors_and_lag(app: tidal.App) -> None:
+    from tidal.runs import Run
+
+    now = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
+
+    def run(kind: str, minutes_ago: float, status: str = "ok", waited: float | None = None) -> Run:
+        started = now - timedelta(minutes=minutes_ago)
+        return Run(
+            component="Notes", instance="n", flow="add", kind=kind, status=status,
+            latency_ms=10.0, waited_ms=waited, started_at=started,
+        )  # fmt: skip
+
+    app.insert_many(
+        [
+            run("serve", 0),
+            run("update", 0, waited=90.0),
+            run("update", 0.2, waited=190.0),
+            run("update", 2, status="error", waited=5.0),
+            run("serve", 90),  # outside the window
+        ]
+    )
+    other = Run(component="Other", instance="o", flow="f", kind="serve", status="ok", started_at=now)
+    app.insert(other)
+    timeline = admin.run_timeline(app, window=timedelta(minutes=5), now=now)
+    assert len(timeline) == 6  # 11:55 .. 12:00, aligned to the minute
+    assert timeline[0].start == "2030-01-01T11:55:00+00:00" and timeline[-1].start == "2030-01-01T12:00:00+00:00"
+    last, two_ago = timeline[-1], timeline[-3]
+    assert (last.serves, last.updates, last.errors) == (2, 2, 0)
+    assert (last.lag_p50_ms, last.lag_max_ms) == (150.0, 200.0)
+    assert (two_ago.serves, two_ago.updates, two_ago.errors, two_ago.lag_p50_ms) == (0, 1, 1, 15.0)
+    assert [b.updates for b in timeline[:3]] == [0, 0, 0] and timeline[0].lag_p50_ms is None
+    only_notes = admin.run_timeline(app, components=["Notes"], window=timedelta(minutes=5), now=now)
+    assert only_notes[-1].serves == 1
+    json.dumps([b.as_dict() for b in timeline])
+    with pytest.raises(ValueError, match="at most 1440"):
+        admin.run_timeline(app, window=timedelta(days=2))
+    with pytest.raises(ValueError, match="bucket must be positive"):
+        admin.run_timeline(app, bucket=timedelta(0))
 
 
 def test_sql_binds_parameters(app: tidal.App) -> None:

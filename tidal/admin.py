@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .admin_runs import RunInfo, RunStats, run_stats, runs
+from .admin_runs import RunInfo, RunStats, TimelineBucket, run_stats, run_timeline, runs
 from .exceptions import NotFoundError
 from .freshness import Freshness, freshness
 
@@ -44,6 +44,7 @@ __all__ = [
     "RunStats",
     "SqlResult",
     "StateInfo",
+    "TimelineBucket",
     "component",
     "components",
     "drop_failed",
@@ -55,6 +56,7 @@ __all__ = [
     "retry_failed",
     "rollback",
     "run_stats",
+    "run_timeline",
     "runs",
     "sql",
     "state",

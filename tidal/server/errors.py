@@ -16,11 +16,13 @@ from fastapi.responses import JSONResponse
 
 from ..exceptions import (
     MissingPropError,
+    NotFoundError,
     PropsValidationError,
     RecordNotFoundError,
     RecordValidationError,
     SchemaError,
     UpdateFailedError,
+    VersionConflictError,
 )
 
 log = logging.getLogger("tidal.server")
@@ -115,6 +117,17 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(RecordNotFoundError)
     async def record_missing(request: Request, exc: RecordNotFoundError) -> JSONResponse:
         return _respond(404, {"error": "not_found", "message": str(exc)})
+
+    @api.exception_handler(NotFoundError)
+    async def admin_missing(request: Request, exc: NotFoundError) -> JSONResponse:
+        # raised by tidal.admin (the dashboard's data) for an unknown instance, key, version or failed op
+        shown = exc.known[:KNOWN_LIMIT]
+        return _respond(404, {"error": f"unknown_{exc.kind.replace(' ', '_')}", "message": str(exc), "known": shown})
+
+    @api.exception_handler(VersionConflictError)
+    async def version_conflict(request: Request, exc: VersionConflictError) -> JSONResponse:
+        message = f"the state changed meanwhile, nothing was written; reload and try again ({exc})"
+        return _respond(409, {"error": "version_conflict", "message": message})
 
     @api.exception_handler(sa.exc.DataError)
     async def data_refused(request: Request, exc: sa.exc.DataError) -> JSONResponse:

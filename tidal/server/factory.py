@@ -32,6 +32,7 @@ def create_app(
     create_instances: bool = True,
     title: str | None = None,
     openapi: bool = True,
+    dashboard: bool = True,
 ) -> FastAPI:
     """The HTTP API of ``app``: flows, state, relations, feedback, queue,
     health. Mount it in an existing ASGI app or serve it with uvicorn::
@@ -49,6 +50,7 @@ def create_app(
     on an unknown instance is a 404 instead of creating it (Motion's
     behaviour, the default). ``openapi=False`` serves no ``/openapi.json``
     and ``/docs`` (they are public, and name components, flows and relations).
+    ``dashboard=False`` leaves out the web dashboard (``/dashboard/``).
 
     Further routers can join: ``api.include_router(r)``, with
     ``tidal.server.context(api)`` for the app and the caller's scope."""
@@ -73,4 +75,8 @@ def create_app(
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (system_routes, component_routes, flow_routes, relation_routes):
         api.include_router(module.router(ctx))
+    if dashboard:
+        from ..dashboard import install
+
+        install(api, ctx)
     return api

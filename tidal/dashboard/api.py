@@ -1,0 +1,247 @@
+"""The dashboard's data: JSON under ``/dashboard/api/``, read from and acted
+on through :mod:`tidal.admin`, with the API's auth.
+
+Reading needs a key (or JWT) whose scope reaches the component (and, for
+instance data, the instance); retry, drop and rollback need write on the
+instance. Lists show only what the caller's scope reaches. Aggregates
+(queue depth, lag, run statistics, the timeline) are per component.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from .. import admin
+from ..server.auth import OPEN, Principal
+from ..server.context import INSTANCE_PATTERN, ServerContext
+from ..server.errors import APIError
+
+INSTANCES_SHOWN = 200
+"""Instances listed on a component's page at most."""
+
+FAILURES_SHOWN = 100
+"""Failed ops listed per component at most."""
+
+_Instance = Path(pattern=INSTANCE_PATTERN)
+
+
+class RollbackRequest(BaseModel):
+    key: str = Field(min_length=1, description="The state key to restore.")
+    version: int = Field(ge=0, description="The key's version to restore (from its history).")
+
+
+def _session(ctx: ServerContext, request: Request) -> dict[str, Any]:
+    """Who the caller is, without failing: the login page asks this first."""
+    body: dict[str, Any] = {"app": ctx.app.name, "auth_required": ctx.auth is not None, "error": None}
+    principal: Principal | None = OPEN
+    if ctx.auth is not None:
+        header = request.headers.get("authorization", "")
+        bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            principal = ctx.auth.authenticate(bearer, request.headers.get("x-api-key"))
+        except APIError as exc:
+            principal = None
+            if bearer or request.headers.get("x-api-key"):
+                body["error"] = exc.message
+    body["authenticated"] = principal is not None
+    body["principal"] = None
+    if principal is not None:
+        write = principal.scope is None or principal.scope.write
+        body["principal"] = {"kind": principal.kind, "name": principal.name, "write": write}
+    return body
+
+
+def _readable(ctx: ServerContext, principal: Principal) -> list[str]:
+    return sorted(name for name in ctx.app.components if principal.can(name))
+
+
+def _freshness(ctx: ServerContext, names: list[str], window_s: float) -> dict[str, dict[str, Any]]:
+    background = [n for n in names if ctx.app.components[n].runs_in_background]
+    rows = admin.queues(ctx.app, background, timedelta(seconds=window_s)) if background else []
+    return {row.component: row.as_dict() for row in rows}
+
+
+def _instances(ctx: ServerContext, comp: str, principal: Principal) -> tuple[list[dict[str, Any]], bool]:
+    ids = [i for i in sorted(ctx.app.store.list_instances(comp)) if principal.can(comp, i)]
+    out = []
+    for instance in ids[:INSTANCES_SHOWN]:
+        keys = ctx.app.store.describe_state(comp, instance)
+        version = ctx.app.store.get_version(comp, instance)
+        if keys is None or version is None:  # deleted meanwhile
+            continue
+        out.append(
+            {
+                "instance": instance,
+                "version": max([version, *(k.version for k in keys)]),
+                "keys": len(keys),
+                "size": sum(k.size for k in keys),
+            }
+        )
+    return out, len(ids) > INSTANCES_SHOWN
+
+
+def _failures(ctx: ServerContext, comp: str, principal: Principal, instance: str | None = None) -> list[dict[str, Any]]:
+    found = admin.failures(ctx.app, comp, instance=instance, limit=FAILURES_SHOWN)
+    return [{**f.as_dict(), "summary": f.summary} for f in found if principal.can(comp, f.instance)]
+
+
+def router(ctx: ServerContext) -> APIRouter:
+    """The dashboard's JSON routes, for :func:`tidal.dashboard.install`."""
+    api = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
+
+    def instance_of(component: str, instance: str, principal: Principal, *, write: bool = False) -> None:
+        comp = ctx.component(component)
+        principal.require(comp.name, instance, write=write)
+        ctx.instance_version(comp, instance)
+
+    @api.get("/session")
+    def session(request: Request) -> dict[str, Any]:
+        """The app's name, whether auth is on, and who the credentials sent
+        (if any) belong to; never 401 (the page shows its login from this)."""
+        return _session(ctx, request)
+
+    @api.get("/overview")
+    def overview(
+        window_s: float = Query(300.0, gt=0, le=86_400, description="Seconds of update runs to measure lag over."),
+        principal: Principal = Depends(ctx.principal),
+    ) -> dict[str, Any]:
+        """Components the caller may read, with their flows, instance
+        counts and freshness (queue depth, lag, failed ops)."""
+        names = _readable(ctx, principal)
+        fresh = _freshness(ctx, names, window_s)
+        comps = [{**admin.component(ctx.app, n).as_dict(), "freshness": fresh.get(n)} for n in names]
+        return {"app": ctx.app.name, "components": comps}
+
+    @api.get("/components/{component}")
+    def component(component: str, principal: Principal = Depends(ctx.principal)) -> dict[str, Any]:
+        """One component: flows, freshness, and its instances with state
+        version, key count and size (those the caller may read)."""
+        comp = ctx.component(component)
+        principal.require(comp.name)
+        shown, truncated = _instances(ctx, comp.name, principal)
+        return {
+            "component": admin.component(ctx.app, comp.name).as_dict(),
+            "freshness": _freshness(ctx, [comp.name], 300.0).get(comp.name),
+            "instances": shown,
+            "truncated": truncated,
+        }
+
+    @api.get("/components/{component}/instances/{instance}")
+    def instance(
+        component: str, instance: str = _Instance, principal: Principal = Depends(ctx.principal)
+    ) -> dict[str, Any]:
+        """An instance's state keys (version, size, when written, a value
+        preview) and its failed ops."""
+        instance_of(component, instance, principal)
+        state = admin.state(ctx.app, component, instance, values=True)
+        return {
+            "state": {**state.as_dict(), "size": state.size},
+            "failures": _failures(ctx, component, principal, instance),
+        }
+
+    @api.get("/components/{component}/instances/{instance}/history")
+    def history(
+        component: str,
+        instance: str = _Instance,
+        key: str = Query(min_length=1, description="The state key."),
+        limit: int = Query(20, ge=1, le=1000),
+        principal: Principal = Depends(ctx.principal),
+    ) -> list[dict[str, Any]]:
+        """The versions of one state key kept in history, newest first."""
+        instance_of(component, instance, principal)
+        return [v.as_dict() for v in admin.key_history(ctx.app, component, instance, key, limit=limit)]
+
+    @api.post("/components/{component}/instances/{instance}/rollback")
+    def rollback(
+        body: RollbackRequest,
+        component: str,
+        instance: str = _Instance,
+        principal: Principal = Depends(ctx.principal),
+    ) -> dict[str, Any]:
+        """Restore a key to an earlier version, as a new version (write)."""
+        instance_of(component, instance, principal, write=True)
+        return admin.rollback(ctx.app, component, instance, body.key, body.version).as_dict()
+
+    @api.get("/queue")
+    def queue(
+        window_s: float = Query(300.0, gt=0, le=86_400, description="Seconds of update runs to measure lag over."),
+        principal: Principal = Depends(ctx.principal),
+    ) -> dict[str, Any]:
+        """Queue depth and lag per component, and the failed ops (newest
+        first) with their tracebacks."""
+        names = _readable(ctx, principal)
+        fresh = _freshness(ctx, names, window_s)
+        failures = [f for n in names for f in _failures(ctx, n, principal)]
+        failures.sort(key=lambda f: f["failed_at"], reverse=True)
+        return {"components": [fresh[n] for n in names if n in fresh], "failures": failures}
+
+    def failed_op(component: str, instance: str, principal: Principal) -> None:
+        comp = ctx.component(component)
+        principal.require(comp.name, instance, write=True)
+
+    @api.post("/components/{component}/instances/{instance}/failures/{op_id}/retry")
+    def retry(
+        component: str, op_id: int, instance: str = _Instance, principal: Principal = Depends(ctx.principal)
+    ) -> dict[str, Any]:
+        """Queue a failed op again (write); it runs as a new op."""
+        failed_op(component, instance, principal)
+        return admin.retry_failed(ctx.app, component, op_id, instance=instance).as_dict()
+
+    @api.post("/components/{component}/instances/{instance}/failures/{op_id}/drop")
+    def drop(
+        component: str, op_id: int, instance: str = _Instance, principal: Principal = Depends(ctx.principal)
+    ) -> dict[str, Any]:
+        """Forget a failed op (write); returns it as it was."""
+        failed_op(component, instance, principal)
+        return admin.drop_failed(ctx.app, component, op_id, instance=instance).as_dict()
+
+    @api.get("/runs")
+    def runs(
+        component: str | None = Query(None),
+        status: Literal["ok", "error", "discarded"] | None = Query(None),
+        kind: Literal["serve", "update"] | None = Query(None),
+        limit: int = Query(50, ge=1, le=1000),
+        principal: Principal = Depends(ctx.principal),
+    ) -> list[dict[str, Any]]:
+        """The latest runs, newest first (those of instances the caller may read)."""
+        if component is not None:
+            principal.require(component)
+        found = admin.runs(ctx.app, component=component, status=status, kind=kind, limit=limit)
+        return [r.as_dict() for r in found if principal.can(r.component, r.instance)]
+
+    @api.get("/stats")
+    def stats(
+        window_s: float = Query(3600.0, gt=0, le=7 * 86_400),
+        principal: Principal = Depends(ctx.principal),
+    ) -> list[dict[str, Any]]:
+        """Per component, flow and kind: runs, errors, latency p50/p95/p99
+        and feedback over the window."""
+        found = admin.run_stats(ctx.app, window=timedelta(seconds=window_s))
+        return [s.as_dict() for s in found if principal.can(s.component)]
+
+    @api.get("/timeline")
+    def timeline(
+        component: list[str] | None = Query(None, description="Only these components."),
+        window_s: float = Query(3600.0, gt=0, le=86_400),
+        bucket_s: float = Query(60.0, ge=1, le=86_400),
+        principal: Principal = Depends(ctx.principal),
+    ) -> list[dict[str, Any]]:
+        """Serves, updates, errors and update lag per time bucket."""
+        if component is not None:
+            for name in component:
+                principal.require(name)
+        names = component
+        if names is None and principal.scope is not None:
+            names = _readable(ctx, principal)
+        window, bucket = timedelta(seconds=window_s), timedelta(seconds=bucket_s)
+        try:
+            found = admin.run_timeline(ctx.app, components=names, window=window, bucket=bucket)
+        except ValueError as exc:
+            raise APIError(422, "too_many_buckets", str(exc)) from None
+        return [b.as_dict() for b in found]
+
+    return api
