@@ -13,12 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .app import App, set_default_app
+from .app import App
 from .commands import register
-from .commands._common import TidalGroup, load_target
+from .commands._common import TidalGroup, app_with_target
 from .config import Settings
 from .constants import LEASE_SECONDS
-from .core.component import defined_components
 
 
 def _open_app(app_name: str, store: str | None) -> App:
@@ -74,14 +73,7 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
-    app = App(app_name, store=store, settings=settings)
-    set_default_app(app)
-    load_target(target)
-    for component in defined_components():
-        if not component.bound:
-            component.bind(app)
-        elif component.app.store.url == app.store.url:
-            app.register(component)
+    app = app_with_target(target, app_name, store, settings=settings)
     if not app.components:
         raise click.ClickException(f"{target} defines no components used by app {app_name!r}")
     click.echo(f"worker on {app.store.url}: {', '.join(sorted(app.components))}", err=True)

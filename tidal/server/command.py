@@ -94,20 +94,11 @@ def serve(
         )
     import uvicorn
 
-    from ..app import set_default_app
-    from ..commands._common import load_target
-    from ..core.component import defined_components
+    from ..commands._common import app_with_target
     from .auth import JWT_SECRET_ENV, Auth
     from .factory import create_app
 
-    app = _open(app_name, store, db)
-    set_default_app(app)
-    load_target(target)
-    for component in defined_components():
-        if not component.bound:
-            component.bind(app)
-        elif component.app.store.url == app.store.url:
-            app.register(component)
+    app = app_with_target(target, app_name, store, db=db)
     if not app.components:
         raise click.ClickException(f"{target} defines no components used by app {app_name!r}")
     auth = Auth.for_app(app) if api_key_required else None
