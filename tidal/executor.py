@@ -19,10 +19,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
-from .core.layout import check_delta
+from .core.layout import KeyLayout, check_delta
 from .core.policies import should_discard
 from .core.props import Properties
-from .core.state import overlay
+from .core.state import IMMUTABLE_TYPES, overlay
 from .exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
 from .stores import Claim, Failure
 
@@ -49,7 +49,7 @@ class Executor:
         self._idle_flag = idle_flag
         self._stop = threading.Event()
         self._active: dict[str, Claim] = {}
-        self._local = threading.local()  # per update thread: the instance it claimed last
+        self._local = threading.local()  # per update thread: its last claim's others_waiting
         self._active_lock = threading.Lock()
         self.committed_ops = 0
         self.failed_ops = 0
@@ -87,10 +87,9 @@ class Executor:
 
     def _loop(self) -> None:
         sweep = self.app.settings.sweep_seconds
-        previous: tuple[str, str] | None = None
         while not self._stop.is_set():
             self._wake.clear()
-            self._local.claimed = None
+            self._local.others_waiting = True
             worked = self._safe_run_once()
             if worked is None:
                 return
@@ -103,16 +102,13 @@ class Executor:
                     return
                 if worked:
                     self._idle_flag[0] = 0
-            claimed = self._local.claimed
             if worked == 0:
                 self._wake.wait(sweep)
-            elif worked < SMALL_BATCH and claimed == previous and not self._hurry.is_set():
-                # Two small batches of one instance in a row: let its ops
-                # pile up a little. After one small batch the next claim
-                # comes at once, as other instances may have work queued.
+            elif worked < SMALL_BATCH and not self._local.others_waiting and not self._hurry.is_set():
+                # A small batch and no other instance waiting: let this one's
+                # ops pile up a little. With others waiting, claim at once.
                 self._hurry.wait(BATCH_LINGER_SECONDS)
             self._hurry.clear()
-            previous = claimed
 
     def _safe_run_once(self) -> int | None:
         """``run_once`` that logs errors instead of raising; None: stop now."""
@@ -158,7 +154,7 @@ class Executor:
         )
         if claim is None:
             return 0
-        self._local.claimed = (claim.component, claim.instance)
+        self._local.others_waiting = claim.others_waiting
         with self._active_lock:
             self._active[claim.token] = claim
         try:
@@ -258,6 +254,9 @@ class Executor:
         runs: list[Any] = []
         bump = 0
         name, instance = component.name, claim.instance
+        # Immutable values the batch's earlier ops returned, handed on as they
+        # are rather than decoded again from their bytes for each op.
+        carried: dict[str, Any] | None = {} if isinstance(layout, KeyLayout) else None
         for op in claim.ops:
             t0, wall0 = time.perf_counter(), time.time()
             flow, props, ran = "?", None, False
@@ -270,6 +269,8 @@ class Executor:
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
                 state = layout.update_state(overlay(raw, changes), app.decode, claim.instance)
+                if carried:
+                    dict.update(state, carried)
                 if background_serve:
                     self._serve_in_background(component, flow, state, props)
                 delta: dict[str, Any] = {}
@@ -303,6 +304,12 @@ class Executor:
                 )  # fmt: skip
                 continue
             changes.update(encoded)
+            if carried is not None:
+                for key, value in delta.items():
+                    if type(value) in IMMUTABLE_TYPES:
+                        carried[key] = value
+                    else:
+                        carried.pop(key, None)
             done.append(op.id)
             if encoded:
                 bump += 1

@@ -750,3 +750,21 @@ def test_queue_stats_count_pending_failed_and_the_oldest_op(store: Store) -> Non
     store.commit("Q", "a", {}, claim=claim, failed=[Failure(first, "boom")])
     stats = store.queue_stats(["Q"])["Q"]
     assert (stats.pending, stats.failed, stats.instances) == (2, 1, 2)
+
+
+def test_a_claim_says_whether_other_instances_were_waiting(store: Store) -> None:
+    make(store, "i1")
+    make(store, "i2")
+    make(store, "i3")
+    store.enqueue(C, "i1", "f", b"1")
+    store.enqueue(C, "i2", "f", b"2")
+    first = claim(store)
+    assert first is not None and first.instance == "i1" and first.others_waiting
+    # i1 is leased: only i2 is runnable, so the claim of i2 saw nobody else.
+    second = claim(store)
+    assert second is not None and second.instance == "i2" and not second.others_waiting
+    store.commit(C, "i1", {}, claim=first, done=first.op_ids)
+    store.commit(C, "i2", {}, claim=second, done=second.op_ids)
+    store.enqueue(C, "i3", "f", b"3")
+    third = claim(store)
+    assert third is not None and third.instance == "i3" and not third.others_waiting

@@ -10,6 +10,7 @@ into the next op when this one fails.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -160,9 +161,14 @@ class UpdateState(dict[str, Any]):
 
 
 def overlay(base: Mapping[str, bytes], changes: Mapping[str, bytes]) -> Mapping[str, bytes]:
-    """``base`` with ``changes`` on top, copying only when there are changes."""
+    """``base`` with ``changes`` on top, without copying either (a batch's
+    ops each see the committed keys plus what the ops before them wrote)."""
     if not changes:
         return base
-    merged = dict(base)
-    merged.update(changes)
-    return merged
+    return ChainMap(dict(changes), base)  # type: ignore[arg-type]
+
+
+IMMUTABLE_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+"""Types whose values an update op cannot change in place, so that a later
+op of the same batch may be handed the very object instead of a fresh
+decode of its bytes. Exact types: a subclass may be mutable."""

@@ -61,6 +61,10 @@ class Claim:
     token: str
     ops: list[ClaimedOp]
     expires_at: float
+    others_waiting: bool = True
+    """Whether, when this claim was made, other instances had ops waiting
+    that a claim could have taken (True when the store cannot tell). The
+    executor lingers after a small batch only when none did."""
     op_ids: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:

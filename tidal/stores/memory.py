@@ -226,12 +226,14 @@ class MemoryStore(Store):
         with self._lock:
             best: Key | None = None
             best_id = 0
+            runnable = 0
             for key, queue in self._queues.items():
                 if not queue or key[0] not in wanted:
                     continue
                 lease = self._leases.get(key)
                 if lease is not None and lease[1] > now:
                     continue
+                runnable += 1
                 if best is None or queue[0].id < best_id:
                     best, best_id = key, queue[0].id
             if best is None:
@@ -249,7 +251,7 @@ class MemoryStore(Store):
             token = uuid.uuid4().hex
             expires = now + lease_seconds
             self._leases[best] = (token, expires)
-            return Claim(best[0], best[1], token, ops, expires)
+            return Claim(best[0], best[1], token, ops, expires, others_waiting=runnable > 1)
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         key = (claim.component, claim.instance)

@@ -540,6 +540,7 @@ class RedisStore(Store):
                     fence = alloc if age > FENCE_AFTER_MS else 0
                     got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
                     if got is not None:
+                        got.others_waiting = len(flat) > 4
                         return got
                 if len(flat) < 4 * CLAIM_CANDIDATES:
                     return None
@@ -559,7 +560,7 @@ class RedisStore(Store):
                     return None
                 continue  # every candidate was held: their hints are fixed, look again
             component, instance = components[int(got[0])], got[1].decode()
-            claim = self._claimed(component, instance, token, got[2:])
+            claim = self._claimed(component, instance, token, got[3:], others_waiting=int(got[2]) > 1)
             if claim is not None:
                 return claim
         return None
@@ -585,7 +586,9 @@ class RedisStore(Store):
         self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
         return self._claimed(component, instance, token, got)
 
-    def _claimed(self, component: str, instance: str, token: str, got: list[Any]) -> Claim | None:
+    def _claimed(
+        self, component: str, instance: str, token: str, got: list[Any], *, others_waiting: bool = True
+    ) -> Claim | None:
         """The claim an INSTANCE_CLAIM reply grants (None for code 1: nothing
         queued), after logging the malformed ops it reports."""
         first = 3 + 2 * int(got[2])
@@ -610,7 +613,7 @@ class RedisStore(Store):
             )
             for k in range(first, len(got), 6)
         ]
-        return Claim(component, instance, token, ops, int(got[1]) / 1000)
+        return Claim(component, instance, token, ops, int(got[1]) / 1000, others_waiting=others_waiting)
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         t = self._tag(claim.component, claim.instance)

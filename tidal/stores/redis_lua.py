@@ -571,8 +571,8 @@ ONE_SERVER_CLAIM = (
 -- count newer ('1'), fence after ms, then the components (escaped).
 -- GLOBAL_CANDIDATES, then INSTANCE_CLAIM on each candidate in turn (an
 -- empty one is settled, a granted one hinted as leased) until one grants
--- a lease or reports malformed ops: {component index, instance, then the
--- INSTANCE_CLAIM reply}; else {-1, candidates tried}.
+-- a lease or reports malformed ops: {component index, instance, number of
+-- candidates, then the INSTANCE_CLAIM reply}; else {-1, candidates tried}.
 local G, ns = ARGV[1], ARGV[3]
 local cargs = {G, ARGV[2]}
 for i = 9, #ARGV do cargs[#cargs + 1] = ARGV[i] end
@@ -594,7 +594,7 @@ for k = 1, #flat, 4 do
     redis.call('ZADD', G .. ':leased:' .. comp, r[2], inst)
   end
   if r[1] == 2 or (r[1] == 1 and r[3] > 0) then
-    local out = {ci, inst}
+    local out = {ci, inst, #flat / 4}
     for _, x in ipairs(r) do out[#out + 1] = x end
     return out
   end

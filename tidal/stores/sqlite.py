@@ -476,7 +476,7 @@ class SQLiteStore(Store):
             "    AND o.instance=q.instance AND o.status=0) AS head"
             "  FROM tidal_queues q LEFT JOIN tidal_leases l ON l.component=q.component AND l.instance=q.instance"
             f"  WHERE q.component IN ({marks}) AND (l.expires_at IS NULL OR l.expires_at<=?)"
-            ") WHERE head IS NOT NULL ORDER BY head LIMIT 1"
+            ") WHERE head IS NOT NULL ORDER BY head LIMIT 2"
         )
         now = time.time()
         # Look first without the write lock: an idle poll must not serialise
@@ -485,10 +485,10 @@ class SQLiteStore(Store):
             return None
         with self._write(conn):
             now = time.time()
-            row = conn.execute(find, (*components, now)).fetchone()
-            if row is None:
+            rows = conn.execute(find, (*components, now)).fetchall()
+            if not rows:
                 return None
-            component, instance = row
+            component, instance = rows[0]
             ops = conn.execute(
                 "SELECT id, flow, payload, enqueued_at, attempts FROM tidal_ops "
                 "WHERE component=? AND instance=? AND status=0 ORDER BY id LIMIT ?",
@@ -520,7 +520,7 @@ class SQLiteStore(Store):
         for op_id, flow, payload, enqueued_at, attempts in ops:
             counts[flow] -= 1
             claimed.append(ClaimedOp(op_id, flow, payload, enqueued_at, attempts + 1, counts[flow]))
-        return Claim(component, instance, token, claimed, expires)
+        return Claim(component, instance, token, claimed, expires, others_waiting=len(rows) > 1)
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         expires = time.time() + lease_seconds
