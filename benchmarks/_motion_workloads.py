@@ -196,15 +196,16 @@ def update(spec: dict[str, Any]) -> dict[str, Any]:
     counter it ends at (the driver compares it with N). Each trial uses a new
     instance, after a warmup on another one."""
     trials, n = spec["trials"], spec["updates"]
+    task_type = "process" if spec.get("process") else "thread"
     out: dict[str, list[float]] = {"e2e": [], "run_rate": [], "final": [], "version": []}
     # Warm up (imports, connections, the update task's first start) on another instance.
-    warm = Counter(instance_id="counter-warmup", update_task_type="thread")
+    warm = Counter(instance_id="counter-warmup", update_task_type=task_type)
     for i in range(spec["warm"]):
         warm.run("inc", props={"i": i})
     warm.flush_update("inc")
     warm.shutdown()
     for t in range(trials):
-        inst = Counter(instance_id=f"counter-{t}", update_task_type="thread")
+        inst = Counter(instance_id=f"counter-{t}", update_task_type=task_type)
         t0 = time.perf_counter()
         for i in range(n):
             inst.run("inc", props={"i": i})
@@ -418,6 +419,7 @@ def mp_child(spec: dict[str, Any]) -> None:
 WORKLOADS = {
     "serve": serve,
     "update": update,
+    "update_process": update,
     "large_state": large_state,
     "lifecycle": lifecycle,
     "multiproc": multiproc,

@@ -42,7 +42,7 @@ from . import common, motion_env
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_motion_workloads.py"
-WORKLOADS = ("serve", "update", "large_state", "lifecycle", "multiproc")
+WORKLOADS = ("serve", "update", "update_process", "large_state", "lifecycle", "multiproc")
 SYSTEMS = ("motion", "tidal-sqlite", "tidal-redis")
 LABELS = {"motion": "Motion", "tidal-sqlite": "Tidal sqlite", "tidal-redis": "Tidal redis"}
 
@@ -53,6 +53,7 @@ def specs(quick: bool) -> dict[str, dict[str, int]]:
         return {
             "serve": {"rounds": 1, "calls": 300, "warm": 50},
             "update": {"trials": 1, "updates": 500, "warm": 50},
+            "update_process": {"trials": 1, "updates": 500, "warm": 50, "process": 1},
             "large_state": {"mb": 4, "writes": 5, "updates": 5, "warm": 2, "xproc_rounds": 3},
             "lifecycle": {"rounds": 1, "instances": 30, "warm": 3},
             "multiproc": {"procs": 2, "instances": 2, "increments": 30},
@@ -60,6 +61,7 @@ def specs(quick: bool) -> dict[str, dict[str, int]]:
     return {
         "serve": {"rounds": 3, "calls": 5_000, "warm": 500},
         "update": {"trials": 3, "updates": 5_000, "warm": 200},
+        "update_process": {"trials": 3, "updates": 5_000, "warm": 200, "process": 1},
         "large_state": {"mb": 64, "writes": 40, "updates": 40, "warm": 3, "xproc_rounds": 20},
         "lifecycle": {"rounds": 1, "instances": 1_000, "warm": 20},
         "multiproc": {"procs": 4, "instances": 4, "increments": 250},
@@ -95,6 +97,11 @@ METRICS: dict[str, list[CmpMetric]] = {
         CmpMetric("run_rate", "run calls/s while applying", "calls/s", higher_is_better=True),
         CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
     ],
+    "update_process": [
+        CmpMetric("e2e", "end to end: N runs + flush_update", "updates/s", higher_is_better=True, target=5),
+        CmpMetric("run_rate", "run calls/s while applying", "calls/s", higher_is_better=True),
+        CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
+    ],
     "large_state": [
         CmpMetric("write_p50", "write_state({'n'}) p50", "ms", target=50),
         CmpMetric("write_p99", "write_state({'n'}) p99", "ms"),
@@ -123,6 +130,7 @@ METRICS: dict[str, list[CmpMetric]] = {
 TITLES = {
     "serve": "serve latency (one instance, serve-only flow)",
     "update": "update throughput (one instance, counter)",
+    "update_process": "update throughput, update_task_type='process' (one instance, counter)",
     "large_state": "small commit next to a large state",
     "lifecycle": "instance lifecycle",
     "multiproc": "multi-process counter",
@@ -186,7 +194,7 @@ def summarise(workload: str, raw: dict[str, Any]) -> dict[str, float]:
         miss50, miss99 = _lat(raw["miss"], common.us)
         hit50, hit99 = _lat(raw["hit"], common.us)
         return {"miss_p50": miss50, "miss_p99": miss99, "hit_p50": hit50, "hit_p99": hit99}
-    if workload == "update":
+    if workload in ("update", "update_process"):
         n = raw["updates"]
         return {
             "e2e": common.median(raw["e2e"]),
@@ -227,7 +235,7 @@ def summarise(workload: str, raw: dict[str, Any]) -> dict[str, float]:
 def tidal_problems(workload: str, raw: dict[str, Any], summary: dict[str, float]) -> list[str]:
     """Why a Tidal result is wrong (lost, repeated or stale), if it is."""
     out = []
-    if workload == "update":
+    if workload in ("update", "update_process"):
         n = raw["updates"]
         for final, version in zip(raw["final"], raw["version"], strict=True):
             if final != n or version != n + 1:

@@ -151,6 +151,9 @@ only cost of a large value is that such an entry is polled longer."""
 ENQUEUE_STRIPES = 64
 """Locks that the enqueueing threads of one process share, by instance."""
 
+ENQUEUE_NAMES_CACHED = 10_000
+"""Instances whose enqueue keys a store keeps formatted (all dropped when full)."""
+
 PUSH_ATTEMPTS = 100
 """How often enqueue allocates fresh ids for an instance whose watermark
 moved past them (another process pushed newer ids first, or a fence)."""
@@ -186,6 +189,7 @@ class RedisStore(Store):
         self._client = client if client is not None else _connect(url)
         self._closed = False
         self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
+        self._enqueue_names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         self._global = "{" + _escape(namespace) + "}"
         self._ids_key = self._global + ":ids"
         self._cache_prefix = _escape(namespace).encode() + b":cache:"
@@ -438,9 +442,29 @@ class RedisStore(Store):
     # -- queue ------------------------------------------------------------
 
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        if not self.single_slot:  # the hot path of every run() that queues an update
+            keys, head = self._one_instance_names(component, instance)
+            with self._io():
+                result = self._enqueue_one(keys=keys, args=[*head, 1, flow, payload, "", 0])
+            return int(result[0])
         op_id = self.enqueue_many([NewOp(component, instance, flow, payload)])[0]
         assert op_id is not None  # no dedupe key, so never skipped
         return op_id
+
+    def _one_instance_names(self, component: str, instance: str) -> tuple[list[str], list[str]]:
+        """Keys and leading arguments of ONE_SERVER_ENQUEUE for an instance
+        (cached: escaping and formatting them cost more than the call's
+        other Python work)."""
+        got = self._enqueue_names.get((component, instance))
+        if got is None:
+            t = self._tag(component, instance)
+            comp = _escape(component)
+            keys = [self._ids_key, t + ":m", t + ":q", t + ":flows", t + ":dd"]
+            got = (keys, [self._global, t, comp, instance, f"{comp}:{_escape(instance)}"])
+            if len(self._enqueue_names) >= ENQUEUE_NAMES_CACHED:
+                self._enqueue_names.clear()
+            self._enqueue_names[(component, instance)] = got
+        return got
 
     def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
         out: list[int | None] = [None] * len(ops)
@@ -448,12 +472,13 @@ class RedisStore(Store):
         # Threads of this process enqueueing to one instance take turns, so
         # that their pushes arrive in id order and none is refused; other
         # processes can still overtake (and the refused push is redone).
+        if not self.single_slot and len({(op.component, op.instance) for op in ops}) == 1:
+            with self._io():  # one script: atomic, so no turns to take
+                return self._enqueue_one_instance(ops)
         stripes = sorted({hash((op.component, op.instance)) % ENQUEUE_STRIPES for op in ops})
         with self._io(), contextlib.ExitStack() as held:
             for stripe in stripes:
                 held.enter_context(self._stripes[stripe])
-            if not self.single_slot and len({(op.component, op.instance) for op in ops}) == 1:
-                return self._enqueue_one_instance(ops)
             for _ in range(PUSH_ATTEMPTS):
                 if not todo:
                     return out
@@ -463,13 +488,10 @@ class RedisStore(Store):
     def _enqueue_one_instance(self, ops: Sequence[NewOp]) -> list[int | None]:
         """Ops of one instance, on one server: allocated, checked for
         repeats, queued and indexed by one script."""
-        component, instance = ops[0].component, ops[0].instance
-        t = self._tag(component, instance)
-        owner = f"{_escape(component)}:{_escape(instance)}"
-        args: list[Any] = [self._global, t, _escape(component), instance, owner, len(ops)]
+        keys, head = self._one_instance_names(ops[0].component, ops[0].instance)
+        args: list[Any] = [*head, len(ops)]
         for op in ops:
             args += [op.flow, op.payload, op.dedupe if op.dedupe is not None else "", round(op.dedupe_ttl * 1000)]
-        keys = [self._ids_key, t + ":m", t + ":q", t + ":flows", t + ":dd"]
         result = self._enqueue_one(keys=keys, args=args)
         return [int(op_id) or None for op_id in result]
 
