@@ -362,9 +362,10 @@ class App(RelationsAPI):
                     self._process_worker = ProcessWorker(self)
         return self._process_worker
 
-    def notify_enqueued(self) -> None:
+    def notify_enqueued(self, component: str | None = None, instance: str | None = None) -> None:
+        """Ops were queued (for ``instance`` of ``component``, if given)."""
         if self._executor is not None:
-            self._executor.notify()
+            self._executor.notify(component, instance)
         if self._process_worker is not None:
             self._process_worker.notify()
 

@@ -49,7 +49,9 @@ class Executor:
         self._idle_flag = idle_flag
         self._stop = threading.Event()
         self._active: dict[str, Claim] = {}
-        self._local = threading.local()  # per update thread: its last claim's others_waiting
+        self._local = threading.local()  # per update thread: its last claim
+        # Instances a thread lingers over (see _loop): enqueues for them wake nobody.
+        self._lingering: set[tuple[str, str]] = set()
         self._active_lock = threading.Lock()
         self.committed_ops = 0
         self.failed_ops = 0
@@ -76,8 +78,18 @@ class Executor:
             if thread is not threading.current_thread():
                 thread.join(timeout)
 
-    def notify(self) -> None:
-        """Tell idle threads that work was enqueued."""
+    def notify(self, component: str | None = None, instance: str | None = None) -> None:
+        """Tell idle threads that work was enqueued (for ``instance`` of
+        ``component``, if given). Not when a thread of ours holds that
+        instance: it claims again after its commit and takes the new ops
+        then, whereas a thread woken now could only fail to claim them."""
+        if instance is not None:
+            with self._active_lock:
+                held = (component, instance) in self._lingering or any(
+                    c.instance == instance and c.component == component for c in self._active.values()
+                )
+            if held:
+                return
         self._wake.set()
 
     def hurry(self) -> None:
@@ -89,7 +101,7 @@ class Executor:
         sweep = self.app.settings.sweep_seconds
         while not self._stop.is_set():
             self._wake.clear()
-            self._local.others_waiting = True
+            self._local.claim = None
             worked = self._safe_run_once()
             if worked is None:
                 return
@@ -102,12 +114,20 @@ class Executor:
                     return
                 if worked:
                     self._idle_flag[0] = 0
+            claim = self._local.claim
             if worked == 0:
                 self._wake.wait(sweep)
-            elif worked < SMALL_BATCH and not self._local.others_waiting and not self._hurry.is_set():
+            elif worked < SMALL_BATCH and claim is not None and not claim.others_waiting and not self._hurry.is_set():
                 # A small batch and no other instance waiting: let this one's
-                # ops pile up a little. With others waiting, claim at once.
+                # ops pile up a little, and let no other thread take them in
+                # smaller batches meanwhile. With others waiting, claim at once.
+                key = (claim.component, claim.instance)
+                with self._active_lock:
+                    self._lingering.add(key)
                 self._hurry.wait(BATCH_LINGER_SECONDS)
+                # Still marked until the next claim is in: an enqueue during
+                # that claim's round trip must not wake another thread for it.
+                self._local.lingered = key
             self._hurry.clear()
 
     def _safe_run_once(self) -> int | None:
@@ -141,22 +161,29 @@ class Executor:
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many ops it held (0: no work)."""
-        components = self.runnable_components()
-        if not components:
-            return 0
-        settings = self.app.settings
-        claim = self.app.store.claim(
-            components,
-            self.owner,
-            settings.lease_seconds,
-            settings.max_batch,
-            count_newer=any(self.app.components[name].counts_backlog for name in components),
-        )
+        lingered, self._local.lingered = getattr(self._local, "lingered", None), None
+        claim = None
+        try:
+            components = self.runnable_components()
+            if components:
+                settings = self.app.settings
+                claim = self.app.store.claim(
+                    components,
+                    self.owner,
+                    settings.lease_seconds,
+                    settings.max_batch,
+                    count_newer=any(self.app.components[name].counts_backlog for name in components),
+                )
+            if claim is not None:
+                self._local.claim = claim
+                with self._active_lock:
+                    self._active[claim.token] = claim
+        finally:
+            if lingered is not None:  # held again now, or no longer ours to wait for
+                with self._active_lock:
+                    self._lingering.discard(lingered)
         if claim is None:
             return 0
-        self._local.others_waiting = claim.others_waiting
-        with self._active_lock:
-            self._active[claim.token] = claim
         try:
             self.process(claim)
         finally:

@@ -143,7 +143,7 @@ class Instance:
             p._serve_result = result
             payload = self.app.codec.dumps((flow_key, p), what=("props of flow", flow_key, "(with serve_result)"))
             self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
-            self.app.notify_enqueued()
+            self.app.notify_enqueued(self.component.name, self.instance_id)
         self._log(flow_key, p, result, hit, snap, started)
 
     def _log(
