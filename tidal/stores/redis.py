@@ -56,7 +56,7 @@ With ``single_slot`` on (``?single_slot=1`` in the URL), no script
 touches two slots, and each declares a key of the slot it works on (so that
 a cluster client routes it there); the store's design thus fits Redis
 Cluster. On one server (the default) the steps below that take two scripts
-run as one script that touches both slots (``redis_lua.ONE_SERVER_*``):
+run as one script that touches both slots (``redis_lua_one``):
 enqueue, claim and a worker's commit are then one round trip each, and
 the crash windows between the steps do not exist. Both kinds keep the same
 keys and rules, so processes of either kind can share a server; the
@@ -125,6 +125,8 @@ import redis
 
 from ..exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
 from . import redis_lua as lua
+from . import redis_lua_one as one
+from . import redis_lua_ops as ops
 from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 from .redis_versions import VersionCache
 
@@ -198,9 +200,9 @@ class RedisStore(Store):
         self._enqueue_global = register(lua.GLOBAL_ENQUEUE)
         self._candidates = register(lua.GLOBAL_CANDIDATES)
         self._settle = register(lua.GLOBAL_SETTLE)
-        self._enqueue_one = register(lua.ONE_SERVER_ENQUEUE)
-        self._commit_settle = register(lua.ONE_SERVER_COMMIT)
-        self._claim_one_server = register(lua.ONE_SERVER_CLAIM)
+        self._enqueue_one = register(one.ONE_SERVER_ENQUEUE)
+        self._commit_settle = register(one.ONE_SERVER_COMMIT)
+        self._claim_one_server = register(one.ONE_SERVER_CLAIM)
         self._push = register(lua.INSTANCE_PUSH)
         self._claim = register(lua.INSTANCE_CLAIM)
         self._commit = register(lua.INSTANCE_COMMIT)
@@ -210,11 +212,11 @@ class RedisStore(Store):
         self._read = register(lua.INSTANCE_READ)
         self._delete = register(lua.INSTANCE_DELETE)
         self._last_op = register(lua.INSTANCE_LAST_OP)
-        self._failures = register(lua.INSTANCE_FAILURES)
-        self._describe = register(lua.INSTANCE_DESCRIBE)
-        self._history = register(lua.INSTANCE_HISTORY)
-        self._retry = register(lua.INSTANCE_RETRY)
-        self._drop_failed = register(lua.INSTANCE_DROP_FAILED)
+        self._failures = register(ops.INSTANCE_FAILURES)
+        self._describe = register(ops.INSTANCE_DESCRIBE)
+        self._history = register(ops.INSTANCE_HISTORY)
+        self._retry = register(ops.INSTANCE_RETRY)
+        self._drop_failed = register(ops.INSTANCE_DROP_FAILED)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:

@@ -139,8 +139,29 @@ return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(AR
 """
 )
 
+_DEDUPE_FN = """
+-- Whether dedupe key dkey was used by this instance within its ttl (set dd:
+-- key -> expiry ms); if not, it is recorded now. The set is pruned once per
+-- script, and goes when its last key expires should no later push prune it.
+local pruned = false
+local function repeated(dd, dkey, ttl, now)
+  if not pruned then
+    redis.call('ZREMRANGEBYSCORE', dd, '-inf', now)
+    pruned = true
+  end
+  if redis.call('ZSCORE', dd, dkey) then return true end
+  if ttl > 0 then
+    redis.call('ZADD', dd, now + ttl, dkey)
+    local pttl = redis.call('PTTL', dd)
+    if pttl >= 0 and pttl < ttl or pttl == -1 then redis.call('PEXPIRE', dd, ttl) end
+  end
+  return false
+end
+"""
+
 INSTANCE_PUSH = (
     _NOW
+    + _DEDUPE_FN
     + """
 -- KEYS: m, q, flows, dd.  ARGV: T, n, then n times (ids ascending): id,
 -- flow, payload, dedupe key ('' for none), dedupe ttl ms.
@@ -151,26 +172,11 @@ local T, n = ARGV[1], tonumber(ARGV[2])
 local m = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[3]) <= m then return {-1} end
 local now = now_ms()
-local out, pruned, last = {0, 0}, false, m
+local out, last = {0, 0}, m
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, flow, dkey, ttl = ARGV[b], ARGV[b + 1], ARGV[b + 3], tonumber(ARGV[b + 4])
-  local fresh = true
-  if dkey ~= '' then
-    if not pruned then
-      redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-      pruned = true
-    end
-    if redis.call('ZSCORE', KEYS[4], dkey) then
-      fresh = false
-    elseif ttl > 0 then
-      redis.call('ZADD', KEYS[4], now + ttl, dkey)
-      -- The whole set goes when its last key expires, should no later
-      -- push come to prune it.
-      local pttl = redis.call('PTTL', KEYS[4])
-      if pttl >= 0 and pttl < ttl or pttl == -1 then redis.call('PEXPIRE', KEYS[4], ttl) end
-    end
-  end
+  local fresh = dkey == '' or not repeated(KEYS[4], dkey, ttl, now)
   if fresh then
     redis.call('ZADD', KEYS[2], id, id)
     redis.call('ZADD', T .. ':q:' .. flow, id, id)
@@ -455,225 +461,4 @@ for _, k in ipairs(KEYS) do
   if top[1] and tonumber(top[1]) > best then best = tonumber(top[1]) end
 end
 return best
-"""
-
-INSTANCE_FAILURES = """
--- KEYS: a failed ops zset.  ARGV: T, after, upto ('+inf' for all).
--- Flat: id, flow, error, failed ms per failed op, oldest first.
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], ARGV[3])) do
-  local d = redis.call('HMGET', ARGV[1] .. ':op:' .. id, 'f', 'e', 'x')
-  out[#out + 1] = id
-  out[#out + 1] = d[1] or ''
-  out[#out + 1] = d[2] or ''
-  out[#out + 1] = d[3] or '0'
-end
-return out
-"""
-
-
-# -- One server ------------------------------------------------------------
-#
-# On a single Redis server (not a cluster) a script may touch keys of any
-# slot, so the two steps that enqueue and commit take on a cluster become
-# one script each: a round trip less per enqueued op and per commit. They
-# keep every key and rule of the two-step scripts, so that processes using
-# either kind can share a server.
-
-
-def _as_function(name: str, script: str) -> str:
-    """``script`` as a local Lua function of (KEYS, ARGV), so that another
-    script can call it with keys and arguments of its own."""
-    return f"local function {name}(KEYS, ARGV)\n{script}\nend\n"
-
-
-ONE_SERVER_ENQUEUE = (
-    _NOW
-    + """
--- KEYS: ids, m, q, flows, dd of one instance.  ARGV: G, T, component
--- (escaped), instance, owner, n, then n times: flow, payload, dedupe key
--- ('' for none), dedupe ttl ms.  What GLOBAL_ENQUEUE and INSTANCE_PUSH do
--- together, for ops of one instance; per op its new id, or 0 for a
--- repeated dedupe key. Ids are allocated and pushed at once, so no
--- allocation is ever outstanding: G:alloc is left alone (settle and the
--- fence read it only for two-step enqueues), and the ready entry is made
--- only when an op was queued.
-local G, T, comp, inst, owner, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local now = now_ms()
-local out, pruned, first, last = {}, false, nil, nil
-for i = 0, n - 1 do
-  local b = 7 + i * 4
-  local flow, dkey, ttl = ARGV[b], ARGV[b + 2], tonumber(ARGV[b + 3])
-  local fresh = true
-  if dkey ~= '' then
-    local key = G .. ':dedupe:' .. dkey
-    local holder = redis.call('GET', key)
-    if holder then
-      fresh = holder == owner
-    elseif ttl > 0 then
-      redis.call('SET', key, owner, 'PX', ttl)
-    end
-    if fresh then
-      if not pruned then
-        redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-        pruned = true
-      end
-      if redis.call('ZSCORE', KEYS[5], dkey) then
-        fresh = false
-      elseif ttl > 0 then
-        redis.call('ZADD', KEYS[5], now + ttl, dkey)
-        local pttl = redis.call('PTTL', KEYS[5])
-        if pttl >= 0 and pttl < ttl or pttl == -1 then redis.call('PEXPIRE', KEYS[5], ttl) end
-      end
-    end
-  end
-  if fresh then
-    local id = redis.call('INCR', KEYS[1])
-    redis.call('ZADD', KEYS[3], id, id)
-    redis.call('ZADD', T .. ':q:' .. flow, id, id)
-    redis.call('SADD', KEYS[4], flow)
-    redis.call('HSET', T .. ':op:' .. id, 'f', flow, 'p', ARGV[b + 1], 't', now, 'n', 0)
-    first = first or id
-    last = id
-    out[#out + 1] = id
-  else
-    out[#out + 1] = 0
-  end
-end
-if last then
-  redis.call('SET', KEYS[2], last)
-  -- LT: added, or moved to an older head, never to a newer one.
-  redis.call('ZADD', G .. ':ready:' .. comp, 'LT', first, inst)
-end
-return out
-"""
-)
-
-ONE_SERVER_COMMIT = (
-    _as_function("commit", INSTANCE_COMMIT)
-    + _SETTLE_FN
-    + """
--- KEYS: those of INSTANCE_COMMIT, then ready, alloc, leased.  ARGV: those of
--- INSTANCE_COMMIT, then the instance id.  A commit with a claim also
--- settles the claim index, as GLOBAL_SETTLE would after it.
-local r = commit(KEYS, ARGV)
-if r[3] then settle(KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS], ARGV[#ARGV], r[2], r[3], true) end
-return r
-"""
-)
-
-ONE_SERVER_CLAIM = (
-    _as_function("candidates", GLOBAL_CANDIDATES)
-    + _as_function("claim_one", INSTANCE_CLAIM)
-    + _SETTLE_FN
-    + """
--- KEYS: ids.  ARGV: G, K, namespace (escaped), token, lease ms, max ops,
--- count newer ('1'), fence after ms, then the components (escaped).
--- GLOBAL_CANDIDATES, then INSTANCE_CLAIM on each candidate in turn (an
--- empty one is settled, a granted one hinted as leased) until one grants
--- a lease or reports malformed ops: {component index, instance, number of
--- candidates, then the INSTANCE_CLAIM reply}; else {-1, candidates tried}.
-local G, ns = ARGV[1], ARGV[3]
-local cargs = {G, ARGV[2]}
-for i = 9, #ARGV do cargs[#cargs + 1] = ARGV[i] end
-local flat = candidates(KEYS, cargs)
-local escapes = {['%'] = '%25', [':'] = '%3A', ['{'] = '%7B', ['}'] = '%7D'}
-for k = 1, #flat, 4 do
-  local ci, inst, alloc, age = flat[k], flat[k + 1], flat[k + 2], flat[k + 3]
-  local comp = ARGV[9 + ci]
-  local T = '{' .. ns .. ':' .. comp .. ':' .. string.gsub(inst, '[%%:{}]', escapes) .. '}'
-  local fence = 0
-  if age > tonumber(ARGV[8]) then fence = alloc end
-  local r = claim_one(
-    {T .. ':lease', T .. ':q', T .. ':m', T .. ':f', T .. ':flows'},
-    {T, ARGV[4], ARGV[5], ARGV[6], ARGV[7], fence}
-  )
-  if r[1] == 1 then
-    settle(G .. ':ready:' .. comp, G .. ':alloc:' .. comp, G .. ':leased:' .. comp, inst, 0, r[2], false)
-  elseif r[1] == 2 then
-    redis.call('ZADD', G .. ':leased:' .. comp, r[2], inst)
-  end
-  if r[1] == 2 or (r[1] == 1 and r[3] > 0) then
-    local out = {ci, inst, #flat / 4}
-    for _, x in ipairs(r) do out[#out + 1] = x end
-    return out
-  end
-end
-return {-1, #flat / 4}
-"""
-)
-
-INSTANCE_DESCRIBE = """
--- KEYS: meta, vals, vers, at.  nil if no instance; else flat: key, version,
--- bytes, written ms ('' if unknown) per live key.
-if not redis.call('HGET', KEYS[1], 'v') then return false end
-local out = {}
-local vers = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-for j = 1, #vers, 2 do
-  local k = vers[j]
-  if redis.call('HEXISTS', KEYS[2], k) == 1 then
-    out[#out + 1] = k
-    out[#out + 1] = vers[j + 1]
-    out[#out + 1] = redis.call('HSTRLEN', KEYS[2], k)
-    out[#out + 1] = redis.call('HGET', KEYS[4], k) or ''
-  end
-end
-return out
-"""
-
-INSTANCE_HISTORY = """
--- KEYS: vals, vers, at.  ARGV: T, key, limit (-1: all).  The key's versions,
--- newest first, each as "version:ms:=value" or "version:ms:-" (deleted).
-local k, limit = ARGV[2], tonumber(ARGV[3])
-local was = redis.call('ZSCORE', KEYS[2], k)
-if not was or limit == 0 then return {} end
-local entry = math.floor(tonumber(was)) .. ':' .. (redis.call('HGET', KEYS[3], k) or '') .. ':'
-local value = redis.call('HGET', KEYS[1], k)
-if value then entry = entry .. '=' .. value else entry = entry .. '-' end
-local last = -1
-if limit > 0 then last = limit - 2 end
-local out = {entry}
-if limit < 0 or limit > 1 then
-  for _, e in ipairs(redis.call('LRANGE', ARGV[1] .. ':h:' .. k, 0, last)) do out[#out + 1] = e end
-end
-return out
-"""
-
-INSTANCE_RETRY = (
-    _NOW
-    + """
--- KEYS: m, q, flows, f.  ARGV: T, failed op id, new id.  Moves a failed op
--- back to the tail of the queue under the new id: {-1} when the new id is
--- not above the watermark (the caller allocates again), {-2} when the op is
--- no failure here, {-3} when its payload is gone (failed before Tidal kept
--- payloads), else {1, head op id, watermark}.
-local T, old, new = ARGV[1], ARGV[2], ARGV[3]
-local m = tonumber(redis.call('GET', KEYS[1]) or '0')
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)
-if not redis.call('ZSCORE', KEYS[4], old) then return {-2, tonumber(head[1] or '0'), m} end
-local d = redis.call('HMGET', T .. ':op:' .. old, 'f', 'p')
-if not (d[1] and d[2]) then return {-3, tonumber(head[1] or '0'), m} end
-if tonumber(new) <= m then return {-1} end
-redis.call('ZREM', KEYS[4], old)
-redis.call('ZREM', T .. ':f:' .. d[1], old)
-redis.call('DEL', T .. ':op:' .. old)
-redis.call('ZADD', KEYS[2], new, new)
-redis.call('ZADD', T .. ':q:' .. d[1], new, new)
-redis.call('SADD', KEYS[3], d[1])
-redis.call('HSET', T .. ':op:' .. new, 'f', d[1], 'p', d[2], 't', now_ms(), 'n', 0)
-redis.call('SET', KEYS[1], new)
-head = redis.call('ZRANGE', KEYS[2], 0, 0)
-return {1, tonumber(head[1]), tonumber(new)}
-"""
-)
-
-INSTANCE_DROP_FAILED = """
--- KEYS: f.  ARGV: T, op id.  1 if it was a failed op of this instance and is gone.
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
-local key = ARGV[1] .. ':op:' .. ARGV[2]
-local flow = redis.call('HGET', key, 'f')
-redis.call('ZREM', KEYS[1], ARGV[2])
-if flow then redis.call('ZREM', ARGV[1] .. ':f:' .. flow, ARGV[2]) end
-redis.call('DEL', key)
-return 1
 """
