@@ -24,6 +24,7 @@ import pytest
 import tidal
 from tidal.codec import Codec
 from tidal.config import Settings
+from tidal.executor import Executor
 from tidal.stores.redis import RedisStore
 
 SECRET = "redis-app-test-secret-key-0123456789"
@@ -211,6 +212,51 @@ def test_updates_run_in_order_and_flush_waits_for_them(redis_url: str, tmp_path:
         assert app.store.pending("Counter", "a") == 0
         assert sorted(app.store.list_instances("Counter")) == ["a", "b"]
         assert ready_index(app.store, "Counter") == {}  # drained instances leave the claim index
+    finally:
+        app.close()
+
+
+def test_the_update_thread_takes_the_version_from_its_claim_and_reads_it_only_after_a_conflict(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tidal.App("rv", store=redis_url, home=tmp_path / "home", settings=Settings(sweep_seconds=0.05))
+    try:
+        C = app.component("Counter")
+
+        @C.init_state
+        def setup() -> dict[str, Any]:
+            return {"n": 0}
+
+        @C.update("inc")
+        def inc(state, props):  # type: ignore[no-untyped-def]
+            return {"n": state["n"] + 1}
+
+        a = C("a", disable_update_task=True)
+        store = app.store
+        reads: list[str] = []
+        real = store.get_version
+
+        def counted(component: str, instance: str) -> int | None:
+            reads.append(instance)
+            return real(component, instance)
+
+        monkeypatch.setattr(store, "get_version", counted)
+        executor = Executor(app, threads=1)
+        for i in range(3):
+            a.run("inc", props={"i": i})
+            assert executor.run_once() == 1
+        assert a.read_state("n") == 3
+        assert reads.count("a") <= 1  # the reader's own, none for the three batches
+        # The state moved under a claim: the commit is refused, and only then
+        # is the version read from the store again.
+        a.run("inc", props={"i": 3})
+        held = store.claim(["Counter"], executor.owner, 30, 10)
+        assert held is not None
+        store.commit("Counter", "a", {"n": app.codec.dumps(10)})
+        reads.clear()
+        executor.process(held)
+        assert reads == ["a"]
+        assert a.read_state("n") == 11
     finally:
         app.close()
 

@@ -286,10 +286,13 @@ class App(RelationsAPI):
 
     # -- snapshots --------------------------------------------------------
 
-    def snapshot(self, component: Component, instance: str) -> Snapshot:
-        """The current committed state of an instance, shared read-only."""
+    def snapshot(self, component: Component, instance: str, version: int | None = None) -> Snapshot:
+        """The current committed state of an instance, shared read-only;
+        ``version``: its version as the caller has just read it from the
+        store (saves reading it again)."""
         name = component.name
-        version = self.store.get_version(name, instance)
+        if version is None:
+            version = self.store.get_version(name, instance)
         snap = self._snapshots.get((name, instance))
         if snap is not None and snap.version == version:
             return snap

@@ -206,8 +206,10 @@ class Executor:
         if component is None:  # pragma: no cover - claim filters by component
             app.store.release(claim)
             return
+        known = claim.version  # as of the claim: trusted for the first try only
         for _ in range(COMMIT_RETRIES):
-            snap = app.snapshot(component, claim.instance)
+            snap = app.snapshot(component, claim.instance, known)
+            known = None
             changes, done, failed, bump, runs = self._apply(component, claim, snap.raw_items)
             try:
                 version = app.store.commit(

@@ -393,3 +393,59 @@ def test_on_one_server_enqueue_claim_and_a_workers_commit_are_one_script_each(
         assert store.get_version(C, "i1") == 2 and store.pending(C, "i1") == 0
     finally:
         store.close()
+
+
+# -- the hot path on a connection of its own ---------------------------------------------
+
+
+def test_enqueue_claim_and_commit_run_on_the_threads_own_connection_not_the_pool(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    try:
+        store.create_instance(C, "i1", {"n": b"0"})
+
+        def pooled(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a hot-path script went through the client's pool")
+
+        monkeypatch.setattr(store.client, "evalsha", pooled)
+        first = store.enqueue(C, "i1", "f", b"1")
+        assert store.enqueue(C, "i1", "f", b"2") == first + 1
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None and held.op_ids == (first, first + 1)
+        assert store.commit(C, "i1", {"n": b"2"}, claim=held, done=held.op_ids) == 2
+    finally:
+        monkeypatch.undo()
+        store.close()
+
+
+def test_the_hot_path_reloads_flushed_scripts_and_reconnects_after_a_kill(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    admin = redis.Redis.from_url(redis_url.split("?")[0])
+    try:
+        store.create_instance(C, "i1", {"n": b"0"})
+        first = store.enqueue(C, "i1", "f", b"1")
+        admin.script_flush()  # as a restart without persistence would: NOSCRIPT, then loaded again
+        assert store.enqueue(C, "i1", "f", b"2") == first + 1
+        # The server drops every client connection between two calls: the
+        # next call sees its connection closed and opens a new one instead of failing.
+        killed = admin.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        assert store.enqueue(C, "i1", "f", b"3") == first + 2
+        assert [p for _, ps in drain(store) for p in ps] == [b"1", b"2", b"3"]
+    finally:
+        admin.close()
+        store.close()
+
+
+def test_a_claim_on_one_server_carries_the_instances_version(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    try:
+        store.create_instance(C, "i1", {"n": b"0"})
+        store.commit(C, "i1", {"n": b"1"})
+        store.enqueue(C, "i1", "f", b"x")
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None and held.version == 2 == store.get_version(C, "i1")
+        store.commit(C, "i1", {"n": b"2"}, claim=held, done=held.op_ids)
+    finally:
+        store.close()

@@ -65,6 +65,9 @@ class Claim:
     """Whether, when this claim was made, other instances had ops waiting
     that a claim could have taken (True when the store cannot tell). The
     executor lingers after a small batch only when none did."""
+    version: int | None = None
+    """The instance's state version when the lease was granted, if the store
+    read it in the same step (None: the worker reads it itself)."""
     op_ids: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:

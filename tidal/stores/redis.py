@@ -128,6 +128,7 @@ from . import redis_lua as lua
 from . import redis_lua_one as one
 from . import redis_lua_ops as ops
 from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .redis_direct import DirectScripts
 from .redis_versions import VersionCache
 
 log = logging.getLogger("tidal.stores.redis")
@@ -196,6 +197,7 @@ class RedisStore(Store):
         self._ids_key = self._global + ":ids"
         self._cache_prefix = _escape(namespace).encode() + b":cache:"
         self._versions = VersionCache(self._client)
+        self._direct = DirectScripts(self._client)
         register = self._client.register_script
         self._enqueue_global = register(lua.GLOBAL_ENQUEUE)
         self._candidates = register(lua.GLOBAL_CANDIDATES)
@@ -270,6 +272,7 @@ class RedisStore(Store):
         if not self._closed:
             self._closed = True
             self._versions.close()
+            self._direct.close()
             self._client.close()
 
     # -- state ------------------------------------------------------------
@@ -351,7 +354,7 @@ class RedisStore(Store):
                 # call of their own (pending ops, a read) that the server
                 # answers after it flushed the commit's invalidations.
                 keys += [self._g("ready", component), self._g("alloc", component), self._g("leased", component)]
-                got = self._commit_settle(keys=keys, args=[*args, instance])
+                got = self._direct(self._commit_settle, keys, [*args, instance])
             else:
                 got = self._commit(keys=keys, args=args)
             code = int(got[0])
@@ -447,7 +450,7 @@ class RedisStore(Store):
         if not self.single_slot:  # the hot path of every run() that queues an update
             keys, head = self._one_instance_names(component, instance)
             with self._io():
-                result = self._enqueue_one(keys=keys, args=[*head, 1, flow, payload, "", 0])
+                result = self._direct(self._enqueue_one, keys, [*head, 1, flow, payload, "", 0])
             return int(result[0])
         op_id = self.enqueue_many([NewOp(component, instance, flow, payload)])[0]
         assert op_id is not None  # no dedupe key, so never skipped
@@ -578,14 +581,15 @@ class RedisStore(Store):
             token = uuid.uuid4().hex
             args: list[Any] = [self._global, CLAIM_CANDIDATES, _escape(self.namespace), token, _ms(lease_seconds)]
             args += [max_ops, "1" if count_newer else "0", FENCE_AFTER_MS, *escaped]
-            got = self._claim_one_server(keys=[self._ids_key], args=args)
+            got = self._direct(self._claim_one_server, [self._ids_key], args)
             if int(got[0]) < 0:
                 if int(got[1]) < CLAIM_CANDIDATES:
                     return None
                 continue  # every candidate was held: their hints are fixed, look again
             component, instance = components[int(got[0])], got[1].decode()
-            claim = self._claimed(component, instance, token, got[3:], others_waiting=int(got[2]) > 1)
+            claim = self._claimed(component, instance, token, got[4:], others_waiting=int(got[2]) > 1)
             if claim is not None:
+                claim.version = int(got[3]) or None
                 return claim
         return None
 

@@ -90,7 +90,8 @@ ONE_SERVER_CLAIM = (
 -- GLOBAL_CANDIDATES, then INSTANCE_CLAIM on each candidate in turn (an
 -- empty one is settled, a granted one hinted as leased) until one grants
 -- a lease or reports malformed ops: {component index, instance, number of
--- candidates, then the INSTANCE_CLAIM reply}; else {-1, candidates tried}.
+-- candidates, the instance's state version (so that the worker need not
+-- read it), then the INSTANCE_CLAIM reply}; else {-1, candidates tried}.
 local G, ns = ARGV[1], ARGV[3]
 local cargs = {G, ARGV[2]}
 for i = 9, #ARGV do cargs[#cargs + 1] = ARGV[i] end
@@ -112,7 +113,7 @@ for k = 1, #flat, 4 do
     redis.call('ZADD', G .. ':leased:' .. comp, r[2], inst)
   end
   if r[1] == 2 or (r[1] == 1 and r[3] > 0) then
-    local out = {ci, inst, #flat / 4}
+    local out = {ci, inst, #flat / 4, tonumber(redis.call('HGET', T .. ':meta', 'v') or '0')}
     for _, x in ipairs(r) do out[#out + 1] = x end
     return out
   end
