@@ -34,17 +34,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from . import common, motion_env
+from .motion_table import (
+    LABELS,
+    TITLES,
+    WORKLOADS,
+    build_rows,
+    combine_rounds,
+    markdown_table,
+    print_table,
+    round_ratio_notes,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_motion_workloads.py"
-WORKLOADS = ("serve", "update", "update_process", "large_state", "lifecycle", "multiproc")
 SYSTEMS = ("motion", "tidal-sqlite", "tidal-redis")
-LABELS = {"motion": "Motion", "tidal-sqlite": "Tidal sqlite", "tidal-redis": "Tidal redis"}
 
 
 def specs(quick: bool) -> dict[str, dict[str, int]]:
@@ -66,120 +74,6 @@ def specs(quick: bool) -> dict[str, dict[str, int]]:
         "lifecycle": {"rounds": 1, "instances": 1_000, "warm": 20},
         "multiproc": {"procs": 4, "instances": 4, "increments": 250},
     }
-
-
-# -- rows -------------------------------------------------------------------
-
-
-@dataclass
-class CmpMetric:
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool = False
-    target: float | None = None
-    """Required times-better-than-Motion factor, or (for ``exact``) the exact value Tidal must report."""
-    exact: bool = False
-    """A count that must equal ``target`` (e.g. 0 lost updates), not a ratio."""
-    ratio: bool = True
-    """Whether a times-better-than-Motion ratio means anything for this metric."""
-
-
-METRICS: dict[str, list[CmpMetric]] = {
-    "serve": [
-        CmpMetric("miss_p50", "cache miss p50", "us", target=5),
-        CmpMetric("miss_p99", "cache miss p99", "us"),
-        CmpMetric("hit_p50", "cache hit p50", "us", target=5),
-        CmpMetric("hit_p99", "cache hit p99", "us"),
-    ],
-    "update": [
-        CmpMetric("e2e", "end to end: N runs + flush_update", "updates/s", higher_is_better=True, target=5),
-        CmpMetric("run_rate", "run calls/s while applying", "calls/s", higher_is_better=True),
-        CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
-    ],
-    "update_process": [
-        CmpMetric("e2e", "end to end: N runs + flush_update", "updates/s", higher_is_better=True, target=5),
-        CmpMetric("run_rate", "run calls/s while applying", "calls/s", higher_is_better=True),
-        CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
-    ],
-    "large_state": [
-        CmpMetric("write_p50", "write_state({'n'}) p50", "ms", target=50),
-        CmpMetric("write_p99", "write_state({'n'}) p99", "ms"),
-        CmpMetric("update_p50", "run + flush_update, update sets n, p50", "ms", target=50),
-        CmpMetric("update_p99", "run + flush_update, update sets n, p99", "ms"),
-        CmpMetric("update_lost", "run + flush_update: updates missing", "updates", target=0, exact=True),
-        CmpMetric("xproc_first", "2nd process: first serve (loads big)", "ms"),
-        CmpMetric("xproc_read_p50", "2nd process: read_state('n') after commit, p50", "ms"),
-        CmpMetric("xproc_serve_p50", "2nd process: serve (new props) after commit, p50", "ms"),
-        CmpMetric("xproc_stale", "2nd process: stale reads", "reads", target=0, exact=True),
-    ],
-    "lifecycle": [
-        CmpMetric("mean", "create + serve + shutdown, mean (ms per instance)", "ms", target=20),
-        CmpMetric("p50", "create + serve + shutdown, p50", "ms"),
-        CmpMetric("p99", "create + serve + shutdown, p99", "ms"),
-    ],
-    "multiproc": [
-        CmpMetric("expected", "expected final count, all counters", "updates", ratio=False),
-        CmpMetric("observed", "observed final count, all counters", "updates", ratio=False),
-        CmpMetric("lost", "lost updates", "updates", target=0, exact=True),
-        CmpMetric("rate", "updates/s, all processes (go to last flush_update)", "updates/s", higher_is_better=True),
-        CmpMetric("rate_exit", "updates/s, all processes (go to last exit)", "updates/s", higher_is_better=True),
-    ],
-}
-
-TITLES = {
-    "serve": "serve latency (one instance, serve-only flow)",
-    "update": "update throughput (one instance, counter)",
-    "update_process": "update throughput, update_task_type='process' (one instance, counter)",
-    "large_state": "small commit next to a large state",
-    "lifecycle": "instance lifecycle",
-    "multiproc": "multi-process counter",
-}
-
-
-@dataclass
-class CmpRow:
-    workload: str
-    metric: str
-    label: str
-    unit: str
-    higher_is_better: bool
-    target: float | None
-    exact: bool
-    ratio: bool
-    values: dict[str, float | None]
-    met: dict[str, bool] = field(default_factory=dict)
-
-    def vs_motion(self, system: str) -> float | None:
-        """How many times better than Motion (>1: better)."""
-        if self.exact or not self.ratio:
-            return None
-        mine, motion = self.values.get(system), self.values.get("motion")
-        if mine is None or motion is None or mine == 0 or motion == 0:
-            return None
-        return mine / motion if self.higher_is_better else motion / mine
-
-
-def build_rows(summaries: dict[str, dict[str, dict[str, float]]], systems: Sequence[str]) -> list[CmpRow]:
-    rows = []
-    for workload in WORKLOADS:
-        if not any(workload in summaries.get(s, {}) for s in systems):
-            continue
-        for m in METRICS[workload]:
-            values = {s: summaries.get(s, {}).get(workload, {}).get(m.key) for s in systems}
-            row = CmpRow(workload, m.key, m.label, m.unit, m.higher_is_better, m.target, m.exact, m.ratio, values)
-            if m.target is not None:
-                for s in systems:
-                    if s == "motion" or values.get(s) is None:
-                        continue
-                    if m.exact:
-                        row.met[s] = values[s] == m.target
-                    else:
-                        ratio = row.vs_motion(s)
-                        if ratio is not None:
-                            row.met[s] = ratio >= m.target
-            rows.append(row)
-    return rows
 
 
 # -- summaries of the workers' raw results ------------------------------------
@@ -349,82 +243,6 @@ def start_redis() -> Any:
     return start()
 
 
-# -- output ---------------------------------------------------------------------
-
-
-def _ratio_text(row: CmpRow, system: str) -> str:
-    ratio = row.vs_motion(system)
-    if ratio is None:
-        return ""
-    return f"{common.fmt_ratio(ratio)} {'better' if ratio >= 1 else 'worse'}"
-
-
-def _target_text(row: CmpRow) -> str:
-    if row.target is None:
-        return ""
-    if row.exact:
-        return f"= {row.target:g}"
-    return f">= {row.target:g}x vs Motion"
-
-
-def _value_text(row: CmpRow, system: str, failed: dict[str, dict[str, str]]) -> str:
-    if row.workload in failed.get(system, {}):
-        return failed[system][row.workload]
-    value = row.values.get(system)
-    if value is None:
-        return "n/a"
-    if row.unit in ("updates", "reads") and float(value).is_integer():
-        return f"{int(value):,}"
-    return common.fmt(value)
-
-
-def columns(systems: Sequence[str]) -> list[str]:
-    tidal = [s for s in systems if s != "motion"]
-    cols = ["workload", "metric", "unit", *(LABELS[s] for s in systems)]
-    cols += [f"{LABELS[s]} vs Motion" for s in tidal] if "motion" in systems else []
-    cols += ["target", f"met ({' / '.join(LABELS[s] for s in tidal)})"]
-    return cols
-
-
-def cells(row: CmpRow, systems: Sequence[str], failed: dict[str, dict[str, str]]) -> list[str]:
-    tidal = [s for s in systems if s != "motion"]
-    out = [row.workload, row.label, row.unit, *(_value_text(row, s, failed) for s in systems)]
-    if "motion" in systems:
-        out += [_ratio_text(row, s) for s in tidal]
-    met = " / ".join(("yes" if row.met[s] else "MISSED") if s in row.met else "-" for s in tidal)
-    out += [_target_text(row), met if row.target is not None else ""]
-    return out
-
-
-def print_table(rows: Sequence[CmpRow], systems: Sequence[str], failed: dict[str, dict[str, str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 220)
-    table = Table(title=title)
-    for i, col in enumerate(columns(systems)):
-        table.add_column(col, justify="left" if i < 3 or col.startswith(("target", "met")) else "right")
-    last = None
-    for row in rows:
-        c = cells(row, systems, failed)
-        if row.workload == last:
-            c[0] = ""
-        elif last is not None:
-            table.add_section()
-        last = row.workload
-        style = "red" if row.met and not all(row.met.values()) else None
-        table.add_row(*c, style=style)
-    console.print(table)
-
-
-def markdown_table(rows: Sequence[CmpRow], systems: Sequence[str], failed: dict[str, dict[str, str]]) -> str:
-    cols = columns(systems)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(row, systems, failed)) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # -- main -----------------------------------------------------------------------
 
 
@@ -443,6 +261,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--systems",
         default=",".join(SYSTEMS),
         help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all; tidal-redis only if Tidal has it)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every workload this many times on each system, the systems taking turns; the table shows "
+        "the median over rounds (the worst for exact counts) and notes list the per-round ratios (default 1)",
     )
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds one workload may take on one system (default 1800)"
@@ -488,48 +313,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     """system -> workload -> what its cells show instead of numbers ("error" or "WRONG")."""
     errors: list[str] = []
     started = time.perf_counter()
+    by_round: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for s in systems}
+    """system -> workload -> its summary in each round."""
     try:
-        for w in workloads:
-            print(f"== {w}: {TITLES[w]} {sizes[w]}", flush=True)
-            for system in systems:
-                if server is not None:
-                    admin.flushall()
-                with common.scratch_dir("tidal-cmp-") as folder:
-                    env = _base_env()
-                    if system == "motion":
-                        python = str(motion_env.venv_python())
-                        env.update(motion_env_vars(server.host, server.port))
-                    else:
-                        python = sys.executable
-                        db = (folder / "bench.db").resolve()
-                        store = f"sqlite:///{db}" if system == "tidal-sqlite" else server.url(0)
-                        env.update(tidal_env_vars(store, folder / "home"))
-                    out = run_worker(python, w, sizes[w], env, folder, args.timeout)
-                timings[system][w] = out.seconds
-                if out.atexit_tracebacks and system == "motion":
-                    notes.append(
-                        f"{w}: Motion printed {out.atexit_tracebacks} tracebacks at exit (each instance registers "
-                        "shutdown with atexit, and a second shutdown raises AttributeError)."
-                    )
-                if out.raw is None:
-                    failed[system][w] = "error"
-                    errors.append(f"{LABELS[system]} {w}: {out.error}")
-                    print(f"   {LABELS[system]}: FAILED ({out.error}); stderr tail:\n{out.stderr_tail}", flush=True)
-                    continue
-                summary = summarise(w, out.raw)
-                if system != "motion":
-                    problems = tidal_problems(w, out.raw, summary)
-                    if problems:
-                        failed[system][w] = "WRONG"
-                        errors.append(f"{LABELS[system]} {w}: WRONG RESULT: {'; '.join(problems)}")
-                        print(f"   {LABELS[system]}: WRONG RESULT: {'; '.join(problems)}", flush=True)
-                        continue
-                summaries[system][w] = summary
-                raws[system][w] = {k: v for k, v in out.raw.items() if not isinstance(v, list) or len(v) <= 20}
-                shown = ", ".join(
-                    f"{k}={int(v):,}" if float(v).is_integer() else f"{k}={common.fmt(v)}" for k, v in summary.items()
+        for w, rnd, system in (
+            (w, r, s) for w in workloads for r in range(args.rounds) for s in systems
+        ):  # rounds interleave the systems, so that a slow spell of a shared machine hits all of them
+            if system == systems[0] and rnd == 0:
+                print(f"== {w}: {TITLES[w]} {sizes[w]}", flush=True)
+            if system == systems[0] and args.rounds > 1:
+                print(f"-- round {rnd + 1} of {args.rounds}", flush=True)
+            if w in failed[system]:
+                continue
+            if server is not None:
+                admin.flushall()
+            with common.scratch_dir("tidal-cmp-") as folder:
+                env = _base_env()
+                if system == "motion":
+                    python = str(motion_env.venv_python())
+                    env.update(motion_env_vars(server.host, server.port))
+                else:
+                    python = sys.executable
+                    db = (folder / "bench.db").resolve()
+                    store = f"sqlite:///{db}" if system == "tidal-sqlite" else server.url(0)
+                    env.update(tidal_env_vars(store, folder / "home"))
+                out = run_worker(python, w, sizes[w], env, folder, args.timeout)
+            timings[system][w] = timings[system].get(w, 0.0) + out.seconds
+            if out.atexit_tracebacks and system == "motion" and rnd == 0:
+                notes.append(
+                    f"{w}: Motion printed {out.atexit_tracebacks} tracebacks at exit (each instance registers "
+                    "shutdown with atexit, and a second shutdown raises AttributeError)."
                 )
-                print(f"   {LABELS[system]} ({out.seconds:.1f}s): {shown}", flush=True)
+            if out.raw is None:
+                failed[system][w] = "error"
+                errors.append(f"{LABELS[system]} {w}: {out.error}")
+                print(f"   {LABELS[system]}: FAILED ({out.error}); stderr tail:\n{out.stderr_tail}", flush=True)
+                continue
+            summary = summarise(w, out.raw)
+            if system != "motion":
+                problems = tidal_problems(w, out.raw, summary)
+                if problems:
+                    failed[system][w] = "WRONG"
+                    errors.append(f"{LABELS[system]} {w}: WRONG RESULT: {'; '.join(problems)}")
+                    print(f"   {LABELS[system]}: WRONG RESULT: {'; '.join(problems)}", flush=True)
+                    continue
+            by_round[system].setdefault(w, []).append(summary)
+            summaries[system][w] = combine_rounds(w, by_round[system][w])
+            raws[system].setdefault(w, []).append(
+                {k: v for k, v in out.raw.items() if not isinstance(v, list) or len(v) <= 20}
+            )
+            shown = ", ".join(
+                f"{k}={int(v):,}" if float(v).is_integer() else f"{k}={common.fmt(v)}" for k, v in summary.items()
+            )
+            print(f"   {LABELS[system]} ({out.seconds:.1f}s): {shown}", flush=True)
     finally:
         if server is not None:
             admin.close()
@@ -538,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     rows = build_rows(summaries, systems)
     mode = "quick" if args.quick else "full"
+    if args.rounds > 1:
+        notes.extend(round_ratio_notes(rows, by_round))
     print_table(rows, systems, failed, f"Motion 0.1.132 vs Tidal, same workloads ({mode}, {elapsed:.0f}s)")
     for note in notes:
         print(f"note: {note}")
@@ -555,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "notes": notes,
             "seconds": timings,
             "rows": [{**asdict(r), "vs_motion": {s: r.vs_motion(s) for s in systems if s != "motion"}} for r in rows],
+            "rounds": args.rounds,
             "summaries": summaries,
+            "summaries_by_round": by_round,
             "raw": raws,
         }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
