@@ -2,6 +2,13 @@
 (``redis://[:password@]host:port/db``, ``rediss://`` for TLS), shared by
 every process on every machine that points at it.
 
+Query parameters other than the store's own (``namespace``,
+``single_slot``, ``cluster``) go to redis-py, and from its pool to every
+connection the store opens (the hot path's and the version cache's too):
+over TLS, ``?ssl_ca_certs=/path/to/ca.pem`` names the CA that signed the
+server's certificate (else the system's CAs must have; a certificate that
+does not verify fails each call with :class:`StoreError`).
+
 Keys, under a namespace (``tidal`` unless the URL says ``?namespace=…``) so
 that several apps can share a server. Names inside keys are escaped
 (``%`` ``:`` ``{`` ``}`` as ``%25`` ``%3A`` ``%7B`` ``%7D``) so that no two
