@@ -32,6 +32,10 @@ installs the ``redis-server`` package with apt), runs it as a child process on
 a free loopback port with persistence off (or with an append-only file in a
 directory of the caller's, for restart tests), waits until it answers PING,
 and stops it at the end of the session, at exit, or from its watchdog.
+It can speak TLS only (with a CA and certificate made by
+:func:`make_certificates`) and ask for a password. :func:`start_redis_cluster`
+starts three such servers in cluster mode and joins them with
+``redis-cli --cluster create``.
 """
 
 from __future__ import annotations
