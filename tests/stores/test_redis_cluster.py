@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 from servers import RedisClusterServers, start_redis_cluster
 
 import tidal
@@ -162,6 +163,20 @@ def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, m
     assert all(len(slots) == 1 for slots in calls), calls  # a key declared, and one slot only
     # Neither the one-server hot path nor the tracking connection was opened.
     assert not list(store._direct._open) and store._versions._conn is None
+
+
+def test_a_claim_index_hint_that_fails_is_logged_and_the_claim_stands(
+    store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.enqueue(C, "i1", "f", b"x")
+
+    def no_node(*args: Any, **kwargs: Any) -> None:
+        raise RedisClusterException("No targets were found")  # not a RedisError
+
+    monkeypatch.setattr(store.client, "zadd", no_node)
+    held = store.claim([C], "w", 30, 10)
+    assert held is not None and [op.payload for op in held.ops] == [b"x"]
+    assert "could not update the claim index: No targets were found" in caplog.text
 
 
 def test_get_version_sees_another_processs_commit_at_once(redis_cluster_url: str) -> None:

@@ -36,7 +36,7 @@ slot. What differs from one server:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -48,7 +48,7 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from ..exceptions import ConfigError, StoreError
-from .redis import DEFAULT_NAMESPACE, RedisStore, _safe
+from .redis import DEFAULT_NAMESPACE, RedisStore, _safe, log
 
 
 class RedisClusterStore(RedisStore):
@@ -90,6 +90,12 @@ class RedisClusterStore(RedisStore):
                 yield
             except RedisClusterException as exc:  # not a RedisError: no node reachable, no slot owner...
                 raise StoreError(f"Redis Cluster store {_safe(self.url)} failed: {exc}") from exc
+
+    def _hint(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._hint(command, *args, **kwargs)
+        except RedisClusterException as exc:  # a hint, as on one server: logged, never raised
+            log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
 
     def _barrier(self) -> None:
         """Nothing to wait for: there is no tracking on a cluster (see the module docs)."""
