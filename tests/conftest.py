@@ -9,7 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import PostgresServer, RedisServer, drop_database, fresh_database, start_postgres, start_redis
+from servers import (
+    PostgresServer,
+    RedisClusterServers,
+    RedisServer,
+    drop_database,
+    fresh_database,
+    start_postgres,
+    start_redis,
+    start_redis_cluster,
+)
 
 import tidal
 from tidal.config import Settings
@@ -82,18 +91,44 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+def _namespace(request: pytest.FixtureRequest) -> str:
+    return f"t_{re.sub(r'[^A-Za-z0-9_]+', '_', request.node.name)[:40]}_{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A ``redis://`` store URL with a namespace of its own, so tests never see each other's keys;
     the test's keys are deleted afterwards."""
     import redis
 
-    namespace = f"t_{re.sub(r'[^A-Za-z0-9_]+', '_', request.node.name)[:40]}_{uuid.uuid4().hex[:8]}"
+    namespace = _namespace(request)
     yield f"{redis_server.url()}?namespace={namespace}"
     client = redis.Redis.from_url(redis_server.url())
     try:
         keys = list(client.scan_iter(match=f"*{namespace}*", count=1000))
         if keys:
             client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One real Redis Cluster of three masters for the session (never skipped)."""
+    cluster = start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServers, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A ``redis://…?cluster=1`` store URL with a namespace of its own; the
+    test's keys are deleted from every node afterwards."""
+    namespace = _namespace(request)
+    yield f"{redis_cluster.url()}?namespace={namespace}&cluster=1"
+    client = redis_cluster.connect()
+    try:
+        for key in list(client.scan_iter(match=f"*{namespace}*", count=1000)):
+            client.delete(key)
     finally:
         client.close()

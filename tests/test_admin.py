@@ -234,8 +234,10 @@ def test_sql_binds_parameters(app: tidal.App) -> None:
     assert got.as_dict() == {"columns": ["text"], "rows": [["hello"]]}
 
 
-def test_admin_on_redis(redis_url: str, tmp_path: Path) -> None:
-    app = tidal.App("ops", store=redis_url, home=tmp_path / "home", settings=Settings(history_versions=2))
+@pytest.mark.parametrize("url", ["redis_url", "redis_cluster_url"])
+def test_admin_on_redis(url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store = request.getfixturevalue(url)  # one server, or a real Redis Cluster
+    app = tidal.App("ops", store=store, home=tmp_path / "home", settings=Settings(history_versions=2))
     try:
         Notes = define(app)
         with Notes("r1") as n:

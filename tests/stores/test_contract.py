@@ -25,6 +25,8 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "redis-single-slot": lambda request, tmp: RedisStore.from_url(
         request.getfixturevalue("redis_url") + "&single_slot=1"
     ),
+    # A real Redis Cluster of three masters (tests/servers.py).
+    "redis-cluster": lambda request, tmp: RedisStore.from_url(request.getfixturevalue("redis_cluster_url")),
 }
 
 C = "Comp"

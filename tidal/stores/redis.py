@@ -2,6 +2,13 @@
 (``redis://[:password@]host:port/db``, ``rediss://`` for TLS), shared by
 every process on every machine that points at it.
 
+Query parameters other than the store's own (``namespace``,
+``single_slot``, ``cluster``) go to redis-py, and from its pool to every
+connection the store opens (the hot path's and the version cache's too):
+over TLS, ``?ssl_ca_certs=/path/to/ca.pem`` names the CA that signed the
+server's certificate (else the system's CAs must have; a certificate that
+does not verify fails each call with :class:`StoreError`).
+
 Keys, under a namespace (``tidal`` unless the URL says ``?namespace=…``) so
 that several apps can share a server. Names inside keys are escaped
 (``%`` ``:`` ``{`` ``}`` as ``%25`` ``%3A`` ``%7B`` ``%7D``) so that no two
@@ -55,8 +62,10 @@ tag, so that they spread over a cluster's slots.
 With ``single_slot`` on (``?single_slot=1`` in the URL), no script
 touches two slots, and each declares a key of the slot it works on (so that
 a cluster client routes it there); the store's design thus fits Redis
-Cluster. On one server (the default) the steps below that take two scripts
-run as one script that touches both slots (``redis_lua_one``):
+Cluster, which ``?cluster=1`` opens (it implies ``single_slot=1``; see
+:mod:`~tidal.stores.redis_cluster` for what differs there). On one server
+(the default) the steps below that take two scripts run as one script that
+touches both slots (``redis_lua_one``):
 enqueue, claim and a worker's commit are then one round trip each, and
 the crash windows between the steps do not exist. Both kinds keep the same
 keys and rules, so processes of either kind can share a server; the
@@ -225,21 +234,25 @@ class RedisStore(Store):
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         namespace = DEFAULT_NAMESPACE
-        single_slot = False
+        flags: dict[str, bool] = {}
         rest = []
         for key, value in query:
             if key == "namespace":
                 if not value:
                     raise ConfigError(f"empty namespace in store URL {_safe(url)!r}")
                 namespace = value
-            elif key == "single_slot":
+            elif key in ("single_slot", "cluster"):
                 if value not in ("0", "1"):
-                    raise ConfigError(f"single_slot in store URL {_safe(url)!r} must be 0 or 1, not {value!r}")
-                single_slot = value == "1"
+                    raise ConfigError(f"{key} in store URL {_safe(url)!r} must be 0 or 1, not {value!r}")
+                flags[key] = value == "1"
             else:
-                rest.append((key, value))
+                rest.append((key, value))  # for redis-py: ssl_ca_certs, socket_timeout, ...
         client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-        return cls(url, namespace=namespace, client=_connect(client_url), single_slot=single_slot)
+        if flags.get("cluster"):
+            from .redis_cluster import RedisClusterStore
+
+            return RedisClusterStore.open(url, client_url, namespace=namespace, single_slot=flags.get("single_slot"))
+        return cls(url, namespace=namespace, client=_connect(client_url), single_slot=flags.get("single_slot", False))
 
     def __repr__(self) -> str:
         return f"<RedisStore {_safe(self.url)}>"
@@ -518,7 +531,7 @@ class RedisStore(Store):
             return []
         # One instance: one script call. Several: one pipelined round trip
         # (a pipeline costs an extra SCRIPT EXISTS, so not for one).
-        pipe = self._client.pipeline(transaction=False) if len(groups) > 1 else None
+        pipe = self._script_pipeline() if len(groups) > 1 else None
         results = []
         for (component, instance), members in groups.items():
             t = self._tag(component, instance)
@@ -542,6 +555,10 @@ class RedisStore(Store):
                 # G:ready entry the allocation made.
                 self._settle_ready(component, instance, head=0, watermark=int(result[1]), unlease=False)
         return sorted(again)
+
+    def _script_pipeline(self) -> Any:
+        """A pipeline that several script calls can share (None: one call each)."""
+        return self._client.pipeline(transaction=False)
 
     def claim(
         self,

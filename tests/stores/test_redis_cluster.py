@@ -1,0 +1,317 @@
+"""The Redis store on a real Redis Cluster of three masters (tests/servers.py;
+the contract suite runs against it too, as ``redis-cluster``): URLs, keys of
+instances on different nodes, scripts routed by their keys, a whole App and a
+``tidal worker`` on the cluster, and a node that dies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
+from servers import RedisClusterServers, start_redis_cluster
+
+import tidal
+from tidal.codec import Codec
+from tidal.config import Settings
+from tidal.exceptions import ConfigError, StoreError
+from tidal.stores import NewOp, from_url
+from tidal.stores.redis import RedisStore
+from tidal.stores.redis_cluster import RedisClusterStore
+
+C = "Comp"
+SECRET = "redis-cluster-test-secret-0123456789"
+
+
+@pytest.fixture
+def store(redis_cluster_url: str) -> Iterator[RedisClusterStore]:
+    s = from_url(redis_cluster_url)
+    assert isinstance(s, RedisClusterStore)
+    yield s
+    s.close()
+
+
+def slot_of(store: RedisStore, instance: str) -> int:
+    return key_slot((store._tag(C, instance) + ":meta").encode())
+
+
+def node_of(store: RedisStore, instance: str) -> str:
+    return str(store.client.get_node_from_key(store._tag(C, instance) + ":meta").name)  # type: ignore[attr-defined]
+
+
+def spread(store: RedisStore, per_node: int = 2, component: str = C) -> list[str]:
+    """Instance names whose keys land ``per_node`` on each node of the cluster."""
+    names: dict[str, list[str]] = {}
+    k = 0
+    while len(names) < 3 or any(len(v) < per_node for v in names.values()):
+        name = f"i{k}"
+        names.setdefault(node_of(store, name), [])
+        if len(names[node_of(store, name)]) < per_node:
+            names[node_of(store, name)].append(name)
+        k += 1
+    return [name for group in names.values() for name in group]
+
+
+# -- URLs -----------------------------------------------------------------------------
+
+
+def test_cluster_1_opens_the_cluster_store_in_single_slot_mode(redis_cluster_url: str) -> None:
+    store = RedisStore.from_url(redis_cluster_url)
+    try:
+        assert isinstance(store, RedisClusterStore)
+        assert store.single_slot
+        assert isinstance(store.client, redis.cluster.RedisCluster)
+        assert store.namespace in redis_cluster_url and "cluster=1" not in store.namespace
+        assert len(store.client.get_primaries()) == 3  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    explicit = from_url(redis_cluster_url + "&single_slot=1")
+    assert isinstance(explicit, RedisClusterStore)
+    explicit.close()
+
+
+def test_cluster_urls_that_cannot_work_are_clear_errors(redis_cluster_url: str, redis_url: str) -> None:
+    with pytest.raises(ConfigError, match="single_slot=0"):
+        RedisStore.from_url(redis_cluster_url + "&single_slot=0")
+    with pytest.raises(ConfigError, match=r"cluster in store URL .* must be 0 or 1"):
+        RedisStore.from_url(redis_cluster_url.replace("cluster=1", "cluster=yes"))
+    with pytest.raises(ConfigError, match="add cluster=1"):
+        RedisClusterStore.from_url(redis_url)
+    with pytest.raises(StoreError, match="Cluster mode is not enabled"):  # a plain server is no cluster
+        RedisStore.from_url(redis_url + "&cluster=1")
+    # Opening reads the cluster's layout, so an unreachable one fails now,
+    # naming the URL without its password.
+    with pytest.raises(StoreError, match=r"cannot open the Redis Cluster at 'redis://:\*\*\*@127.0.0.1:1/0'") as caught:
+        RedisStore.from_url("redis://:hunter2@127.0.0.1:1/0?cluster=1")
+    assert "hunter2" not in str(caught.value)
+
+
+# -- keys on different nodes ----------------------------------------------------------
+
+
+def test_instances_keys_live_on_the_node_of_their_slot(
+    store: RedisClusterStore, redis_cluster: RedisClusterServers
+) -> None:
+    names = spread(store)
+    assert len({node_of(store, n) for n in names}) == 3
+    for name in names:
+        store.create_instance(C, name, {"a": name.encode()})
+    nodes = [node.connect() for node in redis_cluster.nodes]
+    try:
+        for name in names:
+            slot = slot_of(store, name)
+            assert store.client.cluster_keyslot(store._tag(C, name) + ":vals") == slot  # type: ignore[attr-defined]
+            # Every key of the instance is on one node, and only there.
+            counts = {
+                f"127.0.0.1:{node.port}": int(c.cluster("COUNTKEYSINSLOT", slot))
+                for node, c in zip(redis_cluster.nodes, nodes, strict=True)
+            }
+            owner = node_of(store, name)
+            assert counts[owner] >= 4 and sum(counts.values()) == counts[owner], counts
+    finally:
+        for c in nodes:
+            c.close()
+
+    # One enqueue spanning all three nodes, claimed and committed instance by instance.
+    ids = store.enqueue_many([NewOp(C, name, "f", f"{name}:{k}".encode()) for k in range(3) for name in names])
+    assert None not in ids and len(set(ids)) == len(ids)
+    seen: dict[str, list[bytes]] = {}
+    while (held := store.claim([C], "w", 30, 100)) is not None:
+        seen.setdefault(held.instance, []).extend(op.payload for op in held.ops)
+        store.commit(C, held.instance, {"n": str(len(held.ops)).encode()}, claim=held, done=held.op_ids)
+    assert seen == {name: [f"{name}:{k}".encode() for k in range(3)] for name in names}
+    for name in names:
+        assert store.get_version(C, name) == 2
+        assert store.pending(C, name) == 0
+    assert sorted(store.list_instances(C)) == sorted(names)
+    assert store.queue_stats([C])[C].pending == 0
+
+
+def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[set[int]] = []
+    real = store.client.evalsha
+
+    def checked(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        calls.append({key_slot(str(k).encode()) for k in keys_and_args[:numkeys]})
+        return real(sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(store.client, "evalsha", checked)
+    names = spread(store, per_node=1)
+    for name in names:
+        store.create_instance(C, name, {"a": b"A"})
+    store.enqueue_many([NewOp(C, name, "f", b"x", dedupe=f"d-{name}") for name in names])
+    store.enqueue(C, names[0], "f", b"y")
+    while (held := store.claim([C], "w", 30, 100)) is not None:
+        assert store.renew(held, 30)
+        store.commit(C, held.instance, {"a": b"B"}, deleted=["a"], claim=held, done=held.op_ids)
+    store.read_state(C, names[0], since=1)
+    store.describe_state(C, names[0])
+    store.key_history(C, names[0], "a")
+    store.last_op_id(C, names[0])
+    store.failures(C, names[0])
+    store.delete_instance(C, names[1])
+    assert len(calls) > 3 * len(names)
+    assert all(len(slots) == 1 for slots in calls), calls  # a key declared, and one slot only
+    # Neither the one-server hot path nor the tracking connection was opened.
+    assert not list(store._direct._open) and store._versions._conn is None
+
+
+def test_a_claim_index_hint_that_fails_is_logged_and_the_claim_stands(
+    store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.enqueue(C, "i1", "f", b"x")
+
+    def no_node(*args: Any, **kwargs: Any) -> None:
+        raise RedisClusterException("No targets were found")  # not a RedisError
+
+    monkeypatch.setattr(store.client, "zadd", no_node)
+    held = store.claim([C], "w", 30, 10)
+    assert held is not None and [op.payload for op in held.ops] == [b"x"]
+    assert "could not update the claim index: No targets were found" in caplog.text
+
+
+def test_get_version_sees_another_processs_commit_at_once(redis_cluster_url: str) -> None:
+    reader, writer = from_url(redis_cluster_url), from_url(redis_cluster_url)
+    try:
+        writer.create_instance(C, "v", {"a": b"A"})
+        assert reader.get_version(C, "v") == 1
+        for expected in range(2, 12):
+            writer.commit(C, "v", {"a": str(expected).encode()})
+            assert reader.get_version(C, "v") == expected
+        writer.delete_instance(C, "v")
+        assert reader.get_version(C, "v") is None
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None:
+    cluster = start_redis_cluster()
+    try:
+        store = from_url(cluster.url() + "?namespace=dead&cluster=1")
+        assert isinstance(store, RedisClusterStore)
+        names = spread(store, per_node=1)
+        for name in names:
+            store.create_instance(C, name, {"a": b"A"})
+        victim = next(node for node in cluster.nodes if f"127.0.0.1:{node.port}" == node_of(store, names[0]))
+        for node in cluster.nodes:
+            # Else the others refuse every key too, once they agree that the
+            # victim is down (after cluster-node-timeout).
+            with node.connect() as client:
+                client.config_set("cluster-require-full-coverage", "no")
+        victim.kill()
+        with pytest.raises(
+            StoreError, match=r"Redis store redis://127.0.0.1:\d+/0\?namespace=dead&cluster=1 failed: .*refused"
+        ):
+            store.commit(C, names[0], {"a": b"B"})
+        with pytest.raises(StoreError):
+            store.get_version(C, names[0])
+        for name in names[1:]:
+            assert store.commit(C, name, {"a": b"B"}) == 2
+            assert store.get_version(C, name) == 2
+        store.close()
+    finally:
+        cluster.stop()
+
+
+# -- an App and a worker on the cluster -----------------------------------------------
+
+
+def test_an_app_runs_updates_on_instances_all_over_the_cluster(redis_cluster_url: str, tmp_path: Path) -> None:
+    app = tidal.App(
+        "rc",
+        store=redis_cluster_url,
+        home=tmp_path / "home",
+        settings=Settings(lease_seconds=5.0, sweep_seconds=0.05, worker_threads=3),
+    )
+    try:
+        assert isinstance(app.store, RedisClusterStore)
+        Counter = app.component("Counter")
+
+        @Counter.init_state
+        def setup() -> dict[str, Any]:
+            return {"n": 0, "seen": []}
+
+        @Counter.update("inc")
+        def inc(state, props):  # type: ignore[no-untyped-def]
+            return {"n": state["n"] + 1, "seen": [*state["seen"], props["i"]]}
+
+        names = spread(app.store, component="Counter")
+        counters = [Counter(name) for name in names]
+        n = 40
+
+        def run(c: tidal.Instance) -> None:
+            for i in range(n):
+                c.run("inc", props={"i": i})
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in counters]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for c in counters:
+            c.flush_update(timeout=60)
+        for c in counters:
+            assert c.read_state("n") == n
+            assert c.read_state("seen") == list(range(n))  # per-instance FIFO
+            assert app.store.pending("Counter", c.instance_id) == 0
+    finally:
+        app.close()
+
+
+APP_FILE = textwrap.dedent(
+    """
+    from tidal import Component
+
+    Tally = Component("Tally")
+
+    @Tally.init_state
+    def setup():
+        return {"n": 0}
+
+    @Tally.update("bump")
+    def bump(state, props):
+        return {"n": state["n"] + props["k"]}
+    """
+)
+
+
+@pytest.mark.slow
+def test_tidal_worker_runs_ops_enqueued_elsewhere_on_the_cluster(redis_cluster_url: str, tmp_path: Path) -> None:
+    (tmp_path / "tallyapp.py").write_text(APP_FILE)
+    env = {**os.environ, "TIDAL_HOME": str(tmp_path / "home"), "TIDAL_SECRET_KEY": SECRET}
+    env["TIDAL_STORE"] = redis_cluster_url
+    producer = textwrap.dedent(
+        """
+        import tallyapp
+        for name in ("t1", "t2", "t3", "t4"):
+            t = tallyapp.Tally(name, disable_update_task=True)
+            for k in range(1, 11):
+                t.run("bump", props={"k": k})
+        """
+    )
+    run = [sys.executable, "-c", producer]
+    done = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    store = from_url(redis_cluster_url)
+    try:
+        assert [store.pending("Tally", name) for name in ("t1", "t2", "t3", "t4")] == [10] * 4
+        worker = [sys.executable, "-m", "tidal.cli", "worker", "tallyapp.py", "--burst"]
+        worked = subprocess.run(worker, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert worked.returncode == 0, worked.stderr
+        assert "worker on redis://" in worked.stderr
+        for name in ("t1", "t2", "t3", "t4"):
+            assert store.pending("Tally", name) == 0
+            read = store.read_state("Tally", name)
+            assert read is not None and Codec(SECRET.encode()).loads(read.changed["n"]) == 55
+    finally:
+        store.close()

@@ -1,0 +1,213 @@
+"""The Redis store over TLS (``rediss://``), against a real redis-server that
+speaks TLS only, with a certificate signed by a CA made for the test
+(tests/servers.py): the store's three kinds of connection (the client's
+pool, the hot path's own per thread, the version cache's tracking one) all
+verify the server and authenticate; a wrong password or an unverifiable
+certificate fails at once, with the URL in the message and no password."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+from servers import RedisServer, start_redis
+
+import tidal
+from tidal.config import Settings
+from tidal.exceptions import ConfigError, StoreError
+from tidal.stores import from_url
+from tidal.stores.redis import RedisStore
+
+C = "Comp"
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[RedisServer]:
+    server = start_redis(tls=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_password_server() -> Iterator[RedisServer]:
+    server = start_redis(tls=True, password=PASSWORD)
+    yield server
+    server.stop()
+
+
+def store_url(server: RedisServer, *, password: str | None = None, verify: bool = True) -> str:
+    """``rediss://[:password@]127.0.0.1:port/0?ssl_ca_certs=…&namespace=…``, a namespace of its own."""
+    auth = f":{password}@" if password else ""
+    query = f"ssl_ca_certs={quote(str(server.ca_file), safe='')}&" if verify else ""
+    return f"rediss://{auth}{server.host}:{server.port}/0?{query}namespace=tls_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def url(tls_server: RedisServer) -> str:
+    return store_url(tls_server)
+
+
+def test_url_parameters_reach_redis_py(url: str, tls_server: RedisServer) -> None:
+    store = from_url(url + "&socket_timeout=7")
+    assert isinstance(store, RedisStore)
+    try:
+        pool = store.client.connection_pool
+        assert pool.connection_class is redis.SSLConnection
+        assert pool.connection_kwargs["ssl_ca_certs"] == str(tls_server.ca_file)
+        assert float(pool.connection_kwargs["socket_timeout"]) == 7
+        assert store.namespace.startswith("tls_")
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="bad Redis store URL"):
+        from_url(url + "&socket_timeout=soon")
+
+
+def test_a_store_over_tls_queues_claims_commits_and_reads(url: str) -> None:
+    store, other = from_url(url), from_url(url)
+    assert isinstance(store, RedisStore) and isinstance(other, RedisStore)
+    try:
+        assert store.create_instance(C, "i1", {"a": b"A"}) == (True, 1)
+        assert store.commit(C, "i1", {"b": b"B"}) == 2
+        ids = [store.enqueue(C, "i1", "f", f"p{k}".encode()) for k in range(3)]
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None and list(held.op_ids) == ids
+        assert [op.payload for op in held.ops] == [b"p0", b"p1", b"p2"]
+        assert store.commit(C, "i1", {"a": b"A2"}, deleted=["b"], claim=held, done=held.op_ids) == 3
+        assert store.pending(C, "i1") == 0
+        read = store.read_state(C, "i1", since=1)
+        assert read is not None and (read.version, read.changed, read.deleted) == (3, {"a": b"A2"}, ("b",))
+
+        # The version cache: read once, then kept fresh by the server's
+        # invalidation, which arrives over the tracking connection's TLS.
+        assert store.get_version(C, "i1") == 3
+        assert store.get_version(C, "i1") == 3
+        assert store._versions.tracking
+        other.commit(C, "i1", {"a": b"A3"})
+        assert store.get_version(C, "i1") == 4
+        assert isinstance(store._versions._conn, redis.SSLConnection)
+        # The hot path's per-thread connection speaks TLS too.
+        direct = list(store._direct._open)
+        assert direct and all(isinstance(conn, redis.SSLConnection) for conn in direct)
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_version_changed_elsewhere_is_seen_at_once_over_tls(url: str) -> None:
+    reader, writer = from_url(url), from_url(url)
+    try:
+        writer.create_instance(C, "v", {"n": b"0"})
+        for expected in range(2, 40):
+            writer.commit(C, "v", {"n": str(expected).encode()})
+            assert reader.get_version(C, "v") == expected
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_an_app_runs_updates_over_tls(url: str, tmp_path: Path) -> None:
+    app = tidal.App(
+        "tls",
+        store=url,
+        home=tmp_path / "home",
+        settings=Settings(lease_seconds=5.0, sweep_seconds=0.05, worker_threads=2),
+    )
+    try:
+        Counter = app.component("Counter")
+
+        @Counter.init_state
+        def setup() -> dict[str, Any]:
+            return {"n": 0, "seen": []}
+
+        @Counter.serve("get")
+        def get(state, props):  # type: ignore[no-untyped-def]
+            return state["n"]
+
+        @Counter.update("inc")
+        def inc(state, props):  # type: ignore[no-untyped-def]
+            return {"n": state["n"] + 1, "seen": [*state["seen"], props["i"]]}
+
+        counters = [Counter(f"c{k}") for k in range(3)]
+        n = 30
+
+        def run(c: tidal.Instance) -> None:
+            for i in range(n):
+                c.run("inc", props={"i": i})
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in counters]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for c in counters:
+            c.flush_update(timeout=60)
+            assert c.read_state("seen") == list(range(n))
+            assert c.run("get") == n
+    finally:
+        app.close()
+
+
+def test_a_password_protected_server_over_tls(tls_password_server: RedisServer) -> None:
+    store = from_url(store_url(tls_password_server, password=PASSWORD))
+    try:
+        store.create_instance(C, "i1", {"a": b"A"})
+        store.enqueue(C, "i1", "f", b"x")  # the hot path's own connection authenticates
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None
+        store.commit(C, "i1", {"a": b"B"}, claim=held, done=held.op_ids)
+        assert store.get_version(C, "i1") == 2  # and the tracking one
+        assert store._versions.tracking and isinstance(store._versions._conn, redis.SSLConnection)
+        assert all(isinstance(conn, redis.SSLConnection) for conn in store._direct._open)
+        assert "***" in repr(store) and PASSWORD not in repr(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("password", ["wrong-pw", None])
+def test_a_wrong_or_missing_password_is_a_clear_error_without_the_password(
+    tls_password_server: RedisServer, password: str | None
+) -> None:
+    url = store_url(tls_password_server, password=password)
+    store = from_url(url)
+    try:
+        calls = {
+            "create_instance": lambda: store.create_instance(C, "i1", {"a": b"A"}),
+            "get_version": lambda: store.get_version(C, "i1"),
+            "enqueue": lambda: store.enqueue(C, "i1", "f", b"x"),
+            "claim": lambda: store.claim([C], "w", 30, 10),
+        }
+        for verb, call in calls.items():
+            with pytest.raises(StoreError) as caught:
+                call()
+            message = str(caught.value)
+            assert f"rediss://{':***@' if password else ''}127.0.0.1:{tls_password_server.port}/0" in message, verb
+            assert "password" in message.lower() or "auth" in message.lower(), message
+            assert "wrong-pw" not in message and PASSWORD not in message
+    finally:
+        store.close()
+
+
+def test_an_unverifiable_certificate_fails_at_once(tls_server: RedisServer) -> None:
+    """Without ``ssl_ca_certs`` the server's certificate is checked against
+    the system's CAs, which never signed it: each call fails, quickly."""
+    store = from_url(store_url(tls_server, verify=False))
+    try:
+        for call in (
+            lambda: store.create_instance(C, "i1", {"a": b"A"}),
+            lambda: store.get_version(C, "i1"),
+            lambda: store.enqueue(C, "i1", "f", b"x"),
+        ):
+            start = time.monotonic()
+            with pytest.raises(StoreError, match=r"rediss://127\.0\.0\.1:\d+/0.*certificate verify failed"):
+                call()
+            assert time.monotonic() - start < 5
+    finally:
+        store.close()

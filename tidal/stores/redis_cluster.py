@@ -1,0 +1,137 @@
+"""The Redis store on Redis Cluster: ``redis://host:port/0?cluster=1`` (any
+node of the cluster; ``rediss://`` for TLS), opened by
+:meth:`RedisStore.from_url <tidal.stores.redis.RedisStore.from_url>`.
+
+The keys and scripts are those of the one-server store in its single-slot
+mode (``?cluster=1`` implies ``single_slot=1``, and refuses
+``single_slot=0``): every script call declares keys of one hash slot only,
+an instance's or the global one, and the client (redis-py's
+:class:`~redis.cluster.RedisCluster`) sends it to the node that owns that
+slot. What differs from one server:
+
+* no client-side tracking for ``get_version``: the tracking connection of
+  :class:`~tidal.stores.redis_versions.VersionCache` talks to one server,
+  and a version may live on any node. Each ``get_version`` is one HGET,
+  routed by its key.
+* no barrier after a write of ``T:meta``: its only use is to let the
+  server flush invalidation pushes to tracking readers before the writer
+  goes on; without tracking there are none, and a reply from the node that
+  owns the slot already means that every later read of that slot (all go to
+  the same primary; replicas are never read) sees the write.
+* the direct per-thread connection (:mod:`~tidal.stores.redis_direct`) is
+  never used: it serves only the one-server scripts, which touch two slots.
+* several instances' pushes in one enqueue go one call each, to each
+  instance's node: redis-py refuses scripts in a cluster pipeline. Plain
+  commands (``list_instances``, ``queue_stats``) still share a pipeline,
+  which redis-py splits by node.
+* a script missing from a node's script cache (a node restarted, a
+  replica promoted) is loaded on that node only: redis-py would load it on
+  every primary, and fail while one of them is down.
+* no command is retried after a connection error, as on one server (see
+  the store's module docs): a failed call raises
+  :class:`~tidal.exceptions.StoreError`, and the next one finds the
+  cluster's new layout (after a failover, say). Redirections (``MOVED``,
+  ``ASK``: the command did not run) are followed as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisClusterException
+from redis.retry import Retry
+
+from ..exceptions import ConfigError, StoreError
+from .redis import DEFAULT_NAMESPACE, RedisStore, _safe, log
+
+
+class RedisClusterStore(RedisStore):
+    """The Redis store on a Redis Cluster (see the module docs)."""
+
+    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: RedisCluster) -> None:
+        # RedisCluster offers every command the store sends through its
+        # client, each routed by its key; the store types its client as
+        # redis.Redis, which is what it is on one server.
+        super().__init__(url, namespace=namespace, client=cast(redis.Redis, client), single_slot=True)
+        self._versions.tracking = False
+
+    @classmethod
+    def open(cls, url: str, client_url: str, *, namespace: str, single_slot: bool | None) -> RedisClusterStore:
+        """The store of ``url``, whose query asked for ``cluster=1``;
+        ``client_url`` is the URL without the store's own parameters."""
+        if single_slot is False:
+            raise ConfigError(
+                f"store URL {_safe(url)!r} asks for cluster=1 and single_slot=0, but on Redis Cluster every "
+                "script must keep to one hash slot; drop single_slot (cluster=1 implies it)"
+            )
+        return cls(url, namespace=namespace, client=connect_cluster(client_url))
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisClusterStore:
+        store = RedisStore.from_url(url)
+        if not isinstance(store, RedisClusterStore):
+            store.close()
+            raise ConfigError(f"store URL {_safe(url)!r} names no cluster; add cluster=1 to its query")
+        return store
+
+    def __repr__(self) -> str:
+        return f"<RedisClusterStore {_safe(self.url)}>"
+
+    @contextmanager
+    def _io(self) -> Iterator[None]:
+        with super()._io():
+            try:
+                yield
+            except RedisClusterException as exc:  # not a RedisError: no node reachable, no slot owner...
+                raise StoreError(f"Redis Cluster store {_safe(self.url)} failed: {exc}") from exc
+
+    def _hint(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._hint(command, *args, **kwargs)
+        except RedisClusterException as exc:  # a hint, as on one server: logged, never raised
+            log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
+
+    def _barrier(self) -> None:
+        """Nothing to wait for: there is no tracking on a cluster (see the module docs)."""
+
+    def _script_pipeline(self) -> Any:
+        return None  # redis-py blocks EVALSHA in a cluster pipeline
+
+
+class _ClusterScript(Script):
+    """A script that, when its node lacks it, is loaded there only."""
+
+    def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        keys, args = list(keys or ()), list(args or ())
+        client = client if client is not None else self.registered_client
+        if not keys:  # the client would send it to a random node
+            raise RedisClusterException("a script on Redis Cluster must declare a key of the slot it works on")
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # not run: safe to send again
+            node = client.get_node_from_key(keys[0])
+            self.sha = client.execute_command("SCRIPT LOAD", self.script, target_nodes=node)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class _Client(RedisCluster):
+    def register_script(self, script: Any) -> Script:
+        return _ClusterScript(self, script)
+
+
+def connect_cluster(url: str) -> RedisCluster:
+    """A cluster client for ``url`` (any node), with no retries; it reads
+    the cluster's slot layout now, so an unreachable cluster, or a server
+    that is no cluster, raises :class:`StoreError` here."""
+    try:
+        return _Client.from_url(url, retry=Retry(NoBackoff(), 0))
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis Cluster store URL {_safe(url)!r}: {exc}") from exc
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise StoreError(f"cannot open the Redis Cluster at {_safe(url)!r}: {exc}") from exc
