@@ -222,6 +222,7 @@ def test_an_allocation_whose_push_never_came_is_fenced_and_forgotten(
     assert store.claim([C], "w", 30, 10) is None
     assert ready(store) == ["i1"]
     monkeypatch.setattr("tidal.stores.redis.FENCE_AFTER_MS", -1)
+    monkeypatch.setattr("tidal.stores.redis_two_step.FENCE_AFTER_MS", -1)
     assert store.claim([C], "w", 30, 10) is None
     assert ready(store) == []
     # Were the push to arrive after all, it is refused: nothing would be

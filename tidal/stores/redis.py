@@ -69,40 +69,16 @@ touches both slots (``redis_lua_one``):
 enqueue, claim and a worker's commit are then one round trip each, and
 the crash windows between the steps do not exist. Both kinds keep the same
 keys and rules, so processes of either kind can share a server; the
-contract suite runs against both. In two steps:
+contract suite runs against both.
+What each two-step verb does, and the crash windows between its steps, is
+described in :mod:`~tidal.stores.redis_two_step`.
 
-* **enqueue** is two scripts. A global one checks dedupe keys, allocates ids
-  and adds the instance to ``G:ready`` (before any op exists, so an op can
-  never sit in a queue that claim does not know of); then one per instance
-  pushes the ops, refusing ids at or below the watermark (the caller then
-  allocates fresh ids), which keeps each queue in id order. The instance's
-  ``T:dd`` decides, in the push, whether a dedupe key was used already: so a
-  process killed between the two steps leaves the key usable by the next
-  hand-over of the same op, instead of losing it.
-* **claim** reads up to ``CLAIM_CANDIDATES`` instances from ``G:ready``
-  (oldest head op first, skipping those hinted as leased) in one call, then
-  runs the claim script on each instance's own slot until one grants a lease.
-  The winner hints the instance as leased until its lease expiry (``renew``
-  moves the hint only while it is there), and its commit or release drops
-  the hint; only the holder writes hints, so a late one can never hide an
-  instance after its holder let go. An empty instance is dropped from
-  ``G:ready`` once every id allocated to it is at or below its watermark
-  (older allocations than ``FENCE_AFTER_MS`` are fenced first: a process
-  that died before its push must not keep the entry alive). An op whose
-  record is malformed (a field missing or garbled: written by something
-  else than Tidal) is never handed out: the claim script takes it off the
-  queue and records it as failed with the reason, which the claimer logs;
-  a bad payload is the executor's to reject (recorded as failed likewise).
-* **commit** checks lease and version, writes the keys, bumps the version
-  and retires the claimed ops in one script; a second call points
-  ``G:ready`` at the new head (or drops the instance) and drops the hint.
-  A worker that dies between the two leaves a hint that expires with its
-  lease and an entry the next claim tidies up: hints are never trusted,
-  only the instance's own keys are.
-
-Connections and retries: the client does not retry a command that failed
-(redis-py's default for ``from_url``), and it reopens a connection the server
-closed on its next use, so processes ride out a server restart without being
+Connections and retries: enqueue, claim and a worker's commit run their
+scripts on a connection of the calling thread's own
+(:mod:`~tidal.stores.redis_direct`), everything else through the client's
+pool. Neither retries a command that failed
+(redis-py's default for ``from_url``), and
+both reopen a connection the server closed on its next use, so processes ride out a server restart without being
 restarted themselves; each call made while the server is unreachable raises
 :class:`StoreError`. The outcome of such a call is unknown: its script may
 have run before the reply was lost (with a server killed while it wrote its
@@ -121,7 +97,6 @@ lost lease although it went through (the state is right either way).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
@@ -132,12 +107,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from ..exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
+from ..exceptions import ConfigError, LeaseLostError, StoreError, VersionConflictError
 from . import redis_lua as lua
 from . import redis_lua_one as one
 from . import redis_lua_ops as ops
-from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
 from .redis_direct import DirectScripts
+from .redis_names import _escape, _ms, _safe
+from .redis_operators import OperatorVerbs
+from .redis_two_step import CLAIM_CANDIDATES, CLAIM_ROUNDS, ENQUEUE_STRIPES, FENCE_AFTER_MS, TwoStepPaths
 from .redis_versions import VersionCache
 
 log = logging.getLogger("tidal.stores.redis")
@@ -145,41 +123,11 @@ log = logging.getLogger("tidal.stores.redis")
 DEFAULT_NAMESPACE = "tidal"
 """Prefix of every key, unless the URL names another with ``?namespace=``."""
 
-CLAIM_CANDIDATES = 16
-"""Instances one claim reads from ``G:ready`` at a time. Held instances are
-skipped by their hint, so a few more than the busy workers is plenty."""
-
-CLAIM_ROUNDS = 3
-"""How often a claim reads candidates again when every one it tried was
-taken meanwhile (each failure fixes a hint, so the next round sees others)."""
-
-FENCE_AFTER_MS = 5_000
-"""An op id allocated this long ago whose push has not arrived is taken for
-lost (its process died between the two steps of enqueue): claim raises the
-instance's watermark over it, so that the push is refused if it ever comes,
-and drops the instance from ``G:ready``. Pushes take a round trip, so the
-only cost of a large value is that such an entry is polled longer."""
-
-ENQUEUE_STRIPES = 64
-"""Locks that the enqueueing threads of one process share, by instance."""
-
 ENQUEUE_NAMES_CACHED = 10_000
 """Instances whose enqueue keys a store keeps formatted (all dropped when full)."""
 
-PUSH_ATTEMPTS = 100
-"""How often enqueue allocates fresh ids for an instance whose watermark
-moved past them (another process pushed newer ids first, or a fence)."""
 
-
-def _escape(name: str) -> str:
-    return name.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-class RedisStore(Store):
+class RedisStore(TwoStepPaths, OperatorVerbs, Store):
     """State, queue and cache on a Redis server (or cluster)."""
 
     shared = True
@@ -414,49 +362,6 @@ class RedisStore(Store):
         except redis.RedisError as exc:
             log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
 
-    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
-        t = self._tag(component, instance)
-        with self._io():
-            flat = self._describe(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"])
-        if flat is None:
-            return None
-        infos = [
-            KeyInfo(flat[k].decode(), int(float(flat[k + 1])), int(flat[k + 2]), _seconds(flat[k + 3]))
-            for k in range(0, len(flat), 4)
-        ]
-        return sorted(infos, key=lambda info: info.key)
-
-    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
-        t = self._tag(component, instance)
-        with self._io():
-            entries = self._history(
-                keys=[t + ":vals", t + ":vers", t + ":at"], args=[t, key, -1 if limit is None else limit]
-            )
-        out = []
-        for entry in entries:
-            version, ms, rest = bytes(entry).split(b":", 2)
-            out.append(KeyVersion(int(version), rest[1:] if rest[:1] == b"=" else None, _seconds(ms)))
-        return out
-
-    def list_instances(self, component: str) -> list[str]:
-        with self._io():
-            names = sorted(m.decode() for m in cast(set[bytes], self._client.smembers(self._g("instances", component))))
-            pipe = self._client.pipeline(transaction=False)
-            for name in names:
-                pipe.exists(self._tag(component, name) + ":meta")
-            alive = pipe.execute()
-        return [name for name, ok in zip(names, alive, strict=True) if ok]
-
-    def delete_instance(self, component: str, instance: str) -> None:
-        t = self._tag(component, instance)
-        keys = [t + s for s in (":meta", ":vals", ":vers", ":lease", ":q", ":f", ":flows", ":m", ":at")]
-        with self._io():
-            alloc = cast(bytes | None, self._client.hget(self._g("alloc", component), instance))
-            fence = int(alloc.split(b":")[0]) if alloc else 0
-            watermark = int(self._delete(keys=keys, args=[t, fence]))
-            self._settle_ready(component, instance, head=0, watermark=watermark, unlease=True)
-            self._client.srem(self._g("instances", component), instance)
-
     # -- queue ------------------------------------------------------------
 
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
@@ -485,23 +390,10 @@ class RedisStore(Store):
         return got
 
     def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
-        out: list[int | None] = [None] * len(ops)
-        todo = list(range(len(ops)))
-        # Threads of this process enqueueing to one instance take turns, so
-        # that their pushes arrive in id order and none is refused; other
-        # processes can still overtake (and the refused push is redone).
         if not self.single_slot and len({(op.component, op.instance) for op in ops}) == 1:
             with self._io():  # one script: atomic, so no turns to take
                 return self._enqueue_one_instance(ops)
-        stripes = sorted({hash((op.component, op.instance)) % ENQUEUE_STRIPES for op in ops})
-        with self._io(), contextlib.ExitStack() as held:
-            for stripe in stripes:
-                held.enter_context(self._stripes[stripe])
-            for _ in range(PUSH_ATTEMPTS):
-                if not todo:
-                    return out
-                todo = self._enqueue_round(ops, todo, out)
-        raise StoreError(f"could not enqueue {len(todo)} op(s) in {_safe(self.url)}: their queue kept moving")
+        return self._enqueue_in_rounds(ops)
 
     def _enqueue_one_instance(self, ops: Sequence[NewOp]) -> list[int | None]:
         """Ops of one instance, on one server: allocated, checked for
@@ -512,53 +404,6 @@ class RedisStore(Store):
             args += [op.flow, op.payload, op.dedupe if op.dedupe is not None else "", round(op.dedupe_ttl * 1000)]
         result = self._enqueue_one(keys=keys, args=args)
         return [int(op_id) or None for op_id in result]
-
-    def _enqueue_round(self, ops: Sequence[NewOp], todo: list[int], out: list[int | None]) -> list[int]:
-        """Allocate ids for ``ops[todo]`` and push them; returns the indexes
-        whose push was refused (to allocate again)."""
-        args: list[Any] = [self._global, len(todo)]
-        for n in todo:
-            op = ops[n]
-            owner = f"{_escape(op.component)}:{_escape(op.instance)}"
-            dedupe = op.dedupe if op.dedupe is not None else ""
-            args += [_escape(op.component), op.instance, dedupe, round(op.dedupe_ttl * 1000), owner]
-        ids = self._enqueue_global(keys=[self._ids_key], args=args)
-        groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for n, op_id in zip(todo, ids, strict=True):
-            if op_id:
-                groups.setdefault((ops[n].component, ops[n].instance), []).append((n, int(op_id)))
-        if not groups:
-            return []
-        # One instance: one script call. Several: one pipelined round trip
-        # (a pipeline costs an extra SCRIPT EXISTS, so not for one).
-        pipe = self._script_pipeline() if len(groups) > 1 else None
-        results = []
-        for (component, instance), members in groups.items():
-            t = self._tag(component, instance)
-            push: list[Any] = [t, len(members)]
-            for n, op_id in members:
-                op = ops[n]
-                dedupe = op.dedupe if op.dedupe is not None else ""
-                push += [op_id, op.flow, op.payload, dedupe, round(op.dedupe_ttl * 1000)]
-            results.append(self._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=push, client=pipe))
-        if pipe is not None:
-            results = pipe.execute()
-        again: list[int] = []
-        for (component, instance), members, result in zip(groups, groups.values(), results, strict=True):
-            if result[0] == -1:
-                again += [n for n, _ in members]
-                continue
-            for (n, op_id), queued in zip(members, result[2:], strict=True):
-                out[n] = op_id if queued else None
-            if not any(result[2:]) and result[0] == 0:
-                # Every op was a repeat and the queue is empty: take back the
-                # G:ready entry the allocation made.
-                self._settle_ready(component, instance, head=0, watermark=int(result[1]), unlease=False)
-        return sorted(again)
-
-    def _script_pipeline(self) -> Any:
-        """A pipeline that several script calls can share (None: one call each)."""
-        return self._client.pipeline(transaction=False)
 
     def claim(
         self,
@@ -576,19 +421,7 @@ class RedisStore(Store):
         with self._io():
             if not self.single_slot:
                 return self._claim_on_one_server(components, escaped, lease_seconds, max_ops, count_newer)
-            for _ in range(CLAIM_ROUNDS):
-                flat = self._candidates(keys=[self._ids_key], args=[self._global, CLAIM_CANDIDATES, *escaped])
-                for k in range(0, len(flat), 4):
-                    component, instance = components[int(flat[k])], flat[k + 1].decode()
-                    alloc, age = int(flat[k + 2]), int(flat[k + 3])
-                    fence = alloc if age > FENCE_AFTER_MS else 0
-                    got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
-                    if got is not None:
-                        got.others_waiting = len(flat) > 4
-                        return got
-                if len(flat) < 4 * CLAIM_CANDIDATES:
-                    return None
-        return None
+            return self._claim_in_two_steps(components, escaped, lease_seconds, max_ops, count_newer)
 
     def _claim_on_one_server(
         self, components: list[str], escaped: list[str], lease_seconds: float, max_ops: int, count_newer: bool
@@ -609,27 +442,6 @@ class RedisStore(Store):
                 claim.version = int(got[3]) or None
                 return claim
         return None
-
-    def _try_claim(
-        self, component: str, instance: str, lease_seconds: float, max_ops: int, count_newer: bool, fence: int
-    ) -> Claim | None:
-        t = self._tag(component, instance)
-        token = uuid.uuid4().hex
-        args: list[Any] = [t, token, _ms(lease_seconds), max_ops, "1" if count_newer else "0", fence]
-        got = self._claim(keys=[t + ":lease", t + ":q", t + ":m", t + ":f", t + ":flows"], args=args)
-        code = int(got[0])
-        if code == 0:
-            # Held by someone else. Not hinted from here: by the time the hint
-            # landed, its holder might have committed and dropped its hint,
-            # and this one would then hide a free instance until it expires.
-            return None
-        if code == 1:  # nothing queued: tidy G:ready up
-            self._claimed(component, instance, token, got)
-            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
-            return None
-        # Ours: hinted before our own commit can drop the hint.
-        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
-        return self._claimed(component, instance, token, got)
 
     def _claimed(
         self, component: str, instance: str, token: str, got: list[Any], *, others_waiting: bool = True
@@ -678,111 +490,6 @@ class RedisStore(Store):
             if self._release(keys=[t + ":lease"], args=[claim.token]):
                 self._hint(self._client.zrem, self._g("leased", claim.component), claim.instance)
 
-    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
-        t = self._tag(component, instance)
-        key = t + ":q" if flow is None else f"{t}:q:{flow}"
-        with self._io():
-            return int(self._client.zcount(key, "-inf", "+inf" if upto is None else upto))
-
-    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
-        t = self._tag(component, instance)
-        keys = [t + ":q", t + ":f"] if flow is None else [f"{t}:q:{flow}", f"{t}:f:{flow}"]
-        with self._io():
-            return int(self._last_op(keys=keys))
-
-    def failures(
-        self,
-        component: str,
-        instance: str,
-        *,
-        flow: str | None = None,
-        after: int = 0,
-        upto: int | None = None,
-    ) -> list[FailedOp]:
-        t = self._tag(component, instance)
-        key = t + ":f" if flow is None else f"{t}:f:{flow}"
-        with self._io():
-            flat = self._failures(keys=[key], args=[t, after, "+inf" if upto is None else upto])
-        return [
-            FailedOp(
-                int(flat[k]), component, instance, flat[k + 1].decode(), flat[k + 2].decode(), int(flat[k + 3]) / 1000
-            )
-            for k in range(0, len(flat), 4)
-        ]
-
-    def list_failures(
-        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
-    ) -> list[FailedOp]:
-        # O(instances of the component): for operators, not a hot path.
-        names = [instance] if instance is not None else self.list_instances(component)
-        found: list[FailedOp] = []
-        for name in names:
-            found += self.failures(component, name, flow=flow)
-        found.sort(key=lambda f: f.op_id, reverse=True)
-        return found[:limit]
-
-    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
-        t = self._tag(component, instance)
-        owner = f"{_escape(component)}:{_escape(instance)}"
-        with self._io():
-            if self._client.zscore(t + ":f", op_id) is None:
-                return None
-            for _ in range(PUSH_ATTEMPTS):
-                (new_id,) = self._enqueue_global(
-                    keys=[self._ids_key], args=[self._global, 1, _escape(component), instance, "", 0, owner]
-                )
-                got = self._retry(keys=[t + ":m", t + ":q", t + ":flows", t + ":f"], args=[t, op_id, int(new_id)])
-                code = int(got[0])
-                if code == -1:
-                    continue
-                if code == 1:
-                    return int(new_id)
-                # Not retried: point G:ready back at what the queue holds.
-                self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=False)
-                if code == -3:
-                    raise StoreError(
-                        f"failed op {op_id} of {component}/{instance} has no payload in the store "
-                        "(it failed before failed ops kept theirs); it can only be dropped"
-                    )
-                return None
-        raise StoreError(f"could not retry op {op_id} in {_safe(self.url)}: the queue kept moving")
-
-    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
-        t = self._tag(component, instance)
-        with self._io():
-            return bool(self._drop_failed(keys=[t + ":f"], args=[t, op_id]))
-
-    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
-        # O(instances of the component): statistics for operators, not a hot path.
-        out: dict[str, QueueStats] = {}
-        for component in components:
-            names = self.list_instances(component)
-            with self._io():
-                pipe = self._client.pipeline(transaction=False)
-                for name in names:
-                    t = self._tag(component, name)
-                    pipe.zcard(t + ":q")
-                    pipe.zcard(t + ":f")
-                    pipe.zrange(t + ":q", 0, 0)
-                counts = pipe.execute()
-                heads = []
-                for k, name in enumerate(names):
-                    first = counts[3 * k + 2]
-                    if first:
-                        heads.append(f"{self._tag(component, name)}:op:{int(first[0])}")
-                pipe = self._client.pipeline(transaction=False)
-                for key in heads:
-                    pipe.hget(key, "t")
-                times = [int(t) / 1000 for t in pipe.execute() if t is not None]
-            pending = [counts[3 * k] for k in range(len(names))]
-            out[component] = QueueStats(
-                pending=int(sum(pending)),
-                failed=int(sum(counts[3 * k + 1] for k in range(len(names)))),
-                instances=sum(1 for p in pending if p),
-                oldest_enqueued_at=min(times, default=None),
-            )
-        return out
-
     # -- cache ------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> bytes | None:
@@ -802,18 +509,3 @@ def _connect(url: str) -> redis.Redis:
         return redis.Redis.from_url(url)
     except ValueError as exc:
         raise ConfigError(f"bad Redis store URL {_safe(url)!r}: {exc}") from exc
-
-
-def _seconds(ms: bytes | str) -> float | None:
-    """Epoch seconds of a stored ms value; None when it was never recorded."""
-    return int(ms) / 1000 if ms else None
-
-
-def _safe(url: str) -> str:
-    """``url`` with its password masked, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

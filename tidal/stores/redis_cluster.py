@@ -48,7 +48,8 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from ..exceptions import ConfigError, StoreError
-from .redis import DEFAULT_NAMESPACE, RedisStore, _safe, log
+from .redis import DEFAULT_NAMESPACE, RedisStore, log
+from .redis_names import _safe
 
 
 class RedisClusterStore(RedisStore):
