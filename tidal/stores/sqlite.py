@@ -38,50 +38,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tidal_instances (
-    component TEXT NOT NULL, instance TEXT NOT NULL, version INTEGER NOT NULL,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    PRIMARY KEY (component, instance));
-CREATE TABLE IF NOT EXISTS tidal_state (
-    component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
-    version INTEGER NOT NULL, written_at REAL, value BLOB,
-    PRIMARY KEY (component, instance, key));
--- A rowid table: WITHOUT ROWID tables store large values badly.
-CREATE TABLE IF NOT EXISTS tidal_history (
-    component TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
-    version INTEGER NOT NULL, written_at REAL, value BLOB);
-CREATE UNIQUE INDEX IF NOT EXISTS tidal_history_by_key ON tidal_history (component, instance, key, version);
--- AUTOINCREMENT: done ops are deleted, and a plain rowid table may then hand
--- out an id again; ids must only grow for "ops up to id N" to mean anything.
-CREATE TABLE IF NOT EXISTS tidal_ops (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    component TEXT NOT NULL, instance TEXT NOT NULL, flow TEXT NOT NULL,
-    status INTEGER NOT NULL DEFAULT 0, enqueued_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, failed_at REAL, error TEXT,
-    payload BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS tidal_ops_by_instance ON tidal_ops (component, instance, status, id);
--- One row per instance with pending ops, so that a claim looks at instances,
--- not at ops: scanning ops in id order would wade through the whole backlog
--- of an instance that another worker holds. The trigger keeps it in the
--- same transaction as the insert; INSERT OR IGNORE on an existing row
--- writes no page, so enqueues pay (almost) nothing for it.
-CREATE TABLE IF NOT EXISTS tidal_queues (
-    component TEXT NOT NULL, instance TEXT NOT NULL, PRIMARY KEY (component, instance));
-CREATE TRIGGER IF NOT EXISTS tidal_ops_queued AFTER INSERT ON tidal_ops BEGIN
-    INSERT OR IGNORE INTO tidal_queues VALUES (NEW.component, NEW.instance);
-END;
-CREATE TABLE IF NOT EXISTS tidal_leases (
-    component TEXT NOT NULL, instance TEXT NOT NULL, token TEXT NOT NULL,
-    expires_at REAL NOT NULL, PRIMARY KEY (component, instance));
-CREATE TABLE IF NOT EXISTS tidal_dedupe (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS tidal_dedupe_by_expiry ON tidal_dedupe (expires_at);
-CREATE TABLE IF NOT EXISTS tidal_cache (
-    key BLOB PRIMARY KEY, expires_at REAL NOT NULL, value BLOB NOT NULL);
-"""
+from ..exceptions import LeaseLostError, StoreError, VersionConflictError
+from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
+from .sqlite_operators import SQLiteOperatorVerbs
+from .sqlite_schema import SCHEMA
 
 _PENDING, _FAILED = 0, 1
 
@@ -102,7 +62,7 @@ class _Local(threading.local):
         self.versions = {}
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteOperatorVerbs, Store):
     """State, queue and cache in one SQLite file."""
 
     shared = True
@@ -122,7 +82,7 @@ class SQLiteStore(Store):
         self._wlock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
-        self._busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;"))
+        self._busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;"))
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tidal_state)")]
         if "written_at" not in columns:  # a file made by an earlier Tidal
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
@@ -369,32 +329,6 @@ class SQLiteStore(Store):
             [row + row + (self.history_versions,) for row in rows],
         )
 
-    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
-        conn = self._conn()
-        with self._read(conn):
-            if self._version_of(conn, component, instance) is None:
-                return None
-            rows = conn.execute(
-                # length() of a blob reads its size from the record header,
-                # not the value's overflow pages.
-                "SELECT key, version, length(value), written_at FROM tidal_state "
-                "WHERE component=? AND instance=? AND value IS NOT NULL ORDER BY key",
-                (component, instance),
-            ).fetchall()
-        return [KeyInfo(k, int(v), int(n), at) for k, v, n, at in rows]
-
-    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
-        conn = self._conn()
-        args = (component, instance, key)
-        with self._read(conn):
-            rows = conn.execute(
-                "SELECT version, value, written_at FROM tidal_state WHERE component=? AND instance=? AND key=? "
-                "UNION ALL SELECT version, value, written_at FROM tidal_history "
-                "WHERE component=? AND instance=? AND key=? ORDER BY version DESC LIMIT ?",
-                args + args + (-1 if limit is None else limit,),
-            ).fetchall()
-        return [KeyVersion(int(v), None if value is None else bytes(value), at) for v, value, at in rows]
-
     @staticmethod
     def _version_of(conn: sqlite3.Connection, component: str, instance: str) -> int | None:
         row = conn.execute(
@@ -537,102 +471,6 @@ class SQLiteStore(Store):
             "DELETE FROM tidal_leases WHERE component=? AND instance=? AND token=?",
             (claim.component, claim.instance, claim.token),
         )
-
-    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
-        sql = "SELECT count(*) FROM tidal_ops WHERE component=? AND instance=? AND status=0"
-        args: list[object] = [component, instance]
-        if upto is not None:
-            sql += " AND id<=?"
-            args.append(upto)
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
-        conn = self._conn()
-        return int(self._busy(lambda: conn.execute(sql, args).fetchone())[0])
-
-    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
-        sql = "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?"
-        args: list[object] = [component, instance]
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
-        conn = self._conn()
-        row = self._busy(lambda: conn.execute(sql, args).fetchone())
-        return int(row[0] or 0)
-
-    def failures(
-        self,
-        component: str,
-        instance: str,
-        *,
-        flow: str | None = None,
-        after: int = 0,
-        upto: int | None = None,
-    ) -> list[FailedOp]:
-        sql = "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? AND status=1 AND id>?"
-        args: list[object] = [component, instance, after]
-        if upto is not None:
-            sql += " AND id<=?"
-            args.append(upto)
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
-        conn = self._conn()
-        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
-        return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
-
-    def list_failures(
-        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
-    ) -> list[FailedOp]:
-        sql = "SELECT id, instance, flow, error, failed_at FROM tidal_ops WHERE component=? AND status=1"
-        args: list[object] = [component]
-        if instance is not None:
-            sql += " AND instance=?"
-            args.append(instance)
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
-        args.append(-1 if limit is None else limit)
-        conn = self._conn()
-        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id DESC LIMIT ?", args).fetchall())
-        return [FailedOp(r[0], component, r[1], r[2], r[3] or "", r[4] or 0.0) for r in rows]
-
-    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
-        conn = self._conn()
-        with self._write(conn):
-            row = conn.execute(
-                "SELECT flow, payload FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
-                (op_id, component, instance),
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute("DELETE FROM tidal_ops WHERE id=?", (op_id,))
-            cur = conn.execute(
-                "INSERT INTO tidal_ops (component, instance, flow, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)",
-                (component, instance, row[0], time.time(), row[1]),
-            )
-            return int(cur.lastrowid or 0)
-
-    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
-        cur = self._exec1(
-            "DELETE FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
-            (op_id, component, instance),
-        )
-        return cur.rowcount == 1
-
-    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
-        conn = self._conn()
-        out = {}
-        for name in components:
-            pending, instances, oldest, failed = self._busy(
-                lambda name=name: conn.execute(  # type: ignore[misc]
-                    "SELECT sum(status=0), count(DISTINCT CASE WHEN status=0 THEN instance END), "
-                    "min(CASE WHEN status=0 THEN enqueued_at END), sum(status=1) FROM tidal_ops WHERE component=?",
-                    (name,),
-                ).fetchone()
-            )
-            out[name] = QueueStats(int(pending or 0), int(failed or 0), int(instances or 0), oldest)
-        return out
 
     # -- cache ------------------------------------------------------------
 
