@@ -126,6 +126,7 @@ PRODUCER = textwrap.dedent(
             else:
                 out.write(json.dumps({"tag": tag, "ok": True}) + "\\n")
         i += 1
+        time.sleep(args.get("pause", 0))
     out.close()
     app.close()
     """
@@ -509,6 +510,64 @@ def test_producers_and_worker_processes_count_exactly(procs: Procs, store: Redis
     assert store.client.zcard(store._g("ready", "Counter")) == 0
     assert all(w.alive() for w in workers)
     assert "Traceback" not in "".join(w.log() for w in workers)
+
+
+@pytest.mark.slow
+def test_workers_and_serving_processes_join_and_leave_under_load_and_every_count_is_exact(
+    procs: Procs, store: RedisStore, redis_url: str
+) -> None:
+    """Scale out and in while updates stream: a second producer (a serving
+    process) joins; workers join, one leaves gracefully (SIGTERM: it
+    finishes its batch and exits 0), one is killed (its batch is re-run after
+    its lease); the last worker drains everything, and every acknowledged
+    update is applied exactly once, in each producer's order."""
+    instances = ["c0", "c1", "c2"]
+    acks = {p: procs.folder / f"{p}.acks" for p in ("p0", "p1")}
+
+    def acked() -> int:
+        return sum(1 for path in acks.values() for a in read_acks(path) if a["ok"])
+
+    def more(n: int, what: str) -> None:
+        start = acked()
+        wait_for(lambda: acked() >= start + n, 60, what)
+
+    w0 = procs.worker("w0", redis_url, lease=LEASE, threads=1)
+    # Paced (a round of three updates per 10 ms each), so that the phases
+    # below overlap the stream rather than a backlog.
+    p0 = procs.producer("p0", redis_url, instances=instances, n=10**9, pause=0.01)
+    wait_for((procs.folder / "p0.ready").exists, 30, "producer p0 to start")
+    (procs.folder / "go").write_text("go")
+    more(150, "updates with one worker")
+    p1 = procs.producer("p1", redis_url, instances=instances, n=10**9, pause=0.01)  # a serving process joins
+    w1 = procs.worker("w1", redis_url, lease=LEASE, threads=2)  # and a worker
+    more(150, "updates with two producers and two workers")
+    with_signal(w0, signal.SIGTERM)  # leaves gracefully
+    assert w0.popen.wait(30) == 0, w0.log()
+    w2 = procs.worker("w2", redis_url, lease=LEASE, threads=1)
+    more(150, "updates after w0 left and w2 joined")
+    with_signal(w1, signal.SIGKILL)  # leaves the hard way, batch in hand or not
+    w1.popen.wait(30)
+    more(150, "updates after w1 was killed")
+    (procs.folder / "stop").write_text("stop")
+    for producer in (p0, p1):
+        assert producer.popen.wait(30) == 0, producer.log()
+    wait_for(lambda: all(store.pending("Counter", i) == 0 for i in instances), 60, "w2 to drain the queues")
+
+    applied: Counter[str] = Counter()
+    for name in instances:
+        state = state_of(store, "Counter", name)
+        assert state["n"] == len(state["tags"])
+        applied.update(state["tags"])
+        for p in acks:  # per-instance FIFO: each producer's ops in the order it queued them
+            mine = [t for t in state["tags"] if t.startswith(f"{p}:")]
+            assert mine == sorted(mine, key=lambda t: int(t.rsplit(":", 1)[1]))
+        assert store.failures("Counter", name) == []
+    ok = [a["tag"] for path in acks.values() for a in read_acks(path) if a["ok"]]
+    assert all(a["ok"] for path in acks.values() for a in read_acks(path))  # no call failed
+    print("elastic:", len(ok), "acknowledged updates")
+    assert len(ok) > 600 and set(applied) == set(ok)
+    assert [t for t in ok if applied[t] != 1] == []  # none lost, none applied twice
+    assert w2.alive() and "Traceback" not in w0.log() + w2.log()
 
 
 # -- 5. bad input on the wire -------------------------------------------------------------
