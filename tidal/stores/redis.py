@@ -73,26 +73,7 @@ contract suite runs against both.
 What each two-step verb does, and the crash windows between its steps, is
 described in :mod:`~tidal.stores.redis_two_step`.
 
-Connections and retries: enqueue, claim and a worker's commit run their
-scripts on a connection of the calling thread's own
-(:mod:`~tidal.stores.redis_direct`), everything else through the client's
-pool. Neither retries a command that failed
-(redis-py's default for ``from_url``), and
-both reopen a connection the server closed on its next use, so processes ride out a server restart without being
-restarted themselves; each call made while the server is unreachable raises
-:class:`StoreError`. The outcome of such a call is unknown: its script may
-have run before the reply was lost (with a server killed while it wrote its
-append-only file, about one failed ``run`` in fifty had queued its update).
-Of the verbs, only enqueue is not idempotent when repeated after a lost
-reply: the repeated push finds its ids below the watermark, so fresh ids are
-allocated and the op is queued twice, unless it has a dedupe key (the
-instance's ``T:dd`` then recognises the repeat). That is why no retry policy
-is set on the client: with one, an acknowledged update was occasionally
-applied twice across a server restart (tests/test_redis_faults.py), whereas
-without it every acknowledged update is applied exactly once, and a caller
-that repeats a failed enqueue knows it may duplicate it. A repeated claim
-leaves its lease unused until it expires; a repeated commit is refused as a
-lost lease although it went through (the state is right either way).
+Connections, and why no call is retried: see :mod:`~tidal.stores.redis_direct`.
 """
 
 from __future__ import annotations

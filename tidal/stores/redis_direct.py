@@ -1,18 +1,34 @@
-"""Scripts on the hot path (enqueue, claim, a worker's commit) run on a
-connection of the calling thread's own, not through the client's pool.
+"""Connections of the Redis store, and why no call is retried.
 
-Why not the plain client: a redis-py command call checks a connection out
-of the pool and back in, wraps the call in its retry and observability
+Scripts on the hot path (enqueue, claim, a worker's commit) run on a
+connection of the calling thread's own; everything else goes through the
+client's pool. Why not the pool for all: a redis-py command call checks a
+connection out and back in, wraps the call in its retry and observability
 layers and runs response callbacks. On a small VM that is 40-60 µs of
 Python per call, as much as the script's own time on the server, and it
 holds the GIL that the app's serving and update threads share. Here a call
-is: pack (hiredis when installed), one send, one read.
-
-Semantics match the client without a retry policy (see the store's module
-docs): a call that failed after its request may have gone out raises, and
-its connection is dropped, so that the next call connects afresh. Before
-each request the connection is checked for a close by the server, so that
+is: pack (hiredis when installed), one send, one read. Before each request
+the connection is checked for a close by the server (one ``poll``), so that
 a restart between two calls costs a reconnect, not a failed call.
+
+Neither path retries a command that failed (redis-py's default for
+``from_url``), and both reopen a connection the server closed on its next
+use, so processes ride out a server restart without being restarted
+themselves; each call made while the server is unreachable raises
+:class:`~tidal.exceptions.StoreError`, and its connection is dropped. The
+outcome of such a call is unknown: its script may have run before the reply
+was lost (with a server killed while it wrote its append-only file, about
+one failed ``run`` in fifty had queued its update). Of the verbs, only
+enqueue is not idempotent when repeated after a lost reply: the repeated
+push finds its ids below the watermark, so fresh ids are allocated and the
+op is queued twice, unless it has a dedupe key (the instance's ``T:dd``
+then recognises the repeat). That is why there is no retry policy: with
+one, an acknowledged update was occasionally applied twice across a server
+restart (tests/test_redis_faults.py), whereas without it every acknowledged
+update is applied exactly once, and a caller that repeats a failed enqueue
+knows it may duplicate it. A repeated claim leaves its lease unused until
+it expires; a repeated commit is refused as a lost lease although it went
+through (the state is right either way).
 """
 
 from __future__ import annotations
