@@ -20,16 +20,11 @@ Two backends, chosen when the index is created:
 ``TIDAL_DOCS_BACKEND=lexical|embedding`` forces one; by default the
 embedding backend is used when its package is installed.
 
-Incremental by construction: documents are spread over ``SHARDS`` state keys
-by a hash of their id, and each shard keeps its own postings, document
-lengths and vectors. Inserting, updating or deleting a document reads and
-writes one shard key (about 1/SHARDS of the index), so a commit's cost grows
-with the shard, not with the whole index; the serve op sums document
-frequencies over shards for the few query terms it needs. The trade-offs:
-a shard still grows with the corpus (raise SHARDS for a bigger one), and
-each shard keeps its documents' text, a copy of the relation's, so that
-snippets and deletes (which re-tokenise the stored text to find the
-postings to drop) need no database read. Feedback boosts are one small key.
+Incremental: documents are spread over ``SHARDS`` state keys by a hash of
+their id, each shard with its own postings, lengths, vectors and texts (so
+snippets and deletes need no database read). A change reads and writes one
+shard key, so a commit costs about 1/SHARDS of the index; the serve op sums
+document frequencies over shards for the query's terms.
 
     python examples/docs_assistant.py "how do I open a file with a context manager"
 """
