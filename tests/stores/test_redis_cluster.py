@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from servers import RedisClusterServers, start_redis_cluster
 
-import tidal
 from tidal.codec import Codec
-from tidal.config import Settings
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import NewOp, from_url
 from tidal.stores.redis import RedisStore
 from tidal.stores.redis_cluster import RedisClusterStore
+
+from .counters import count_in_threads, counter_app
 
 C = "Comp"
 SECRET = "redis-cluster-test-secret-0123456789"
@@ -227,42 +226,12 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
 
 
 def test_an_app_runs_updates_on_instances_all_over_the_cluster(redis_cluster_url: str, tmp_path: Path) -> None:
-    app = tidal.App(
-        "rc",
-        store=redis_cluster_url,
-        home=tmp_path / "home",
-        settings=Settings(lease_seconds=5.0, sweep_seconds=0.05, worker_threads=3),
-    )
+    app, Counter = counter_app(redis_cluster_url, tmp_path / "home", name="rc", worker_threads=3)
     try:
         assert isinstance(app.store, RedisClusterStore)
-        Counter = app.component("Counter")
-
-        @Counter.init_state
-        def setup() -> dict[str, Any]:
-            return {"n": 0, "seen": []}
-
-        @Counter.update("inc")
-        def inc(state, props):  # type: ignore[no-untyped-def]
-            return {"n": state["n"] + 1, "seen": [*state["seen"], props["i"]]}
-
-        names = spread(app.store, component="Counter")
-        counters = [Counter(name) for name in names]
-        n = 40
-
-        def run(c: tidal.Instance) -> None:
-            for i in range(n):
-                c.run("inc", props={"i": i})
-
-        threads = [threading.Thread(target=run, args=(c,)) for c in counters]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        counters = [Counter(name) for name in spread(app.store, component="Counter")]
+        count_in_threads(counters, 40)
         for c in counters:
-            c.flush_update(timeout=60)
-        for c in counters:
-            assert c.read_state("n") == n
-            assert c.read_state("seen") == list(range(n))  # per-instance FIFO
             assert app.store.pending("Counter", c.instance_id) == 0
     finally:
         app.close()

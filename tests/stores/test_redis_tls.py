@@ -7,23 +7,21 @@ certificate fails at once, with the URL in the message and no password."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis
 from servers import RedisServer, start_redis
 
-import tidal
-from tidal.config import Settings
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import from_url
 from tidal.stores.redis import RedisStore
+
+from .counters import count_in_threads, counter_app
 
 C = "Comp"
 PASSWORD = "s3cret-pw"
@@ -114,43 +112,11 @@ def test_a_version_changed_elsewhere_is_seen_at_once_over_tls(url: str) -> None:
 
 
 def test_an_app_runs_updates_over_tls(url: str, tmp_path: Path) -> None:
-    app = tidal.App(
-        "tls",
-        store=url,
-        home=tmp_path / "home",
-        settings=Settings(lease_seconds=5.0, sweep_seconds=0.05, worker_threads=2),
-    )
+    app, Counter = counter_app(url, tmp_path / "home", name="tls", worker_threads=2)
     try:
-        Counter = app.component("Counter")
-
-        @Counter.init_state
-        def setup() -> dict[str, Any]:
-            return {"n": 0, "seen": []}
-
-        @Counter.serve("get")
-        def get(state, props):  # type: ignore[no-untyped-def]
-            return state["n"]
-
-        @Counter.update("inc")
-        def inc(state, props):  # type: ignore[no-untyped-def]
-            return {"n": state["n"] + 1, "seen": [*state["seen"], props["i"]]}
-
         counters = [Counter(f"c{k}") for k in range(3)]
-        n = 30
-
-        def run(c: tidal.Instance) -> None:
-            for i in range(n):
-                c.run("inc", props={"i": i})
-
-        threads = [threading.Thread(target=run, args=(c,)) for c in counters]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for c in counters:
-            c.flush_update(timeout=60)
-            assert c.read_state("seen") == list(range(n))
-            assert c.run("get") == n
+        count_in_threads(counters, 30)
+        assert [c.run("get") for c in counters] == [30, 30, 30]
     finally:
         app.close()
 

@@ -383,7 +383,7 @@ class RedisStore(TwoStepPaths, OperatorVerbs, Store):
         args: list[Any] = [*head, len(ops)]
         for op in ops:
             args += [op.flow, op.payload, op.dedupe if op.dedupe is not None else "", round(op.dedupe_ttl * 1000)]
-        result = self._enqueue_one(keys=keys, args=args)
+        result = self._direct(self._enqueue_one, keys, args)
         return [int(op_id) or None for op_id in result]
 
     def claim(

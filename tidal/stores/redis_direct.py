@@ -63,6 +63,11 @@ def _quiet(sock: socket.socket) -> bool:
         return False
 
 
+def _evalsha(conn: Any, script: Script, keys: list[Any], args: list[Any]) -> Any:
+    conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False)
+    return conn.read_response()
+
+
 class DirectScripts:
     """Runs registered :class:`~redis.commands.core.Script` objects with
     ``EVALSHA`` on one connection per thread."""
@@ -93,16 +98,10 @@ class DirectScripts:
         conn = self._connection()
         try:
             try:
-                conn.send_packed_command(
-                    conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
-                )
-                return conn.read_response()
+                return _evalsha(conn, script, keys, args)
             except NoScriptError:  # not run: the server lost its script cache (a restart)
                 script.sha = self._client.script_load(script.script)
-                conn.send_packed_command(
-                    conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
-                )
-                return conn.read_response()
+                return _evalsha(conn, script, keys, args)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
             raise

@@ -18,6 +18,19 @@ from .base import KeyInfo, KeyVersion, QueueStats
 T = TypeVar("T")
 
 
+def _narrowed(
+    sql: str, args: list[object], *, upto: int | None = None, flow: str | None = None
+) -> tuple[str, list[object]]:
+    """``sql`` and ``args`` with the optional ``id <= upto`` and ``flow = ?`` conditions."""
+    if upto is not None:
+        sql += " AND id<=?"
+        args = [*args, upto]
+    if flow is not None:
+        sql += " AND flow=?"
+        args = [*args, flow]
+    return sql, args
+
+
 class SQLiteOperatorVerbs:
     """describe_state, key_history, pending, last_op_id, failures,
     list_failures, retry_failed, drop_failed and queue_stats on SQLite."""
@@ -60,23 +73,19 @@ class SQLiteOperatorVerbs:
         return [KeyVersion(int(v), None if value is None else bytes(value), at) for v, value, at in rows]
 
     def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
-        sql = "SELECT count(*) FROM tidal_ops WHERE component=? AND instance=? AND status=0"
-        args: list[object] = [component, instance]
-        if upto is not None:
-            sql += " AND id<=?"
-            args.append(upto)
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
+        sql, args = _narrowed(
+            "SELECT count(*) FROM tidal_ops WHERE component=? AND instance=? AND status=0",
+            [component, instance],
+            upto=upto,
+            flow=flow,
+        )
         conn = self._conn()
         return int(self._busy(lambda: conn.execute(sql, args).fetchone())[0])
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
-        sql = "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?"
-        args: list[object] = [component, instance]
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
+        sql, args = _narrowed(
+            "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?", [component, instance], flow=flow
+        )
         conn = self._conn()
         row = self._busy(lambda: conn.execute(sql, args).fetchone())
         return int(row[0] or 0)
@@ -90,14 +99,12 @@ class SQLiteOperatorVerbs:
         after: int = 0,
         upto: int | None = None,
     ) -> list[FailedOp]:
-        sql = "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? AND status=1 AND id>?"
-        args: list[object] = [component, instance, after]
-        if upto is not None:
-            sql += " AND id<=?"
-            args.append(upto)
-        if flow is not None:
-            sql += " AND flow=?"
-            args.append(flow)
+        sql, args = _narrowed(
+            "SELECT id, flow, error, failed_at FROM tidal_ops WHERE component=? AND instance=? AND status=1 AND id>?",
+            [component, instance, after],
+            upto=upto,
+            flow=flow,
+        )
         conn = self._conn()
         rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
         return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
