@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from installing import apt_install
 from ports import free_port
 
 if TYPE_CHECKING:
@@ -58,19 +59,12 @@ def install_redis() -> None:
 
     Raises :class:`RedisUnavailable` with apt's output when it fails.
     """
-    if shutil.which("apt-get") is None:
-        raise RedisUnavailable("redis-server is missing and apt-get is not available to install it")
-    cmd = ["sh", "-c", REDIS_APT_INSTALL]
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            raise RedisUnavailable("redis-server is missing; installing it needs root, and sudo is not available")
-        cmd = ["sudo", "-n", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    if proc.returncode != 0:
-        raise RedisUnavailable(
-            f"installing redis-server failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-        )
+    apt_install(
+        REDIS_APT_INSTALL,
+        "redis-server",
+        RedisUnavailable,
+        no_apt="redis-server is missing and apt-get is not available to install it",
+    )
 
 
 def _locate_redis() -> Path | None:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from installing import apt_install
 from ports import free_port
 from psycopg import sql
 from redis_servers import (  # Redis's servers live there; importable from here too
@@ -167,22 +168,13 @@ def install_postgres() -> None:
 
     Raises :class:`PostgresUnavailable` with apt's output when it fails.
     """
-    if shutil.which("apt-get") is None:
-        raise PostgresUnavailable(
-            "PostgreSQL server binaries (initdb, pg_ctl, postgres) are missing and apt-get is not "
-            "available to install them; install PostgreSQL so that initdb is on $PATH"
-        )
-    cmd = ["sh", "-c", APT_INSTALL]
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            raise PostgresUnavailable("PostgreSQL is missing; installing it needs root, and sudo is not available")
-        cmd = ["sudo", "-n", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    if proc.returncode != 0:
-        raise PostgresUnavailable(
-            f"installing PostgreSQL failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-        )
+    apt_install(
+        APT_INSTALL,
+        "PostgreSQL",
+        PostgresUnavailable,
+        no_apt="PostgreSQL server binaries (initdb, pg_ctl, postgres) are missing and apt-get is not "
+        "available to install them; install PostgreSQL so that initdb is on $PATH",
+    )
 
 
 def find_postgres_bin(install: bool = True) -> Path:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 os.environ.setdefault("SE_OFFLINE", "true")
 
+from installing import apt_install
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -44,19 +44,12 @@ def _locate() -> tuple[str, str] | None:
 
 def install_chromium() -> None:
     """Install ``chromium`` and ``chromium-driver`` with apt; ChromiumUnavailable with apt's output if that fails."""
-    if shutil.which("apt-get") is None:
-        raise ChromiumUnavailable("chromium and chromedriver are missing and apt-get is not available to install them")
-    cmd = ["sh", "-c", APT_INSTALL]
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            raise ChromiumUnavailable("chromium is missing; installing it needs root, and sudo is not available")
-        cmd = ["sudo", "-n", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    if proc.returncode != 0:
-        raise ChromiumUnavailable(
-            f"installing chromium failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-        )
+    apt_install(
+        APT_INSTALL,
+        "chromium",
+        ChromiumUnavailable,
+        no_apt="chromium and chromedriver are missing and apt-get is not available to install them",
+    )
 
 
 def find_chromium(install: bool = True) -> tuple[str, str]:
