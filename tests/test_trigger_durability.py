@@ -316,19 +316,27 @@ def test_a_process_without_a_relation_s_triggers_does_not_swallow_its_changes(
         other.close()
 
 
-def test_a_writer_without_the_components_still_records_changes_for_them(tmp_path: Path) -> None:
+def test_a_writer_without_the_components_still_records_changes_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An API process that only inserts records (it never imports the
     components) must still leave their changes for the process that runs
     the triggers: the trigger registry in the database tells it to."""
     runner = make_app("sqlite", tmp_path)
+    # The runner dispatches only when asked (below): its background
+    # dispatcher could otherwise consume the change before the writer's
+    # dispatch is checked.
+    monkeypatch.setattr(runner, "start_helpers", lambda: None)
     Index = define_index(runner)
-    index = Index("global")  # declares the Doc trigger in the registry
+    index = Index("global")
+    runner.db  # noqa: B018 - opening the database declares the Doc trigger in the registry
     writer = make_app("sqlite", tmp_path)  # no components at all
     try:
         doc = writer.insert(Doc(body="hello from the api"))
         assert writer.sql("SELECT count(*) FROM tidal_changes").scalar() == 1
         writer.dispatch_changes()  # knows no trigger: must not consume the change
         assert writer.sql("SELECT count(*) FROM tidal_changes").scalar() == 1
+        runner.dispatch_changes()
         index.flush_update(timeout=10)
         assert index.read_state("index")["hello"] == [doc.id]
         assert runner.sql("SELECT count(*) FROM tidal_changes").scalar() == 0
