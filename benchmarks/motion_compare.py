@@ -13,7 +13,11 @@ against Motion's public API) run in a fresh process per system:
 * ``tidal-sqlite``: Tidal through its Motion-compatible API (``from tidal
   import Component``) on a fresh SQLite file;
 * ``tidal-redis``: the same on the same Redis, when this checkout of Tidal has
-  a ``redis://`` store (the column is left out otherwise).
+  a ``redis://`` store (the column is left out otherwise);
+* ``tidal-redis-cluster`` (only when named in ``--systems``): the same on a
+  throw-away Redis Cluster of three masters on this machine
+  (``redis://…?cluster=1``), to show what the cluster's routing costs
+  against one server.
 
 Both use their defaults (``update_task_type="thread"``). The driver computes
 every median and percentile from the raw samples with the same code. A wrong
@@ -52,7 +56,9 @@ from .motion_table import (
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_motion_workloads.py"
-SYSTEMS = ("motion", "tidal-sqlite", "tidal-redis")
+SYSTEMS = ("motion", "tidal-sqlite", "tidal-redis", "tidal-redis-cluster")
+DEFAULT_SYSTEMS = SYSTEMS[:3]
+"""The cluster starts three more servers: it runs only when asked for."""
 
 
 def specs(quick: bool) -> dict[str, dict[str, int]]:
@@ -232,15 +238,35 @@ def tidal_has_redis() -> bool:
     return "redis" in stores.SCHEMES
 
 
-def start_redis() -> Any:
-    """A throw-away redis-server from the test helpers (``tests/servers.py``),
-    which finds or installs redis-server and stops it at exit."""
+def _test_servers() -> Any:
+    """The test helpers' server module (``tests/servers.py``), which finds
+    or installs redis-server and stops what it starts at exit."""
     tests = str(ROOT / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from servers import start_redis as start  # type: ignore[import-not-found]
+    import servers  # type: ignore[import-not-found]
 
-    return start()
+    return servers
+
+
+def start_redis() -> Any:
+    """A throw-away redis-server."""
+    return _test_servers().start_redis()
+
+
+def start_redis_cluster() -> Any:
+    """A throw-away Redis Cluster of three masters."""
+    return _test_servers().start_redis_cluster()
+
+
+def flush_cluster(cluster: Any) -> None:
+    """Empty every node of the cluster (FLUSHALL on one node clears only its slots)."""
+    for node in cluster.nodes:
+        client = node.connect()
+        try:
+            client.flushall()
+        finally:
+            client.close()
 
 
 # -- main -----------------------------------------------------------------------
@@ -259,8 +285,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)")
     parser.add_argument(
         "--systems",
-        default=",".join(SYSTEMS),
-        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all; tidal-redis only if Tidal has it)",
+        default=",".join(DEFAULT_SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: {','.join(DEFAULT_SYSTEMS)}; "
+        "tidal-redis only if Tidal has it)",
     )
     parser.add_argument(
         "--rounds",
@@ -283,9 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown system(s) {unknown}; choose from {SYSTEMS}", file=sys.stderr)
         return 2
     notes: list[str] = []
-    if "tidal-redis" in wanted and not tidal_has_redis():
-        wanted.remove("tidal-redis")
-        notes.append("Tidal redis column left out: this checkout of Tidal has no redis:// store (tidal.stores).")
+    if {"tidal-redis", "tidal-redis-cluster"} & set(wanted) and not tidal_has_redis():
+        wanted = [s for s in wanted if not s.startswith("tidal-redis")]
+        notes.append("Tidal redis columns left out: this checkout of Tidal has no redis:// store (tidal.stores).")
         print(f"note: {notes[-1]}", flush=True)
     systems = [s for s in SYSTEMS if s in wanted]
     workloads = [w for w in WORKLOADS if not args.only or w in args.only]
@@ -297,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("== Motion venv", flush=True)
         motion_info = motion_env.ensure()
         print(f"   {motion_env.venv_python()}: {motion_info}", flush=True)
-    server = None
+    server: Any = None
     if "motion" in systems or "tidal-redis" in systems:
         server = start_redis()
         import redis
@@ -305,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin = redis.Redis(host=server.host, port=server.port)
         redis_version = admin.info("server")["redis_version"]
         print(f"== redis-server {redis_version} on {server.host}:{server.port} ({server.binary})", flush=True)
+    cluster: Any = None
+    if "tidal-redis-cluster" in systems:
+        cluster = start_redis_cluster()
+        print(f"== Redis Cluster of {len(cluster.nodes)} masters at {cluster.url()}", flush=True)
 
     summaries: dict[str, dict[str, dict[str, float]]] = {s: {} for s in systems}
     raws: dict[str, dict[str, Any]] = {s: {} for s in systems}
@@ -327,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             if server is not None:
                 admin.flushall()
+            if cluster is not None:
+                flush_cluster(cluster)
             with common.scratch_dir("tidal-cmp-") as folder:
                 env = _base_env()
                 if system == "motion":
@@ -335,7 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     python = sys.executable
                     db = (folder / "bench.db").resolve()
-                    store = f"sqlite:///{db}" if system == "tidal-sqlite" else server.url(0)
+                    if system == "tidal-sqlite":
+                        store = f"sqlite:///{db}"
+                    elif system == "tidal-redis":
+                        store = server.url(0)
+                    else:
+                        store = cluster.url() + "?cluster=1"
                     env.update(tidal_env_vars(store, folder / "home"))
                 out = run_worker(python, w, sizes[w], env, folder, args.timeout)
             timings[system][w] = timings[system].get(w, 0.0) + out.seconds
@@ -370,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             admin.close()
             server.stop()
+        if cluster is not None:
+            cluster.stop()
 
     elapsed = time.perf_counter() - started
     rows = build_rows(summaries, systems)

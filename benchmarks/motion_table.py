@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 
 from . import common
 
-LABELS = {"motion": "Motion", "tidal-sqlite": "Tidal sqlite", "tidal-redis": "Tidal redis"}
+LABELS = {
+    "motion": "Motion",
+    "tidal-sqlite": "Tidal sqlite",
+    "tidal-redis": "Tidal redis",
+    "tidal-redis-cluster": "Tidal redis cluster",
+}
 WORKLOADS = ("serve", "update", "update_process", "large_state", "lifecycle", "multiproc")
 
 # -- rows -------------------------------------------------------------------

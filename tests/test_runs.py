@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,31 @@ def test_every_serve_and_update_run_is_a_row(app: tidal.App) -> None:
         assert row.latency_ms >= 0
         assert row.started_at is not None and row.finished_at is not None
         assert row.started_at <= row.finished_at
+
+
+def test_flush_update_returns_only_after_the_runs_of_what_it_waited_for_are_logged(
+    app: tidal.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit is visible in the store before the executor records the
+    batch's runs: flush_update must wait for that too, or a caller that
+    reads the runs log right after it misses them."""
+    C = counter(app)
+    runlog = app.runlog
+    assert runlog is not None
+    record = runlog.record
+
+    def slow_record(entry: Any) -> None:
+        if entry[4] == "update":  # serve runs are recorded by the caller itself
+            time.sleep(0.2)
+        record(entry)
+
+    monkeypatch.setattr(runlog, "record", slow_record)
+    with C("c") as c:
+        for k in (1, 2, 3):
+            c.run("add", props={"k": k})
+            c.flush_update()
+            logged = app.sql("SELECT count(*) FROM runs WHERE kind = 'update' AND status = 'ok'").scalar()
+            assert logged == k
 
 
 def test_failed_serves_and_updates_are_logged_with_their_traceback(app: tidal.App) -> None:

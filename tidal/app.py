@@ -6,7 +6,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +76,9 @@ class App(RelationsAPI):
         self._layouts: dict[str, Layout] = {}
         self._snap_lock = threading.Lock()
         self._committed = threading.Condition()
+        self._settling: dict[tuple[str, str], int] = {}
+        """(component, instance) -> batches of this process's executor between
+        their commit and the end of its local effects (cache, runs log)."""
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
         self._process_worker: ProcessWorker | None = None
@@ -387,6 +393,36 @@ class App(RelationsAPI):
         """Sleep until this process commits something, at most ``timeout``."""
         with self._committed:
             self._committed.wait(timeout)
+
+    @contextmanager
+    def settling(self, component: str, instance: str) -> Iterator[None]:
+        """Held by the executor around a batch's commit and what follows it
+        here (installing the new state, recording its runs): a commit is
+        visible in the store before those are done, and a ``flush_update``
+        that returned in between would let its caller miss the runs."""
+        key = (component, instance)
+        with self._committed:
+            self._settling[key] = self._settling.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._committed:
+                if self._settling[key] == 1:
+                    del self._settling[key]
+                else:
+                    self._settling[key] -= 1
+                self._committed.notify_all()
+
+    def wait_settled(self, component: str, instance: str, deadline: float | None) -> None:
+        """Wait until no batch of the instance is between its commit and the
+        end of its local effects in this process (see :meth:`settling`)."""
+        key = (component, instance)
+        with self._committed:
+            while key in self._settling:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"updates of {component}/{instance} still settling")
+                self._committed.wait(left)
 
     # -- lifecycle --------------------------------------------------------
 

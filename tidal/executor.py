@@ -211,36 +211,41 @@ class Executor:
             snap = app.snapshot(component, claim.instance, known)
             known = None
             changes, done, failed, bump, runs = self._apply(component, claim, snap.raw_items)
-            try:
-                version = app.store.commit(
-                    claim.component,
-                    claim.instance,
-                    changes,
-                    claim=claim,
-                    done=done,
-                    failed=failed,
-                    expected_version=snap.version,
-                    bump=bump,
-                )
-            except VersionConflictError:
-                continue
-            except LeaseLostError as exc:
-                self.lost_leases += 1
-                log.warning("not committing %d op(s): %s", len(claim.ops), exc)
+            # From the commit to the end of its effects here, flush_update waits
+            # (see App.settling).
+            with app.settling(claim.component, claim.instance):
+                try:
+                    version = app.store.commit(
+                        claim.component,
+                        claim.instance,
+                        changes,
+                        claim=claim,
+                        done=done,
+                        failed=failed,
+                        expected_version=snap.version,
+                        bump=bump,
+                    )
+                except VersionConflictError:
+                    continue
+                except LeaseLostError as exc:
+                    self.lost_leases += 1
+                    log.warning("not committing %d op(s): %s", len(claim.ops), exc)
+                    return
+                with self._active_lock:  # its lease is gone: the heartbeat must not miss it
+                    self._active.pop(claim.token, None)
+                if changes:
+                    app.install(component, app.layout(component).advance(snap, version, changes, ()))
+                runlog = app.runlog
+                if runlog is not None:
+                    for entry in runs:
+                        ok = entry[5] == "ok"
+                        runlog.record(
+                            (runlog.new_id(), *entry[1:9], snap.version, version if ok else None, *entry[11:])
+                        )
+                self.committed_ops += len(done)
+                self.failed_ops += len(failed)
+                app.notify_committed()
                 return
-            with self._active_lock:  # its lease is gone: the heartbeat must not miss it
-                self._active.pop(claim.token, None)
-            if changes:
-                app.install(component, app.layout(component).advance(snap, version, changes, ()))
-            runlog = app.runlog
-            if runlog is not None:
-                for entry in runs:
-                    ok = entry[5] == "ok"
-                    runlog.record((runlog.new_id(), *entry[1:9], snap.version, version if ok else None, *entry[11:]))
-            self.committed_ops += len(done)
-            self.failed_ops += len(failed)
-            app.notify_committed()
-            return
         log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
         app.store.release(claim)
 

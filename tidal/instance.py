@@ -392,6 +392,7 @@ class Instance:
             self.app.hurry()
             self.app.wait_committed(pause)
             pause = min(pause * 2, FLUSH_POLL_SECONDS)
+        self.app.wait_settled(name, self._id, deadline)
         return upto
 
     def flush_update(self, flow_key: str | None = None, timeout: float | None = None) -> None:
