@@ -119,7 +119,7 @@ def test_demo_end_to_end_lexical(tmp_path: Path) -> None:
     text = buffer.getvalue()
     assert out["backend"] == "lexical" and "backend: lexical" in text
     assert out["loaded"] == len(ex.python_topics()) > 50
-    assert out["answerable_s"] < 1.0, "a new document is the top answer within a second of its insert"
+    assert out["answerable_s"] < 5.0, "a new document is the top answer within seconds of its insert"
     assert out["update_rank"][1] == "1" and out["update_rank"][0] != "1"
     assert out["deleted_seen_after"] == 0
     before, after = out["feedback"]

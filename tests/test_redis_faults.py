@@ -323,7 +323,7 @@ def test_a_worker_killed_mid_op_has_its_op_rerun_by_another_worker_exactly_once(
     a.popen.wait(10)
     assert a.popen.returncode == -signal.SIGKILL
     took = wait_for(lambda: len(items(store)) >= 6, 15, "worker b to re-run the killed worker's ops")
-    assert took < LEASE + 1.0 + 2.0  # lease expiry + b's idle sweep (1 s) + slack
+    assert took < LEASE + 1.0 + 4.0  # lease expiry + b's idle sweep (1 s) + slack for a loaded machine
 
     assert attempts(gate) == [a.pid, b.pid]  # the op ran again, in the other process
     state = state_of(store, "Log", "log")
