@@ -160,8 +160,7 @@ def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, m
     store.delete_instance(C, names[1])
     assert len(calls) > 3 * len(names)
     assert all(len(slots) == 1 for slots in calls), calls  # a key declared, and one slot only
-    # Neither the one-server hot path nor the tracking connection was opened.
-    assert not list(store._direct._open) and store._versions._conn is None
+    assert not list(store._direct._open)  # the one-server hot path was never opened
 
 
 def test_a_claim_index_hint_that_fails_is_logged_and_the_claim_stands(
@@ -178,19 +177,57 @@ def test_a_claim_index_hint_that_fails_is_logged_and_the_claim_stands(
     assert "could not update the claim index: No targets were found" in caplog.text
 
 
-def test_get_version_sees_another_processs_commit_at_once(redis_cluster_url: str) -> None:
+def hgets(cluster: RedisClusterServers) -> int:
+    """HGET calls the cluster's nodes have run so far."""
+    total = 0
+    for node in cluster.nodes:
+        with node.connect() as client:
+            total += int(client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+    return total
+
+
+def test_get_version_sees_another_processs_commit_at_once_on_every_node(
+    redis_cluster: RedisClusterServers, redis_cluster_url: str
+) -> None:
     reader, writer = from_url(redis_cluster_url), from_url(redis_cluster_url)
     try:
-        writer.create_instance(C, "v", {"a": b"A"})
-        assert reader.get_version(C, "v") == 1
-        for expected in range(2, 12):
-            writer.commit(C, "v", {"a": str(expected).encode()})
-            assert reader.get_version(C, "v") == expected
-        writer.delete_instance(C, "v")
-        assert reader.get_version(C, "v") is None
+        names = spread(reader, per_node=1)
+        for name in names:
+            writer.create_instance(C, name, {"a": b"A"})
+            assert reader.get_version(C, name) == 1
+        for expected in range(2, 32):
+            for name in names:
+                writer.commit(C, name, {"a": str(expected).encode()})
+                assert reader.get_version(C, name) == expected, (name, expected)
+        writer.delete_instance(C, names[0])
+        assert reader.get_version(C, names[0]) is None
     finally:
         reader.close()
         writer.close()
+
+
+def test_unchanged_versions_are_answered_from_the_tracking_cache_of_each_node(
+    redis_cluster: RedisClusterServers, redis_cluster_url: str
+) -> None:
+    store = from_url(redis_cluster_url)
+    assert isinstance(store, RedisClusterStore)
+    try:
+        names = spread(store, per_node=2)
+        for name in names:
+            store.create_instance(C, name, {"a": b"A"})
+        before = hgets(redis_cluster)
+        for _ in range(50):
+            assert [store.get_version(C, name) for name in names] == [1] * len(names)
+        assert hgets(redis_cluster) - before == len(names)  # one read per key, then tracked
+        assert len(store._versions._nodes) == 3  # type: ignore[attr-defined]  # a tracking connection per node
+        # A worker's commit in this process: its version is read afresh.
+        store.enqueue(C, names[0], "f", b"x")
+        held = store.claim([C], "w", 30, 10)
+        assert held is not None
+        store.commit(C, names[0], {"a": b"B"}, claim=held, done=held.op_ids)
+        assert store.get_version(C, names[0]) == 2
+    finally:
+        store.close()
 
 
 def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None:

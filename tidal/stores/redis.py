@@ -253,7 +253,7 @@ class RedisStore(TwoStepPaths, OperatorVerbs, Store):
             self._client.sadd(self._g("instances", component), instance)
             created, version = self._create(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"], args=args)
         if created:
-            self._barrier()
+            self._barrier(t)
         return bool(created), int(version)
 
     def commit(
@@ -318,13 +318,14 @@ class RedisStore(TwoStepPaths, OperatorVerbs, Store):
         elif claim is not None:  # a round trip after the commit: the barrier too
             self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=True)
         else:
-            self._barrier()
+            self._barrier(t)
         return code
 
-    def _barrier(self) -> None:
-        """One round trip after a write of ``T:meta``, so that it returns only
-        once the server has written the invalidations of that write to every
-        tracking connection (see :class:`~tidal.stores.redis_versions.VersionCache`)."""
+    def _barrier(self, tag: str) -> None:
+        """One round trip after a write of ``tag``'s ``T:meta``, so that it
+        returns only once the server has written the invalidations of that
+        write to every tracking connection (see
+        :class:`~tidal.stores.redis_versions.VersionCache`)."""
         try:
             self._client.ping()
         except redis.RedisError as exc:

@@ -9,15 +9,17 @@ an instance's or the global one, and the client (redis-py's
 :class:`~redis.cluster.RedisCluster`) sends it to the node that owns that
 slot. What differs from one server:
 
-* no client-side tracking for ``get_version``: the tracking connection of
-  :class:`~tidal.stores.redis_versions.VersionCache` talks to one server,
-  and a version may live on any node. Each ``get_version`` is one HGET,
-  routed by its key.
-* no barrier after a write of ``T:meta``: its only use is to let the
-  server flush invalidation pushes to tracking readers before the writer
-  goes on; without tracking there are none, and a reply from the node that
-  owns the slot already means that every later read of that slot (all go to
-  the same primary; replicas are never read) sees the write.
+* client-side tracking for ``get_version`` per node
+  (:class:`ClusterVersions`): a version is read over a tracking connection
+  to the node that owns its slot, so each node pushes the invalidations of
+  its own keys. A slot that moved answers ``MOVED``: that read goes through
+  the cluster client, which learns the new layout.
+* the barrier after a write of ``T:meta`` (create, ``write_state``) is a
+  ``PING`` to the node that owns the instance's slot: the invalidations of
+  that write are on that node's connections. A worker's commit has none
+  (as on one server, nobody waits on it but through a call of their own to
+  that node, e.g. ``pending``), and the worker's process forgets the
+  version itself.
 * the direct per-thread connection (:mod:`~tidal.stores.redis_direct`) is
   never used: it serves only the one-server scripts, which touch two slots.
 * several instances' pushes in one enqueue go one call each, to each
@@ -36,7 +38,8 @@ slot. What differs from one server:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -50,6 +53,7 @@ from redis.retry import Retry
 from ..exceptions import ConfigError, StoreError
 from .redis import DEFAULT_NAMESPACE, RedisStore, log
 from .redis_names import _safe
+from .redis_versions import VersionCache
 
 
 class RedisClusterStore(RedisStore):
@@ -60,7 +64,7 @@ class RedisClusterStore(RedisStore):
         # client, each routed by its key; the store types its client as
         # redis.Redis, which is what it is on one server.
         super().__init__(url, namespace=namespace, client=cast(redis.Redis, client), single_slot=True)
-        self._versions.tracking = False
+        self._versions = cast(VersionCache, ClusterVersions(client))
 
     @classmethod
     def open(cls, url: str, client_url: str, *, namespace: str, single_slot: bool | None) -> RedisClusterStore:
@@ -98,11 +102,59 @@ class RedisClusterStore(RedisStore):
         except RedisClusterException as exc:  # a hint, as on one server: logged, never raised
             log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
 
-    def _barrier(self) -> None:
-        """Nothing to wait for: there is no tracking on a cluster (see the module docs)."""
+    def _barrier(self, tag: str) -> None:
+        """A round trip to the node of ``tag``'s slot (see the module docs)."""
+        try:
+            node = self.client.get_node_from_key(tag + ":meta")  # type: ignore[attr-defined]
+            self.client.ping(target_nodes=node)
+        except (redis.RedisError, RedisClusterException) as exc:
+            log.warning("Redis store %s: no reply after a commit: %s", _safe(self.url), exc)
+
+    def commit(self, component: str, instance: str, changes: Mapping[str, bytes], **kwargs: Any) -> int:
+        version = super().commit(component, instance, changes, **kwargs)
+        if kwargs.get("claim") is not None:  # a worker's commit: no barrier (see the module docs)
+            self._versions.forget((self._tag(component, instance) + ":meta").encode())
+        return version
 
     def _script_pipeline(self) -> Any:
         return None  # redis-py blocks EVALSHA in a cluster pipeline
+
+
+class ClusterVersions:
+    """The versions ``get_version`` read on a cluster: one
+    :class:`~tidal.stores.redis_versions.VersionCache` (a tracking
+    connection and what it was told) per node, each key looked up in the
+    cache of the node that owns its slot now."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._nodes: dict[str, VersionCache] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> bytes | None:
+        node = self._client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        cache = self._nodes.get(node.name)
+        if cache is None:
+            with self._lock:
+                cache = self._nodes.setdefault(node.name, VersionCache(node.redis_connection))
+        try:
+            return cache.get(key)
+        except redis.ResponseError as exc:
+            if not str(exc).startswith(("MOVED", "ASK")):
+                raise
+            # The slot moved since the layout was read: the cluster client
+            # follows the redirection and learns the new layout.
+            return cast(bytes | None, self._client.hget(key, "v"))
+
+    def forget(self, key: bytes) -> None:
+        for cache in list(self._nodes.values()):
+            cache.forget(key)
+
+    def close(self) -> None:
+        with self._lock:
+            nodes, self._nodes = self._nodes, {}
+        for cache in nodes.values():
+            cache.close()
 
 
 class _ClusterScript(Script):
