@@ -24,6 +24,7 @@ from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import NewOp, from_url
 from tidal.stores.redis import RedisStore
 from tidal.stores.redis_cluster import RedisClusterStore
+from tidal.stores.redis_direct import DirectScripts
 
 from .counters import count_in_threads, counter_app
 
@@ -137,13 +138,14 @@ def test_instances_keys_live_on_the_node_of_their_slot(
 
 def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[set[int]] = []
-    real = store.client.evalsha
+    real = DirectScripts.__call__
 
-    def checked(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        calls.append({key_slot(str(k).encode()) for k in keys_and_args[:numkeys]})
-        return real(sha, numkeys, *keys_and_args)
+    def checked(self: DirectScripts, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        calls.append({key_slot(str(k).encode()) for k in keys})
+        return real(self, script, keys, args)
 
-    monkeypatch.setattr(store.client, "evalsha", checked)
+    monkeypatch.setattr(DirectScripts, "__call__", checked)
+    monkeypatch.setattr(store.client, "evalsha", lambda *a: pytest.fail("a script went through the cluster client"))
     names = spread(store, per_node=1)
     for name in names:
         store.create_instance(C, name, {"a": b"A"})
@@ -161,6 +163,30 @@ def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, m
     assert len(calls) > 3 * len(names)
     assert all(len(slots) == 1 for slots in calls), calls  # a key declared, and one slot only
     assert not list(store._direct._open)  # the one-server hot path was never opened
+    assert len(store.client._directs) == 3  # type: ignore[attr-defined]  # one per node
+
+
+def test_a_script_sent_to_a_node_that_no_longer_owns_its_slot_goes_through_the_cluster_client(
+    store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after a slot moved: the node answers MOVED (the script did not
+    run) and the call is handed to the cluster client, which follows it."""
+    name = spread(store, per_node=1)[0]
+    store.create_instance(C, name, {"a": b"A"})
+    wrong = next(n for n in store.client.get_primaries() if n.name != node_of(store, name))  # type: ignore[attr-defined]
+    real_node = store.client.get_node_from_key  # type: ignore[attr-defined]
+    stale = [wrong]  # the layout is wrong for one lookup, as the client's after a slot moved
+    monkeypatch.setattr(
+        store.client, "get_node_from_key", lambda *args, **kwargs: stale.pop() if stale else real_node(*args, **kwargs)
+    )
+    redirected: list[Any] = []
+    real = store.client.evalsha
+    monkeypatch.setattr(store.client, "evalsha", lambda *args: redirected.append(args) or real(*args))
+    assert store.commit(C, name, {"a": b"B"}) == 2
+    assert len(redirected) == 1
+    monkeypatch.undo()
+    got = store.read_state(C, name)
+    assert got is not None and got.version == 2 and got.changed == {"a": b"B"}
 
 
 def test_a_claim_index_hint_that_fails_is_logged_and_the_claim_stands(

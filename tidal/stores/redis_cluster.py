@@ -20,8 +20,9 @@ slot. What differs from one server:
   (as on one server, nobody waits on it but through a call of their own to
   that node, e.g. ``pending``), and the worker's process forgets the
   version itself.
-* the direct per-thread connection (:mod:`~tidal.stores.redis_direct`) is
-  never used: it serves only the one-server scripts, which touch two slots.
+* scripts run on a direct per-thread connection to their node
+  (:mod:`~tidal.stores.redis_direct`, one per node), found from the
+  cluster client's layout; a redirection goes back through the client.
 * several instances' pushes in one enqueue go one call each, to each
   instance's node: redis-py refuses scripts in a cluster pipeline. Plain
   commands (``list_instances``, ``queue_stats``) still share a pipeline,
@@ -38,6 +39,7 @@ slot. What differs from one server:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -47,11 +49,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from ..exceptions import ConfigError, StoreError
 from .redis import DEFAULT_NAMESPACE, RedisStore, log
+from .redis_direct import DirectScripts
 from .redis_names import _safe
 from .redis_versions import VersionCache
 
@@ -139,9 +142,7 @@ class ClusterVersions:
                 cache = self._nodes.setdefault(node.name, VersionCache(node.redis_connection))
         try:
             return cache.get(key)
-        except redis.ResponseError as exc:
-            if not str(exc).startswith(("MOVED", "ASK")):
-                raise
+        except (MovedError, AskError):
             # The slot moved since the layout was read: the cluster client
             # follows the redirection and learns the new layout.
             return cast(bytes | None, self._client.hget(key, "v"))
@@ -158,13 +159,29 @@ class ClusterVersions:
 
 
 class _ClusterScript(Script):
-    """A script that, when its node lacks it, is loaded there only."""
+    """A script run on the node of its first key's slot, over that node's
+    :class:`~tidal.stores.redis_direct.DirectScripts` (a connection of the
+    calling thread's own: the cluster client's routing, pool and retry
+    layers cost ~3x the script's round trip in Python). When its node lacks
+    it, it is loaded there only. A ``MOVED`` or ``ASK`` reply (the script
+    did not run) hands the call to the cluster client, which follows the
+    redirection and learns the new layout; a connection error makes the
+    client read the layout afresh (a failover, say) before it is raised."""
 
     def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
         keys, args = list(keys or ()), list(args or ())
         client = client if client is not None else self.registered_client
         if not keys:  # the client would send it to a random node
             raise RedisClusterException("a script on Redis Cluster must declare a key of the slot it works on")
+        node = client.get_node_from_key(keys[0])
+        try:
+            return client.direct(node)(self, keys, args)
+        except (MovedError, AskError):
+            pass
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            with contextlib.suppress(redis.RedisError, RedisClusterException):
+                client.nodes_manager.initialize(last_failed_node_name=node.name)
+            raise
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:  # not run: safe to send again
@@ -174,8 +191,30 @@ class _ClusterScript(Script):
 
 
 class _Client(RedisCluster):
+    """The cluster client, with a :class:`DirectScripts` per node."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._directs: dict[str, DirectScripts] = {}
+        self._directs_lock = threading.Lock()
+
     def register_script(self, script: Any) -> Script:
         return _ClusterScript(self, script)
+
+    def direct(self, node: Any) -> DirectScripts:
+        """The direct script path to ``node`` (a :class:`~redis.cluster.ClusterNode`)."""
+        direct = self._directs.get(node.name)
+        if direct is None:
+            with self._directs_lock:
+                direct = self._directs.setdefault(node.name, DirectScripts(node.redis_connection))
+        return direct
+
+    def close(self) -> None:
+        with self._directs_lock:
+            directs, self._directs = list(self._directs.values()), {}
+        for direct in directs:
+            direct.close()
+        super().close()
 
 
 def connect_cluster(url: str) -> RedisCluster:
