@@ -1,6 +1,6 @@
 """Update throughput of ``tidal worker`` processes on Redis, by worker count.
 
-    python -m benchmarks.workers_scaling [--redis URL] [--instances 1000] [--updates 10]
+    python -m benchmarks.workers_scaling [--redis URL | --cluster] [--instances 1000] [--updates 10]
                                          [--workers 1 2 4] [--trials 3] [--quick] [--json out.json]
 
 For each worker count N and trial: a fresh namespace; ``--instances``
@@ -15,7 +15,9 @@ exactly (counter == updates, version == updates + 1, nothing pending or
 failed); a lost or repeated update fails the run.
 
 Without ``--redis`` a private ``redis-server`` (persistence off) is started on
-a free loopback port. The worker processes, the Redis server and this process
+a free loopback port; with ``--cluster``, a private Redis Cluster of three
+masters (the test helpers' ``start_redis_cluster``), and the store URL gets
+``cluster=1``. The worker processes, the Redis server and this process
 share the machine's cores: on a 2-core machine do not expect more than ~2x,
 and expect 4 workers to gain little over 2.
 """
@@ -130,14 +132,31 @@ def private_redis(folder: Path) -> Iterator[str]:
         server.wait(30)
 
 
-def _drop_namespace(url: str, namespace: str) -> None:
-    client = redis.Redis.from_url(url)
+def _drop_namespace(urls: Sequence[str], namespace: str) -> None:
+    """Delete the namespace's keys on each server (every node of a cluster)."""
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        try:
+            keys = list(client.scan_iter(match=f"*{namespace}*", count=10_000))
+            for key in keys:  # one by one: on a cluster node the keys are of many slots
+                client.delete(key)
+        finally:
+            client.close()
+
+
+@contextmanager
+def private_cluster() -> Iterator[list[str]]:
+    """A throw-away Redis Cluster of three masters; yields its nodes' URLs."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from servers import start_redis_cluster  # type: ignore[import-not-found]
+
+    cluster = start_redis_cluster()
     try:
-        keys = list(client.scan_iter(match=f"*{namespace}*", count=10_000))
-        for k in range(0, len(keys), 1000):
-            client.delete(*keys[k : k + 1000])
+        yield [node.url() for node in cluster.nodes]
     finally:
-        client.close()
+        cluster.stop()
 
 
 # -- one trial --------------------------------------------------------------
@@ -193,10 +212,11 @@ def _stop(workers: Sequence[subprocess.Popen[bytes]]) -> None:
             w.wait(15)
 
 
-def trial(redis_url: str, n_workers: int, instances: int, updates: int) -> dict[str, float]:
-    """One drain of ``instances * updates`` queued updates by ``n_workers`` processes."""
+def trial(urls: Sequence[str], n_workers: int, instances: int, updates: int, cluster: bool) -> dict[str, float]:
+    """One drain of ``instances * updates`` queued updates by ``n_workers``
+    processes, on the server of ``urls[0]`` or the cluster of all ``urls``."""
     namespace = f"bench_{uuid.uuid4().hex[:12]}"
-    store_url = f"{redis_url}?namespace={namespace}"
+    store_url = f"{urls[0]}?namespace={namespace}" + ("&cluster=1" if cluster else "")
     with scratch_dir("tidal-bench-workers-") as folder:
         (folder / "scaleapp.py").write_text(WORKER_APP)
         ready_dir, gate = folder / "ready", folder / "gate"
@@ -238,7 +258,7 @@ def trial(redis_url: str, n_workers: int, instances: int, updates: int) -> dict[
             for fh in logs:
                 fh.close()
             store.close()
-            _drop_namespace(redis_url, namespace)
+            _drop_namespace(urls, namespace)
     total = instances * updates
     return {"workers": n_workers, "updates": total, "drain_s": drain_s, "rate": total / drain_s, "enqueue_s": enqueue_s}
 
@@ -254,7 +274,9 @@ def _tails(folder: Path, n: int) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workers_scaling", description=__doc__.split("\n")[0])
-    parser.add_argument("--redis", metavar="URL", help="a Redis server to use (default: start a private one)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--redis", metavar="URL", help="a Redis server to use (default: start a private one)")
+    where.add_argument("--cluster", action="store_true", help="start a private Redis Cluster of 3 masters instead")
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=10, help="queued updates per instance")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker process counts")
@@ -282,13 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results: dict[int, list[dict[str, float]]] = {}
     with contextlib.ExitStack() as stack:
-        if args.redis is None:
-            url = stack.enter_context(private_redis(stack.enter_context(scratch_dir("tidal-bench-redis-"))))
+        if args.cluster:
+            urls = stack.enter_context(private_cluster())
+        elif args.redis is None:
+            urls = [stack.enter_context(private_redis(stack.enter_context(scratch_dir("tidal-bench-redis-"))))]
         else:
-            url = args.redis
+            urls = [args.redis]
         for trial_no in range(args.trials):
             for n in args.workers:  # interleaved, so drift hits every count alike
-                r = trial(url, n, args.instances, args.updates)
+                r = trial(urls, n, args.instances, args.updates, args.cluster)
                 results.setdefault(n, []).append(r)
                 print(
                     f"  trial {trial_no + 1}: {n} worker(s): {r['rate']:,.0f} updates/s "
@@ -305,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{n:>7}  {med:>18,.0f}  {min(rates):>7,.0f}-{max(rates):<7,.0f}  {med / base:5.2f}x")
     if args.json:
         data = {
+            "cluster": args.cluster,
             "instances": args.instances,
             "updates_per_instance": args.updates,
             "trials": args.trials,
