@@ -25,6 +25,7 @@ from tidal.stores import NewOp, from_url
 from tidal.stores.redis import RedisStore
 from tidal.stores.redis_cluster import RedisClusterStore
 
+from .cluster_slots import node_of, spread
 from .counters import count_in_threads, counter_app
 
 C = "Comp"
@@ -41,23 +42,6 @@ def store(redis_cluster_url: str) -> Iterator[RedisClusterStore]:
 
 def slot_of(store: RedisStore, instance: str) -> int:
     return key_slot((store._tag(C, instance) + ":meta").encode())
-
-
-def node_of(store: RedisStore, instance: str) -> str:
-    return str(store.client.get_node_from_key(store._tag(C, instance) + ":meta").name)  # type: ignore[attr-defined]
-
-
-def spread(store: RedisStore, per_node: int = 2, component: str = C) -> list[str]:
-    """Instance names whose keys land ``per_node`` on each node of the cluster."""
-    names: dict[str, list[str]] = {}
-    k = 0
-    while len(names) < 3 or any(len(v) < per_node for v in names.values()):
-        name = f"i{k}"
-        names.setdefault(node_of(store, name), [])
-        if len(names[node_of(store, name)]) < per_node:
-            names[node_of(store, name)].append(name)
-        k += 1
-    return [name for group in names.values() for name in group]
 
 
 # -- URLs -----------------------------------------------------------------------------
