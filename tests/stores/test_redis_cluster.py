@@ -55,8 +55,13 @@ def test_cluster_1_opens_the_cluster_store_in_single_slot_mode(redis_cluster_url
         assert isinstance(store.client, redis.cluster.RedisCluster)
         assert store.namespace in redis_cluster_url and "cluster=1" not in store.namespace
         assert len(store.client.get_primaries()) == 3  # type: ignore[attr-defined]
+        store.create_instance(C, "i1", {"a": b"A"})
+        assert store.list_instances(C) == ["i1"]  # a call to every node
     finally:
         store.close()
+    # Closing closes the connections to every node, not the garbage collector.
+    pools = [node.redis_connection.connection_pool for node in store._client.get_nodes()]  # type: ignore[attr-defined]
+    assert pools and not [c for pool in pools for c in pool._available_connections if c._sock is not None]
     explicit = from_url(redis_cluster_url + "&single_slot=1")
     assert isinstance(explicit, RedisClusterStore)
     explicit.close()

@@ -84,6 +84,19 @@ class RedisClusterStore(RedisStore):
     def __repr__(self) -> str:
         return f"<RedisClusterStore {_safe(self.url)}>"
 
+    def close(self) -> None:
+        if self._closed:
+            return
+        super().close()
+        # RedisCluster.close() closes each node's client, but a client made
+        # from a URL does not own its node's pool, so the pool's connections
+        # stayed open until garbage collection closed them (with a
+        # ResourceWarning, when a socket went before its connection).
+        cluster: Any = self._client  # a RedisCluster, whose get_nodes() is untyped
+        for node in cluster.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+
     @contextmanager
     def _io(self) -> Iterator[None]:
         with super()._io():
