@@ -187,10 +187,12 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
     try:
         store = from_url(cluster.url() + "?namespace=dead&cluster=1")
         assert isinstance(store, RedisClusterStore)
-        names = spread(store, per_node=1)
+        # The first instance's node dies; it is not the global slot's (op ids, the claim index).
+        hub = store.client.get_node_from_key(store._ids_key).name  # type: ignore[attr-defined]
+        names = sorted(spread(store, per_node=1), key=lambda name: node_of(store, name) == hub)
         for name in names:
             store.create_instance(C, name, {"a": b"A"})
-        victim = next(node for node in cluster.nodes if f"127.0.0.1:{node.port}" == node_of(store, names[0]))
+        victim = cluster.node(node_of(store, names[0]))
         for node in cluster.nodes:
             # Else the others refuse every key too, once they agree that the
             # victim is down (after cluster-node-timeout).
@@ -206,6 +208,21 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
         for name in names[1:]:
             assert store.commit(C, name, {"a": b"B"}) == 2
             assert store.get_version(C, name) == 2
+
+        # An enqueue there fails after its ids were allocated, which puts the
+        # instance first in the claim index; claims pass over it to the others.
+        with pytest.raises(StoreError, match="refused"):
+            store.enqueue(C, names[0], "f", b"lost")
+        ids = [store.enqueue(C, name, "f", b"x") for name in names[1:]]
+        claimed = []
+        for _ in names[1:]:
+            held = store.claim([C], "w", 30, 10)
+            assert held is not None
+            claimed += held.op_ids
+            store.commit(C, held.instance, {"a": b"C"}, claim=held, done=held.op_ids)
+        assert sorted(claimed) == ids
+        with pytest.raises(StoreError, match="refused"):  # only the dead one is left: its error, not None
+            store.claim([C], "w", 30, 10)
         store.close()
     finally:
         cluster.stop()

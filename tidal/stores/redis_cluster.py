@@ -55,6 +55,10 @@ from .redis_names import _safe
 class RedisClusterStore(RedisStore):
     """The Redis store on a Redis Cluster (see the module docs)."""
 
+    # A claim passes over an instance whose node fails (see _claim_in_two_steps):
+    # a connection refused or timed out, CLUSTERDOWN, no node for its slot.
+    _candidate_errors = (redis.RedisError, RedisClusterException)
+
     def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: RedisCluster) -> None:
         # RedisCluster offers every command the store sends through its
         # client, each routed by its key; the store types its client as
