@@ -1,9 +1,9 @@
 """Real Redis servers for tests: one server (plain, TLS-only, with a
-password, with an append-only file for restart tests) or a three-master
-Redis Cluster, each on free loopback ports, stopped at the end of the
-session, at exit, or by a watchdog when the test process disappears. See
-:mod:`servers` (which re-exports these) for the rules every test server
-follows.
+password, with an append-only file for restart tests, or a node in cluster
+mode for :mod:`redis_cluster_servers`), on a free loopback port, stopped at
+the end of the session, at exit, or by a watchdog when the test process
+disappears. See :mod:`servers` (which re-exports these) for the rules every
+test server follows.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from ports import free_port
 
 if TYPE_CHECKING:
     import redis
-    import redis.cluster
 
 REDIS_APT_INSTALL = (
     "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
@@ -100,11 +99,15 @@ class RedisServer:
     host: str = "127.0.0.1"
     tls: Path | None = None
     """Folder of the throw-away CA and server certificate (:func:`make_certificates`):
-    the server then speaks TLS only, on :attr:`port`."""
+    the server then speaks TLS only, on :attr:`port` (and, in cluster mode,
+    on its cluster bus and to its master too)."""
     password: str | None = field(default=None, repr=False)
     """``--requirepass``, when set."""
     cluster_bus_port: int = 0
     """Non-zero: the server runs in cluster mode, its cluster bus on this port."""
+    cluster_node_timeout_ms: int = 5000
+    """``--cluster-node-timeout``: how long a node may not answer before the
+    others take it for failed (and its replica, if any, takes over)."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _owner_pid: int = field(default_factory=os.getpid, repr=False)
     _watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -195,7 +198,13 @@ class RedisServer:
             "--cluster-port",
             str(self.cluster_bus_port),
             "--cluster-node-timeout",
-            "5000",
+            str(self.cluster_node_timeout_ms),
+            # A replica's first sync starts at once, not after 5 s of waiting for others to share it.
+            "--repl-diskless-sync-delay",
+            "0",
+            # Over TLS, the bus between the nodes and the link of a replica
+            # to its master are TLS too, with the same certificate and CA.
+            *(["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls is not None else []),
         ]
 
     def kill(self) -> None:
@@ -279,9 +288,10 @@ def start_redis(
     appendonly: bool = False,
     port: int = 0,
     appendfsync: str = "everysec",
-    tls: bool = False,
+    tls: bool | Path = False,
     password: str | None = None,
     cluster: bool = False,
+    cluster_node_timeout_ms: int = 5000,
 ) -> RedisServer:
     """Start a ``redis-server`` on a free port of 127.0.0.1 and wait until it answers.
 
@@ -295,9 +305,11 @@ def start_redis(
 
     ``tls=True``: the server speaks TLS only, with a certificate for
     127.0.0.1 signed by a CA made for it (:attr:`RedisServer.ca_file`);
-    clients need not show one. ``password``: ``--requirepass``.
-    ``cluster=True``: a node in cluster mode, not in a cluster yet (see
-    :func:`start_redis_cluster`).
+    clients need not show one. ``tls=folder``: the same with the certificates
+    that :func:`make_certificates` made there (so that several servers trust
+    each other). ``password``: ``--requirepass``.
+    ``cluster=True``: a node in cluster mode with ``cluster_node_timeout_ms``,
+    not in a cluster yet (see :func:`~redis_cluster_servers.start_redis_cluster`).
 
     Installs redis-server with apt first if it is missing. The caller owns the
     result and must call :meth:`RedisServer.stop` (it also runs at interpreter
@@ -314,9 +326,12 @@ def start_redis(
         appendfsync=appendfsync,
         password=password,
         cluster_bus_port=free_port() if cluster else 0,
+        cluster_node_timeout_ms=cluster_node_timeout_ms,
     )
     try:
-        if tls:
+        if isinstance(tls, Path):
+            server.tls = tls
+        elif tls:
             server.tls = make_certificates(root / "tls")
         server.datadir.mkdir(parents=True, exist_ok=True)
         server.start()
@@ -339,6 +354,8 @@ def make_certificates(folder: Path, host: str = "127.0.0.1") -> Path:
     """A throw-away CA (``ca.pem``) and a certificate it signed for ``host``
     (``server.pem``, key ``server.key``) in ``folder``, made with the
     ``openssl`` command (the ``cryptography`` package is not a dependency).
+    The certificate serves as a client's too: the nodes of a TLS cluster
+    show it to each other on the cluster bus, where Redis always asks for one.
     Raises :class:`RedisUnavailable` when openssl is missing or fails."""
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -347,7 +364,7 @@ def make_certificates(folder: Path, host: str = "127.0.0.1") -> Path:
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     (folder / "server.ext").write_text(
         f"subjectAltName=IP:{host},DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
     )
     ca = ["req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Tidal test CA"]
@@ -359,62 +376,3 @@ def make_certificates(folder: Path, host: str = "127.0.0.1") -> Path:
         if proc.returncode != 0:
             raise RedisUnavailable(f"openssl {' '.join(step)} failed (exit {proc.returncode}):\n{proc.stderr}")
     return folder
-
-
-@dataclass
-class RedisClusterServers:
-    """A running throw-away Redis Cluster (see :func:`start_redis_cluster`)."""
-
-    nodes: list[RedisServer]
-
-    def url(self) -> str:
-        """``redis://host:port/0`` of one node (a cluster client finds the others)."""
-        return self.nodes[0].url()
-
-    def connect(self) -> redis.cluster.RedisCluster:
-        """A redis-py cluster client."""
-        import redis.cluster
-
-        return redis.cluster.RedisCluster(host=self.nodes[0].host, port=self.nodes[0].port)
-
-    def stop(self) -> None:
-        """Stop every node and remove their directories. Idempotent."""
-        for node in self.nodes:
-            node.stop()
-
-
-def start_redis_cluster(masters: int = 3, timeout: float = 60) -> RedisClusterServers:
-    """Start ``masters`` redis-servers in cluster mode on free loopback ports,
-    join them with ``redis-cli --cluster create`` (no replicas; the slots
-    shared out evenly), and wait until every node says ``cluster_state:ok``
-    and knows every other. The caller must call :meth:`RedisClusterServers.stop`."""
-    nodes: list[RedisServer] = []
-    cluster = RedisClusterServers(nodes)
-    try:
-        for _ in range(masters):
-            nodes.append(start_redis(cluster=True))
-        cli = shutil.which("redis-cli") or str(nodes[0].binary.with_name("redis-cli"))
-        if not Path(cli).is_file():
-            raise RedisUnavailable("redis-cli not found (the redis-tools package): it creates the test cluster")
-        addresses = [f"{node.host}:{node.port}" for node in nodes]
-        cmd = [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        if proc.returncode != 0:
-            raise RedisUnavailable(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        deadline = time.monotonic() + timeout
-        for node in nodes:
-            client = node.connect(socket_timeout=1.0)
-            try:
-                while True:
-                    info = client.cluster("INFO")  # parsed into a dict of str
-                    if info.get("cluster_state") == "ok" and info.get("cluster_known_nodes") == str(masters):
-                        break
-                    if time.monotonic() > deadline:
-                        raise RedisUnavailable(f"cluster node {node.port} not ready within {timeout} s:\n{info}")
-                    time.sleep(0.05)
-            finally:
-                client.close()
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster

@@ -34,8 +34,9 @@ directory of the caller's, for restart tests), waits until it answers PING,
 and stops it at the end of the session, at exit, or from its watchdog.
 It can speak TLS only (with a CA and certificate made by
 :func:`make_certificates`) and ask for a password. :func:`start_redis_cluster`
-starts three such servers in cluster mode and joins them with
-``redis-cli --cluster create``.
+(in :mod:`redis_cluster_servers`) starts such servers in cluster mode —
+three masters, optionally each with replicas, optionally all over TLS — and
+joins them with ``redis-cli --cluster create``.
 """
 
 from __future__ import annotations
@@ -58,16 +59,15 @@ import psycopg
 from installing import apt_install
 from ports import free_port
 from psycopg import sql
+from redis_cluster_servers import RedisClusterServers, start_redis_cluster
 from redis_servers import (  # Redis's servers live there; importable from here too
     REDIS_APT_INSTALL,
-    RedisClusterServers,
     RedisServer,
     RedisUnavailable,
     find_redis_server,
     install_redis,
     make_certificates,
     start_redis,
-    start_redis_cluster,
 )
 
 __all__ = [

@@ -26,6 +26,7 @@ from tidal.stores.redis import RedisStore
 from tidal.stores.redis_cluster import RedisClusterStore
 from tidal.stores.redis_direct import DirectScripts
 
+from .cluster_slots import node_of, spread
 from .counters import count_in_threads, counter_app
 
 C = "Comp"
@@ -44,23 +45,6 @@ def slot_of(store: RedisStore, instance: str) -> int:
     return key_slot((store._tag(C, instance) + ":meta").encode())
 
 
-def node_of(store: RedisStore, instance: str) -> str:
-    return str(store.client.get_node_from_key(store._tag(C, instance) + ":meta").name)  # type: ignore[attr-defined]
-
-
-def spread(store: RedisStore, per_node: int = 2, component: str = C) -> list[str]:
-    """Instance names whose keys land ``per_node`` on each node of the cluster."""
-    names: dict[str, list[str]] = {}
-    k = 0
-    while len(names) < 3 or any(len(v) < per_node for v in names.values()):
-        name = f"i{k}"
-        names.setdefault(node_of(store, name), [])
-        if len(names[node_of(store, name)]) < per_node:
-            names[node_of(store, name)].append(name)
-        k += 1
-    return [name for group in names.values() for name in group]
-
-
 # -- URLs -----------------------------------------------------------------------------
 
 
@@ -72,8 +56,13 @@ def test_cluster_1_opens_the_cluster_store_in_single_slot_mode(redis_cluster_url
         assert isinstance(store.client, redis.cluster.RedisCluster)
         assert store.namespace in redis_cluster_url and "cluster=1" not in store.namespace
         assert len(store.client.get_primaries()) == 3  # type: ignore[attr-defined]
+        store.create_instance(C, "i1", {"a": b"A"})
+        assert store.list_instances(C) == ["i1"]  # a call to every node
     finally:
         store.close()
+    # Closing closes the connections to every node, not the garbage collector.
+    pools = [node.redis_connection.connection_pool for node in store._client.get_nodes()]  # type: ignore[attr-defined]
+    assert pools and not [c for pool in pools for c in pool._available_connections if c._sock is not None]
     explicit = from_url(redis_cluster_url + "&single_slot=1")
     assert isinstance(explicit, RedisClusterStore)
     explicit.close()
@@ -261,10 +250,12 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
     try:
         store = from_url(cluster.url() + "?namespace=dead&cluster=1")
         assert isinstance(store, RedisClusterStore)
-        names = spread(store, per_node=1)
+        # The first instance's node dies; it is not the global slot's (op ids, the claim index).
+        hub = store.client.get_node_from_key(store._ids_key).name  # type: ignore[attr-defined]
+        names = sorted(spread(store, per_node=1), key=lambda name: node_of(store, name) == hub)
         for name in names:
             store.create_instance(C, name, {"a": b"A"})
-        victim = next(node for node in cluster.nodes if f"127.0.0.1:{node.port}" == node_of(store, names[0]))
+        victim = cluster.node(node_of(store, names[0]))
         for node in cluster.nodes:
             # Else the others refuse every key too, once they agree that the
             # victim is down (after cluster-node-timeout).
@@ -280,6 +271,21 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
         for name in names[1:]:
             assert store.commit(C, name, {"a": b"B"}) == 2
             assert store.get_version(C, name) == 2
+
+        # An enqueue there fails after its ids were allocated, which puts the
+        # instance first in the claim index; claims pass over it to the others.
+        with pytest.raises(StoreError, match="refused"):
+            store.enqueue(C, names[0], "f", b"lost")
+        ids = [store.enqueue(C, name, "f", b"x") for name in names[1:]]
+        claimed = []
+        for _ in names[1:]:
+            held = store.claim([C], "w", 30, 10)
+            assert held is not None
+            claimed += held.op_ids
+            store.commit(C, held.instance, {"a": b"C"}, claim=held, done=held.op_ids)
+        assert sorted(claimed) == ids
+        with pytest.raises(StoreError, match="refused"):  # only the dead one is left: its error, not None
+            store.claim([C], "w", 30, 10)
         store.close()
     finally:
         cluster.stop()

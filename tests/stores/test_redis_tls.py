@@ -3,7 +3,11 @@ speaks TLS only, with a certificate signed by a CA made for the test
 (tests/servers.py): the store's three kinds of connection (the client's
 pool, the hot path's own per thread, the version cache's tracking one) all
 verify the server and authenticate; a wrong password or an unverifiable
-certificate fails at once, with the URL in the message and no password."""
+certificate fails at once, with the URL in the message and no password.
+And a Redis Cluster whose nodes speak TLS only (to clients, on the cluster
+bus, to their masters): ``rediss://…?cluster=1&ssl_ca_certs=…`` reaches
+every node over TLS, an App runs on it, and a certificate that does not
+verify fails the opening."""
 
 from __future__ import annotations
 
@@ -15,12 +19,14 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from servers import RedisServer, start_redis
+from servers import RedisClusterServers, RedisServer, make_certificates, start_redis, start_redis_cluster
 
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import from_url
 from tidal.stores.redis import RedisStore
+from tidal.stores.redis_cluster import RedisClusterStore
 
+from .cluster_slots import spread
 from .counters import count_in_threads, counter_app
 
 C = "Comp"
@@ -177,3 +183,75 @@ def test_an_unverifiable_certificate_fails_at_once(tls_server: RedisServer) -> N
             assert time.monotonic() - start < 5
     finally:
         store.close()
+
+
+# -- a cluster over TLS ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster() -> Iterator[RedisClusterServers]:
+    cluster = start_redis_cluster(tls=True)
+    yield cluster
+    cluster.stop()
+
+
+def cluster_url(cluster: RedisClusterServers, ca: Path | None) -> str:
+    """``rediss://127.0.0.1:port/0?[ssl_ca_certs=ca&]namespace=…&cluster=1``, a namespace of its own."""
+    query = f"ssl_ca_certs={quote(str(ca), safe='')}&" if ca is not None else ""
+    return f"{cluster.url()}?{query}namespace=tlsc_{uuid.uuid4().hex[:8]}&cluster=1"
+
+
+def test_a_cluster_store_reaches_every_node_over_tls(tls_cluster: RedisClusterServers) -> None:
+    store = from_url(cluster_url(tls_cluster, tls_cluster.ca_file))
+    assert isinstance(store, RedisClusterStore)
+    try:
+        primaries = store.client.get_primaries()  # type: ignore[attr-defined]
+        assert sorted(node.port for node in primaries) == sorted(node.port for node in tls_cluster.nodes)
+        names = spread(store, per_node=1)
+        for name in names:  # a call to each node
+            assert store.create_instance("Comp", name, {"a": b"A"}) == (True, 1)
+            assert store.commit("Comp", name, {"a": b"B"}) == 2
+            assert store.get_version("Comp", name) == 2
+        for node in primaries:
+            pool = node.redis_connection.connection_pool
+            assert pool.connection_class is redis.SSLConnection
+            assert pool.connection_kwargs["ssl_ca_certs"] == str(tls_cluster.ca_file)
+        for server in tls_cluster.nodes:  # and no node has a port without TLS to answer on
+            with server.connect() as client:
+                assert client.config_get("port") == {"port": "0"}
+                assert client.config_get("tls-cluster") == {"tls-cluster": "yes"}
+    finally:
+        store.close()
+
+
+def test_an_app_runs_updates_on_a_cluster_over_tls(tls_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    url = cluster_url(tls_cluster, tls_cluster.ca_file)
+    app, Counter = counter_app(url, tmp_path / "home", name="tlsc", worker_threads=2)
+    try:
+        assert isinstance(app.store, RedisClusterStore)
+        counters = [Counter(name) for name in spread(app.store, per_node=1, component="Counter")]
+        count_in_threads(counters, 25)
+        assert [c.run("get") for c in counters] == [25, 25, 25]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("ca", ["none", "another CA", "no such file"])
+def test_a_cluster_whose_certificate_does_not_verify_fails_to_open(
+    tls_cluster: RedisClusterServers, tmp_path: Path, ca: str
+) -> None:
+    """Without ``ssl_ca_certs`` (the system's CAs), with a CA that signed
+    nothing of the cluster's, or with no file at that path: the store does
+    not open, and says why, quickly."""
+    ca_file = {
+        "none": None,
+        "another CA": make_certificates(tmp_path / "other") / "ca.pem",
+        "no such file": tmp_path / "missing.pem",
+    }[ca]
+    url = cluster_url(tls_cluster, ca_file)
+    start = time.monotonic()
+    with pytest.raises(StoreError, match=r"cannot open the Redis Cluster at 'rediss://127\.0\.0\.1:\d+/0") as caught:
+        from_url(url)
+    assert time.monotonic() - start < 5
+    reason = "No such file" if ca == "no such file" else "certificate verify failed"
+    assert reason in str(caught.value)

@@ -1,6 +1,7 @@
 """The Redis store on Redis Cluster: ``redis://host:port/0?cluster=1`` (any
-node of the cluster; ``rediss://`` for TLS), opened by
-:meth:`RedisStore.from_url <tidal.stores.redis.RedisStore.from_url>`.
+node of the cluster; ``rediss://`` for TLS, with ``ssl_ca_certs`` and the
+other parameters for redis-py going to the connections to every node),
+opened by :meth:`RedisStore.from_url <tidal.stores.redis.RedisStore.from_url>`.
 
 The keys and scripts are those of the one-server store in its single-slot
 mode (``?cluster=1`` implies ``single_slot=1``, and refuses
@@ -32,9 +33,38 @@ slot. What differs from one server:
   every primary, and fail while one of them is down.
 * no command is retried after a connection error, as on one server (see
   the store's module docs): a failed call raises
-  :class:`~tidal.exceptions.StoreError`, and the next one finds the
-  cluster's new layout (after a failover, say). Redirections (``MOVED``,
+  :class:`~tidal.exceptions.StoreError`, and makes the client read the
+  cluster's layout again for the next one. Redirections (``MOVED``,
   ``ASK``: the command did not run) are followed as usual.
+
+When a master dies and its replica takes over (a failover):
+
+* until the replica is promoted, each call on the dead master's slots
+  raises :class:`~tidal.exceptions.StoreError` (connection refused; or,
+  from a host that vanished, a timeout: give the URL
+  ``socket_connect_timeout`` and ``socket_timeout``, or such a call waits
+  as long as TCP does). Calls on the other masters' slots go on, but with
+  Redis's default ``cluster-require-full-coverage yes`` only until the
+  nodes agree that the master failed (after ``cluster-node-timeout``):
+  from then until the promotion every node refuses every key.
+* a claim passes over the instances of a dead node (their failed
+  enqueues keep them at the head of the claim index), so that workers go
+  on with the others'. The global slot (op ids, the claim index) is the
+  exception: while its master is down, no enqueue and no claim can work.
+* once the replica is promoted, the first call on its slots may still
+  fail (its client read the layout before), and the one after it finds
+  the new master. Nothing is to be reopened: an App, or a ``tidal
+  worker``, goes on by itself (a worker logs each failed claim and claims
+  again).
+* replication is asynchronous: what the master acknowledged but had not
+  sent to its replica when it died is lost with it, as with any client of
+  Redis Cluster. An update is undone, a queued op disappears, or an op
+  whose commit is lost runs again. The store does not wait for replicas.
+  ``min-replicas-to-write`` (with ``min-replicas-max-lag``) makes a master
+  refuse writes while no replica keeps up, which bounds the loss; ``WAIT``
+  on the master after a write returns once a replica has it (the failover
+  tests do that before they kill one), though Redis does not promise that
+  the replica promoted is one that had it.
 """
 
 from __future__ import annotations
@@ -61,6 +91,10 @@ from .redis_versions import VersionCache
 
 class RedisClusterStore(RedisStore):
     """The Redis store on a Redis Cluster (see the module docs)."""
+
+    # A claim passes over an instance whose node fails (see _claim_in_two_steps):
+    # a connection refused or timed out, CLUSTERDOWN, no node for its slot.
+    _candidate_errors = (redis.RedisError, RedisClusterException)
 
     def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: RedisCluster) -> None:
         # RedisCluster offers every command the store sends through its
@@ -90,6 +124,19 @@ class RedisClusterStore(RedisStore):
 
     def __repr__(self) -> str:
         return f"<RedisClusterStore {_safe(self.url)}>"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        super().close()
+        # RedisCluster.close() closes each node's client, but a client made
+        # from a URL does not own its node's pool, so the pool's connections
+        # stayed open until garbage collection closed them (with a
+        # ResourceWarning, when a socket went before its connection).
+        cluster: Any = self._client  # a RedisCluster, whose get_nodes() is untyped
+        for node in cluster.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
 
     @contextmanager
     def _io(self) -> Iterator[None]:

@@ -77,6 +77,12 @@ only cost of a large value is that such an entry is polled longer."""
 class TwoStepPaths:
     """Enqueue and claim in single-slot scripts."""
 
+    _candidate_errors: tuple[type[Exception], ...] = ()
+    """Errors of the claim script on one candidate after which a claim tries
+    the next candidate instead of failing: on Redis Cluster, those of a node
+    that is down (see :meth:`_claim_in_two_steps`). None on one server,
+    where every instance is on that server."""
+
     if TYPE_CHECKING:  # provided by RedisStore
         url: str
         _stripes: list[threading.Lock]
@@ -187,17 +193,31 @@ class TwoStepPaths:
         self, components: list[str], escaped: list[str], lease_seconds: float, max_ops: int, count_newer: bool
     ) -> Claim | None:
         """Candidates from G:ready, then INSTANCE_CLAIM on each in turn, each
-        script within one slot."""
+        script within one slot.
+
+        A candidate whose claim fails with one of :attr:`_candidate_errors`
+        is passed over. Its node is down (a master died, and its replica has
+        yet to take over), and the failed enqueues of its instances keep it
+        at the head of ``G:ready``: failing there would hold up the
+        instances of every other node too, until the failover. The error is
+        raised when no other candidate is granted."""
+        failed: Exception | None = None
         for _ in range(CLAIM_ROUNDS):
             flat = self._candidates(keys=[self._ids_key], args=[self._global, CLAIM_CANDIDATES, *escaped])
             for k in range(0, len(flat), 4):
                 component, instance = components[int(flat[k])], flat[k + 1].decode()
                 alloc, age = int(flat[k + 2]), int(flat[k + 3])
                 fence = alloc if age > FENCE_AFTER_MS else 0
-                got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
+                try:
+                    got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
+                except self._candidate_errors as exc:
+                    failed = failed or exc
+                    continue
                 if got is not None:
                     got.others_waiting = len(flat) > 4
                     return got
             if len(flat) < 4 * CLAIM_CANDIDATES:
-                return None
+                break
+        if failed is not None:
+            raise failed
         return None
