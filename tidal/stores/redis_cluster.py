@@ -6,9 +6,9 @@ opened by :meth:`RedisStore.from_url <tidal.stores.redis.RedisStore.from_url>`.
 The keys and scripts are those of the one-server store in its single-slot
 mode (``?cluster=1`` implies ``single_slot=1``, and refuses
 ``single_slot=0``): every script call declares keys of one hash slot only,
-an instance's or the global one, and the client (redis-py's
-:class:`~redis.cluster.RedisCluster`) sends it to the node that owns that
-slot. What differs from one server:
+an instance's or the global one, and goes to the node that owns that
+slot, as found in the layout read by the cluster client (redis-py's
+:class:`~redis.cluster.RedisCluster`). What differs from one server:
 
 * client-side tracking for ``get_version`` per node
   (:class:`ClusterVersions`): a version is read over a tracking connection
