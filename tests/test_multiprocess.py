@@ -239,7 +239,8 @@ def test_an_op_in_flight_when_its_worker_is_killed_is_applied_exactly_once(
     # The op hangs mid-way, holding its lease (renewed by the heartbeat):
     # ops 0-4 are committed, 5 (running), 6 and 7 are queued.
     assert state_of(store, "Log", "log")["items"] == [0, 1, 2, 3, 4]
-    assert store.pending("Log", "log") == 3
+    # The child queues 6 and 7 while 5 runs: they may be a moment behind the marker.
+    wait_for(lambda: store.pending("Log", "log") == 3, 10, "ops 6 and 7 to be queued")
     expires = lease_of(store, "Log", "log")
     assert expires is not None and expires > time.time()
     assert store.claim(["Log"], "test", 1.0, 10) is None  # nobody else may take it
@@ -252,7 +253,7 @@ def test_an_op_in_flight_when_its_worker_is_killed_is_applied_exactly_once(
     started = time.monotonic()
     result = finish(proc("recover"))
     assert time.monotonic() - started < 15
-    assert result["elapsed"] < 5  # the lease (1 s) expired and nothing stayed locked
+    assert result["elapsed"] < 10  # the lease (1 s) expired and nothing stayed locked
     assert result["items"] == [0, 1, 2, 3, 4, 5, 6, 7]  # each op once, in order
     assert result["other"] == "untouched"
     assert store.pending("Log", "log") == 0
