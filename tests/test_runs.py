@@ -102,6 +102,30 @@ def test_flush_update_returns_only_after_the_runs_of_what_it_waited_for_are_logg
             assert logged == k
 
 
+def test_sql_waits_for_a_batch_the_background_writer_is_still_writing(
+    app: tidal.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer takes a batch out of the buffer before it writes it: a
+    query in between must wait for it, not find the buffer empty and the
+    runs missing."""
+    C = counter(app)
+    runlog = app.runlog
+    assert runlog is not None
+    writing = threading.Event()
+    write = runlog._write
+
+    def slow_write(entries: Any) -> None:
+        writing.set()
+        time.sleep(0.3)
+        write(entries)
+
+    monkeypatch.setattr(runlog, "_write", slow_write)
+    with C("c", disable_update_task=True) as c:
+        c.run("add", props={"k": 1})
+        assert writing.wait(5), "the background writer never ran"
+        assert app.sql("SELECT count(*) FROM runs WHERE kind = 'serve'").scalar() == 1
+
+
 def test_failed_serves_and_updates_are_logged_with_their_traceback(app: tidal.App) -> None:
     C = counter(app)
     with C("c") as c:

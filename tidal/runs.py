@@ -153,6 +153,8 @@ class RunLog:
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
         self._writes = 0
+        self._writing = False
+        """Whether a flush is writing a batch it took from the buffer."""
         self.written = 0
         self.dropped = 0
 
@@ -196,23 +198,30 @@ class RunLog:
         """Write every buffered run now, ``batch`` rows per transaction (so
         that the database's write lock is never held for long); returns how
         many were written."""
-        total = 0
         with self._write_lock:
-            while self._buffer:
-                entries: list[Entry] = []
-                while self._buffer and len(entries) < self._batch:
-                    entries.append(self._buffer.popleft())
-                try:
-                    self._write(entries)
-                except Exception:
-                    # Put them back in order so that the next flush retries them.
-                    self._buffer.extendleft(reversed(entries))
-                    raise
-                total += len(entries)
-                self.written += len(entries)
-                self._writes += 1
-                if self._retention is not None and self._writes % 100 == 1:
-                    self.purge()
+            self._writing = True
+            try:
+                return self._write_buffer()
+            finally:
+                self._writing = False
+
+    def _write_buffer(self) -> int:
+        total = 0
+        while self._buffer:
+            entries: list[Entry] = []
+            while self._buffer and len(entries) < self._batch:
+                entries.append(self._buffer.popleft())
+            try:
+                self._write(entries)
+            except Exception:
+                # Put them back in order so that the next flush retries them.
+                self._buffer.extendleft(reversed(entries))
+                raise
+            total += len(entries)
+            self.written += len(entries)
+            self._writes += 1
+            if self._retention is not None and self._writes % 100 == 1:
+                self.purge()
         return total
 
     def _write(self, entries: list[Entry]) -> None:
@@ -296,7 +305,8 @@ class RunLog:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Runs not yet in the database: buffered, or (as 1) a batch being written."""
+        return len(self._buffer) + int(self._writing)
 
 
 def now() -> float:
