@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -109,3 +110,44 @@ def test_child_exits_when_the_parent_dies(tmp_path: Path) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"worker child {child} still running after its parent died")
+
+
+def test_flush_update_returns_after_the_child_process_logged_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child applies the ops and logs their runs in its own runs log:
+    flush_update has it write them, so a query right after sees them all."""
+    from tidal.runs import RunLog
+
+    # No background writer in either process (the child is a fork): runs
+    # are written only when someone flushes the runs log.
+    monkeypatch.setattr(RunLog, "_start", lambda self: None)
+    app = make_app("sqlite", tmp_path)
+    C = _counter(app)
+    try:
+        with C("p1", update_task_type="process") as c:
+            for k in (1, 2, 3):
+                c.run("inc", props={"k": k})
+                c.flush_update()
+                rows = app.sql("SELECT instance, status FROM runs WHERE kind = 'update' AND flow = 'inc'")
+                assert [(r["instance"], r["status"]) for r in rows] == [("p1", "ok")] * k
+    finally:
+        app.close()
+
+
+def test_an_app_without_a_runs_log_has_none_in_its_update_process_either(tmp_path: Path) -> None:
+    app = tidal.App("quiet", store=f"sqlite:///{tmp_path / 'quiet.db'}", home=tmp_path / "home", runs_log=False)
+    C = _counter(app)
+    try:
+        with C("p1", update_task_type="process") as c:
+            c.run("inc", props={"k": 1})
+            c.flush_update()
+            assert c.read_state("n") == 1
+    finally:
+        app.close()
+    # After the child's exit too (it writes what it buffered when it stops).
+    db = sqlite3.connect(tmp_path / "quiet.db")
+    try:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone() == (0,)
+    finally:
+        db.close()

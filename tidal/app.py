@@ -153,6 +153,11 @@ class App(RelationsAPI):
     # -- runs log and feedback ---------------------------------------------
 
     @property
+    def runs_log_enabled(self) -> bool:
+        """Whether this app keeps a runs log (``runs_log=``)."""
+        return self._runs_enabled
+
+    @property
     def runlog(self) -> RunLog | None:
         """The runs log (None when the app was made with ``runs_log=False``)."""
         if self._runlog is None and self._runs_enabled and not self._closed:
@@ -413,12 +418,17 @@ class App(RelationsAPI):
                     self._settling[key] -= 1
                 self._committed.notify_all()
 
-    def wait_settled(self, component: str, instance: str, deadline: float | None) -> None:
-        """Wait until no batch of the instance is between its commit and the
-        end of its local effects in this process (see :meth:`settling`)."""
+    def wait_settled(self, component: str | None, instance: str | None, deadline: float | None) -> None:
+        """Wait until no batch of the instance (of any, for None) is between
+        its commit and the end of its local effects in this process (see
+        :meth:`settling`)."""
+
+        def busy() -> bool:
+            return bool(self._settling) if component is None or instance is None else key in self._settling
+
         key = (component, instance)
         with self._committed:
-            while key in self._settling:
+            while busy():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"updates of {component}/{instance} still settling")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import traceback
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .app import App
     from .core.component import Component, ServeRoute
     from .core.state import Snapshot
+
+log = logging.getLogger("tidal.instance")
 
 
 class Instance:
@@ -413,7 +416,13 @@ class Instance:
                 self.app.start_process_worker()
             else:
                 self.app.executor  # noqa: B018 - someone has to run them
+        started = time.monotonic()
         upto = self._wait(flow_key, timeout)
+        if self.update_task_type == "process" and self.app.runs_log_enabled:
+            # The child logs the runs of what it applied: have them written too.
+            left = 10.0 if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            if not self.app.start_process_worker().runs_written(left):
+                log.debug("%r: the update process did not confirm its runs log within %.1f s", self, left)
         failures = [
             f
             for f in self.app.store.failures(

@@ -11,6 +11,12 @@ memory says the child has gone idle: writing to the pipe on every enqueue
 would wake the child (and cost a context switch) thousands of times a
 second while it is busy anyway. When the parent dies, the pipe's write end
 closes and the child stops after its batch.
+
+The child logs the runs of the ops it applies in its own runs log, which
+writes them in batches. ``flush_update`` in the parent asks for them
+(:meth:`ProcessWorker.runs_written`): an ``R`` on the pipe, answered, once
+the child has written every run of what it committed, by a counter in
+shared memory.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import mmap
 import multiprocessing
 import os
 import signal
+import struct
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from .exceptions import ConfigError
@@ -43,12 +51,15 @@ class ProcessWorker:
             )
         self.app = app
         self._idle = mmap.mmap(-1, 1)  # shared with the child across fork
+        self._runs_done = mmap.mmap(-1, 8)  # how many run-log requests the child has answered
+        self._runs_asked = 0
+        self._ask_lock = threading.Lock()
         read_end, self._write_end = os.pipe()
         os.set_blocking(self._write_end, False)
         ctx = multiprocessing.get_context("fork")
         self._process = ctx.Process(
             target=_child_main,
-            args=(app, read_end, self._write_end, self._idle),
+            args=(app, read_end, self._write_end, self._idle, self._runs_done),
             name=f"tidal-worker-{app.name}",
             daemon=True,
         )
@@ -70,6 +81,26 @@ class ProcessWorker:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._write_end, b"!")
 
+    def runs_written(self, timeout: float) -> bool:
+        """Ask the child to write the runs of every op it has committed to
+        the runs log, and wait until it has (at most ``timeout`` seconds);
+        whether it did."""
+        with self._ask_lock:
+            self._runs_asked += 1
+            asked = self._runs_asked
+            try:
+                os.write(self._write_end, b"R")
+            except OSError:  # closed, or full: the child is not reading
+                return False
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while struct.unpack_from("Q", self._runs_done)[0] < asked:
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+        return True
+
     def stop(self, timeout: float = 10.0) -> None:
         """Let the child finish its batch and exit."""
         with contextlib.suppress(OSError):
@@ -80,7 +111,7 @@ class ProcessWorker:
             self._process.join(timeout)
 
 
-def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> None:
+def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap, runs_done: mmap.mmap) -> None:
     """Entry point of the forked child: a fresh store connection and executor
     over the parent's components. Nothing of the parent's store is touched:
     SQLite connections must not cross a fork."""
@@ -95,6 +126,7 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> 
         home=parent.home,
         secret_key=parent.codec.key,
         settings=parent.settings,
+        runs_log=parent.runs_log_enabled,
     )
     for component in parent.components.values():
         app.register(component)
@@ -106,7 +138,10 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> 
 
     signal.signal(signal.SIGTERM, on_term)
 
+    answered = 0
+
     def pipe_reader() -> None:
+        nonlocal answered
         while True:
             try:
                 data = os.read(read_end, 4096)
@@ -115,6 +150,19 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap) -> 
             if not data:  # parent closed the pipe or died
                 stopped.set()
                 return
+            if b"R" in data:
+                # Every run of what was committed before this request: the
+                # batches between their commit and their runs' record first.
+                with contextlib.suppress(TimeoutError):
+                    app.wait_settled(None, None, time.monotonic() + 30)
+                runlog = app.runlog
+                if runlog is not None:
+                    try:
+                        runlog.flush()
+                    except Exception:
+                        log.exception("writing the runs log failed")
+                answered += data.count(b"R")
+                struct.pack_into("Q", runs_done, 0, answered)
             app._on_relation_change()  # the parent may have written records with triggers
             executor.hurry()
 
