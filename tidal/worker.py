@@ -138,10 +138,8 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap, run
 
     signal.signal(signal.SIGTERM, on_term)
 
-    answered = 0
-
     def pipe_reader() -> None:
-        nonlocal answered
+        answered = 0  # requests for the runs log (R) answered so far
         while True:
             try:
                 data = os.read(read_end, 4096)
