@@ -233,7 +233,9 @@ def test_unchanged_versions_are_answered_from_the_tracking_cache_of_each_node(
         before = hgets(redis_cluster)
         for _ in range(50):
             assert [store.get_version(C, name) for name in names] == [1] * len(names)
-        assert hgets(redis_cluster) - before == len(names)  # one read per key, then tracked
+        # One read per key, then tracked (a second only if a loaded machine
+        # let one outlive VERSION_TRUST_S); without the cache: 300 reads.
+        assert len(names) <= hgets(redis_cluster) - before <= 2 * len(names)
         assert len(store._versions._nodes) == 3  # type: ignore[attr-defined]  # a tracking connection per node
         # A worker's commit in this process: its version is read afresh.
         store.enqueue(C, names[0], "f", b"x")
