@@ -423,10 +423,11 @@ class App(RelationsAPI):
         its commit and the end of its local effects in this process (see
         :meth:`settling`)."""
 
+        key = (component, instance)
+
         def busy() -> bool:
             return bool(self._settling) if component is None or instance is None else key in self._settling
 
-        key = (component, instance)
         with self._committed:
             while busy():
                 left = None if deadline is None else deadline - time.monotonic()

@@ -4,6 +4,7 @@ its own, and its updates must all be applied, in order."""
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,22 @@ def count_in_threads(counters: list[tidal.Instance], n: int) -> None:
     for c in counters:
         assert c.read_state("n") == n
         assert c.read_state("seen") == list(range(n))  # per-instance FIFO
+
+
+TALLY_APP = textwrap.dedent(
+    """
+    from tidal import Component
+
+    Tally = Component("Tally")
+
+    @Tally.init_state
+    def setup():
+        return {"n": 0, "seen": []}
+
+    @Tally.update("bump")
+    def bump(state, props):
+        return {"n": state["n"] + props.get("k", 1), "seen": [*state["seen"], props.get("i")]}
+    """
+)
+"""An app file (``tallyapp.py``) for ``tidal worker`` subprocesses: ``bump``
+adds ``props["k"]`` (1 if absent) to ``n`` and appends ``props["i"]`` to ``seen``."""

@@ -27,7 +27,7 @@ from tidal.stores.redis_cluster import RedisClusterStore
 from tidal.stores.redis_direct import DirectScripts
 
 from .cluster_slots import node_of, spread
-from .counters import count_in_threads, counter_app
+from .counters import TALLY_APP, count_in_threads, counter_app
 
 C = "Comp"
 SECRET = "redis-cluster-test-secret-0123456789"
@@ -308,26 +308,9 @@ def test_an_app_runs_updates_on_instances_all_over_the_cluster(redis_cluster_url
         app.close()
 
 
-APP_FILE = textwrap.dedent(
-    """
-    from tidal import Component
-
-    Tally = Component("Tally")
-
-    @Tally.init_state
-    def setup():
-        return {"n": 0}
-
-    @Tally.update("bump")
-    def bump(state, props):
-        return {"n": state["n"] + props["k"]}
-    """
-)
-
-
 @pytest.mark.slow
 def test_tidal_worker_runs_ops_enqueued_elsewhere_on_the_cluster(redis_cluster_url: str, tmp_path: Path) -> None:
-    (tmp_path / "tallyapp.py").write_text(APP_FILE)
+    (tmp_path / "tallyapp.py").write_text(TALLY_APP)
     env = {**os.environ, "TIDAL_HOME": str(tmp_path / "home"), "TIDAL_SECRET_KEY": SECRET}
     env["TIDAL_STORE"] = redis_cluster_url
     producer = textwrap.dedent(

@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -38,7 +37,7 @@ from tidal.exceptions import StoreError
 from tidal.stores.redis_cluster import RedisClusterStore
 
 from .cluster_slots import node_of, spread
-from .counters import counter_app
+from .counters import TALLY_APP, counter_app
 
 NODE_TIMEOUT_MS = 1000
 """How long a master may not answer before the others mark it failed."""
@@ -200,23 +199,6 @@ def test_an_app_goes_on_through_a_failover_and_loses_no_acknowledged_update(
             assert client.script_exists(store._commit.sha) == [True]
     finally:
         app.close()
-
-
-TALLY_APP = textwrap.dedent(
-    """
-    from tidal import Component
-
-    Tally = Component("Tally")
-
-    @Tally.init_state
-    def setup():
-        return {"n": 0, "seen": []}
-
-    @Tally.update("bump")
-    def bump(state, props):
-        return {"n": state["n"] + 1, "seen": [*state["seen"], props["i"]]}
-    """
-)
 
 
 def test_a_tidal_worker_goes_on_through_a_failover_of_the_global_slots_master(
