@@ -9,7 +9,7 @@
   the updates, so the two sides do not share a GIL).
 * enqueue: the same ``N`` calls on an instance made with
   ``disable_update_task=True``, so nothing competes with them.
-* apply: that backlog drained by ``tidal.executor.Executor(app, threads=1).drain()``
+* apply: that backlog drained by ``tidal.engine.executor.Executor(app, threads=1).drain()``
   in the calling thread.
 
 Every trial checks that the counter ends at exactly ``N`` and the version at
@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import tidal
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 
 from .common import Config, Metric, bench_app, check, median, raw_sqlite, sqlite_path
 

@@ -189,7 +189,7 @@ def test_runs_tail_and_stats(app: tidal.App) -> None:
 
 
 def test_run_timeline_buckets_throughput_errors_and_lag(app: tidal.App) -> None:
-    from tidal.runs import Run
+    from tidal.relations.builtin import Run
 
     now = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
 

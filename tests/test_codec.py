@@ -17,7 +17,7 @@ from conftest import make_app
 import tidal
 from tidal import StateIntegrityError, UpdateFailedError
 from tidal.codec import Codec, props_key
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 
 PACKAGE = Path(tidal.__file__).parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import make_app
 
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 from tidal.stores import Claim
 
 

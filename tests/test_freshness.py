@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tidal
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 
 
 def slow_counter(app: tidal.App) -> tidal.Component:

@@ -13,7 +13,7 @@ from conftest import make_app
 
 import tidal
 from tidal import Component, TidalError, UnknownFlowError
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 
 
 def counter(app: tidal.App, name: str = "Counter") -> tuple[Component, list[dict[str, Any]]]:

@@ -24,7 +24,7 @@ from conftest import make_app
 
 import tidal
 from tidal.codec import Codec
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 from tidal.stores.sqlite import SQLiteStore
 
 SECRET = "multiprocess-test-secret-key-0123456789"

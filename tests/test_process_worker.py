@@ -117,7 +117,7 @@ def test_flush_update_returns_after_the_child_process_logged_the_runs(
 ) -> None:
     """The child applies the ops and logs their runs in its own runs log:
     flush_update has it write them, so a query right after sees them all."""
-    from tidal.runs import RunLog
+    from tidal.engine.runlog import RunLog
 
     # No background writer in either process (the child is a fork): runs
     # are written only when someone flushes the runs log.

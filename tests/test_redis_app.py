@@ -24,7 +24,7 @@ import pytest
 import tidal
 from tidal.codec import Codec
 from tidal.config import Settings
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 from tidal.stores.redis import RedisStore
 
 SECRET = "redis-app-test-secret-key-0123456789"

@@ -273,7 +273,7 @@ def test_runs_and_feedback_on_postgres(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_a_runs_log_that_falls_behind_drops_and_counts_instead_of_growing(tmp_path: Path) -> None:
-    from tidal.runs import RunLog
+    from tidal.engine.runlog import RunLog
 
     app = tidal.App("behind", store="memory://", home=tmp_path)
     log = RunLog(app, max_buffer=3, batch=2)

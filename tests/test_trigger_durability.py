@@ -28,7 +28,7 @@ from conftest import make_app
 
 import tidal
 from tidal import Component
-from tidal.dispatch import Dispatcher
+from tidal.engine.dispatch import Dispatcher
 
 SECRET = "trigger-durability-secret-key-0123456789"
 
@@ -78,8 +78,8 @@ PROC = (
 
     import tidal
     from tidal import Component
-    from tidal.dispatch import Dispatcher
-    from tidal.executor import Executor
+    from tidal.engine.dispatch import Dispatcher
+    from tidal.engine.executor import Executor
     from tidal.relations.database import Database
 
     mode, db, args = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
@@ -262,7 +262,7 @@ def test_a_dispatcher_that_fails_before_its_ack_queues_each_change_once(
 def test_dispatchers_of_two_apps_racing_over_one_outbox_queue_each_change_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tidal.dispatch.CHANGE_BATCH", 7)
+    monkeypatch.setattr("tidal.engine.dispatch.CHANGE_BATCH", 7)
     apps = [make_app("sqlite", tmp_path) for _ in range(2)]
     try:
         index = define_index(apps[0])("global")

@@ -10,7 +10,7 @@ import pytest
 
 import tidal
 from tidal import DiscardPolicy, UpdateFailedError
-from tidal.executor import Executor
+from tidal.engine.executor import Executor
 
 
 def log_component(app: tidal.App, name: str = "Log") -> tidal.Component:

@@ -11,6 +11,7 @@ from .config import Settings
 from .core.component import Component
 from .core.policies import DiscardPolicy
 from .core.props import Properties
+from .engine.migrate import MigrationResult, StateMigrator
 from .exceptions import (
     ConfigError,
     DefinitionError,
@@ -36,7 +37,6 @@ from .exceptions import (
     VersionConflictError,
 )
 from .instance import Instance
-from .migrate import MigrationResult, StateMigrator
 
 ComponentInstance = Instance
 """Motion's name for an instance."""
@@ -46,8 +46,8 @@ _LAZY = {
     "Vector": "tidal.relations.record",
     "Rows": "tidal.relations.rows",
     "Database": "tidal.relations.database",
-    "Run": "tidal.runs",
-    "Feedback": "tidal.runs",
+    "Run": "tidal.relations.builtin",
+    "Feedback": "tidal.relations.builtin",
     "Client": "tidal.client",
     "AsyncClient": "tidal.client",
     "create_app": "tidal.server",

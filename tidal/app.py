@@ -15,21 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config, constants
-from .cache import LocalCache
 from .codec import Codec
 from .core.component import CacheMode, Component
 from .core.layout import KeyLayout, Layout, WholeLayout
 from .core.state import Snapshot
 from .data import RelationsAPI
+from .engine.cache import LocalCache
 from .exceptions import StoreError
 from .stores import Store, from_url
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher, Scheduler
-    from .executor import Executor
+    from .engine.dispatch import Dispatcher, Scheduler
+    from .engine.executor import Executor
+    from .engine.process import ProcessWorker
+    from .engine.runlog import RunLog
     from .relations import Database
-    from .runs import Feedback, RunLog
-    from .worker import ProcessWorker
+    from .relations.builtin import Feedback
 
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 
@@ -163,7 +164,7 @@ class App(RelationsAPI):
         if self._runlog is None and self._runs_enabled and not self._closed:
             with self._helpers_lock:
                 if self._runlog is None:
-                    from .runs import RunLog
+                    from .engine.runlog import RunLog
 
                     self._runlog = RunLog(self, retention=self._runs_retention)
         return self._runlog
@@ -182,7 +183,7 @@ class App(RelationsAPI):
             def learn(state, props): ...
         """
         from .exceptions import RecordNotFoundError
-        from .runs import Feedback, Run
+        from .relations.builtin import Feedback, Run
 
         if self._runlog is not None:
             self._runlog.flush()
@@ -207,7 +208,7 @@ class App(RelationsAPI):
         oldest pending op's wait, failures, and enqueue-to-commit lag
         (p50 / p99) of update runs in the last ``window``. See
         :class:`tidal.freshness.Freshness`."""
-        from .freshness import freshness
+        from .engine.freshness import freshness
 
         return freshness(self, components, window)
 
@@ -243,7 +244,7 @@ class App(RelationsAPI):
         after an insert waits for the insert's triggers too."""
         if self._db is None or not any(c.triggers for c in self.components.values()):
             return 0
-        from .dispatch import Dispatcher
+        from .engine.dispatch import Dispatcher
 
         dispatcher = self._dispatcher or Dispatcher(self)
         total = 0
@@ -254,7 +255,7 @@ class App(RelationsAPI):
     def start_helpers(self) -> None:
         """Start the dispatcher of relation triggers and the scheduler, if
         this app's components need them (called where update ops run)."""
-        from .dispatch import Dispatcher, Scheduler
+        from .engine.dispatch import Dispatcher, Scheduler
 
         with self._helpers_lock:
             if self._closed:
@@ -352,7 +353,7 @@ class App(RelationsAPI):
                 if self._executor is None:
                     if self._closed:
                         raise StoreError(f"app {self.name!r} is closed")
-                    from .executor import Executor
+                    from .engine.executor import Executor
 
                     executor = Executor(self)
                     executor.start()
@@ -371,7 +372,7 @@ class App(RelationsAPI):
                 if self._process_worker is None:
                     if self._closed:
                         raise StoreError(f"app {self.name!r} is closed")
-                    from .worker import ProcessWorker
+                    from .engine.process import ProcessWorker
 
                     self._process_worker = ProcessWorker(self)
         return self._process_worker

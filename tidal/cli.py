@@ -69,7 +69,7 @@ def worker(
     target: str, app_name: str, store: str | None, threads: int, burst: bool, lease_seconds: float | None
 ) -> None:
     """Run update ops of the components defined in TARGET (a module or .py file)."""
-    from .executor import Executor
+    from .engine.executor import Executor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)

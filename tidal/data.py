@@ -126,7 +126,7 @@ class RelationsAPI:
             raise DefinitionError(
                 f"component {component.name} has no relation trigger on inserts" + (f" for {flow!r}" if flow else "")
             )
-        from .dispatch import trigger_op
+        from .engine.dispatch import trigger_op
 
         run = uuid.uuid4().hex[:12]
         queued = 0

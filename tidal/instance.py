@@ -11,9 +11,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import serving
 from .constants import FLUSH_POLL_SECONDS
 from .core.props import Properties, validate_props
+from .engine import serving
 from .exceptions import (
     DefinitionError,
     TidalError,

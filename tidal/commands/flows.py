@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
+from ..engine.runlog import jsonable
 from ..exceptions import NotFoundError, UpdateFailedError
-from ..runs import jsonable
 from ._common import EXIT_FAILED, app_options, app_with_target, emit, json_option, parse_json_object, target_component
 
 
@@ -107,7 +107,7 @@ def migrate(
     """Rewrite the state of COMPONENT's instances with FUNCTION
     (module:function, taking the state dict and returning the new one),
     each instance in one atomic commit. Exit status 1 if any failed."""
-    from ..migrate import StateMigrator
+    from ..engine.migrate import StateMigrator
 
     fn = _import_function(function)
     app = app_with_target(target, app_name, store)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from ..admin_runs import STATUSES
+from ..admin.runs_log import STATUSES
 from ._common import app_options, emit, json_option, ms, open_app
 
 

@@ -94,7 +94,7 @@ def runnable_flows(comp: Component) -> list[str]:
 def default_relations(app: App, extra: Iterable[type[Record]] = ()) -> dict[str, type[Record]]:
     """The relations an API exposes: ``extra``, those that trigger the app's
     components, those its database has registered, and runs and feedback."""
-    from ..runs import Feedback, Run
+    from ..relations.builtin import Feedback, Run
 
     classes: list[type[Record]] = [*extra]
     for comp in app.components.values():

@@ -20,9 +20,9 @@ from pydantic import BaseModel
 
 from ...core.component import Component
 from ...core.props import validate_props
+from ...engine.runlog import jsonable
 from ...exceptions import MissingPropError, PropsValidationError, UpdateFailedError
 from ...instance import Instance
-from ...runs import jsonable
 from ..auth import Principal
 from ..context import INSTANCE_PATTERN, SAFE_NAME, ServerContext, runnable_flows
 from ..errors import APIError, log

@@ -55,7 +55,7 @@ def _probe_db(ctx: ServerContext) -> None:
 
 
 def _feedback(ctx: ServerContext, run_id: str, body: FeedbackRequest, principal: Principal) -> dict[str, Any]:
-    from ...runs import Run
+    from ...relations.builtin import Run
 
     app = ctx.app
     if app.runlog is None:

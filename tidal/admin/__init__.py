@@ -12,7 +12,7 @@ key, version or failed op that does not exist raises
         print(key.key, key.version, key.size)
     admin.rollback(app, "Prefs", "user-42", "summary", version=3)
 
-The runs log side (tail and statistics) lives in :mod:`tidal.admin_runs`
+The runs log side (tail and statistics) lives in :mod:`tidal.admin.runs_log`
 and is re-exported here.
 """
 
@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .admin_runs import RunInfo, RunStats, TimelineBucket, run_stats, run_timeline, runs
-from .exceptions import NotFoundError
-from .freshness import Freshness, freshness
+from ..engine.freshness import Freshness, freshness
+from ..exceptions import NotFoundError
+from .runs_log import RunInfo, RunStats, TimelineBucket, run_stats, run_timeline, runs
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 __all__ = [
     "ComponentInfo",

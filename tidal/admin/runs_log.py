@@ -13,7 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 STATUSES = ("ok", "error", "discarded")
 """The statuses a run is recorded with."""
@@ -78,7 +78,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _tables(app: App) -> tuple[sa.Table, sa.Table]:
-    from .runs import Feedback, Run
+    from ..relations.builtin import Feedback, Run
 
     if app.runlog is not None:
         app.runlog.flush()

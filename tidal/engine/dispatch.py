@@ -14,15 +14,15 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .core.props import Properties
-from .stores import NewOp
+from ..core.props import Properties
+from ..stores import NewOp
 
 if TYPE_CHECKING:
-    from .app import App
-    from .core.component import Component
-    from .core.triggers import Schedule, Trigger
-    from .data import RelationsAPI as RelationsHost
-    from .relations.record import Record
+    from ..app import App
+    from ..core.component import Component
+    from ..core.triggers import Schedule, Trigger
+    from ..data import RelationsAPI as RelationsHost
+    from ..relations.record import Record
 
 log = logging.getLogger("tidal.dispatch")
 

@@ -1,4 +1,4 @@
-"""The runs log and feedback: two built-in relations.
+"""The runs log: the batched writer of the built-in ``runs`` relation.
 
 Every serve and update run is recorded as a row of ``runs``. Recording costs
 the caller only an id and an append to a buffer; a writer thread turns the
@@ -22,52 +22,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel
 
-from .relations.record import Record
+from ..relations.builtin import Run
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 log = logging.getLogger("tidal.runs")
-
-
-class Run(Record):
-    """One serve or update run (the ``runs`` relation; ``id`` is the run id)."""
-
-    __relation__ = "runs"
-
-    component: str
-    instance: str
-    flow: str
-    kind: str
-    """``serve`` or ``update``."""
-    status: str
-    """``ok``, ``error`` or ``discarded``."""
-    props: Any = None
-    result: Any = None
-    cached: bool = False
-    version_read: int | None = None
-    version_written: int | None = None
-    op_id: int | None = None
-    latency_ms: float = 0.0
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    waited_ms: float | None = None
-    """For update runs: how long the op waited in the queue before it ran."""
-
-
-class Feedback(Record):
-    """Feedback on a run (the ``feedback`` relation)."""
-
-    __relation__ = "feedback"
-
-    run_id: str
-    component: str = ""
-    instance: str = ""
-    flow: str = ""
-    score: float | None = None
-    label: str | None = None
-    comment: str | None = None
 
 
 def jsonable(value: Any) -> Any:

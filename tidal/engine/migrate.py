@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import COMMIT_RETRIES
-from .core.component import Component
-from .exceptions import DefinitionError, InitStateError, VersionConflictError
+from ..constants import COMMIT_RETRIES
+from ..core.component import Component
+from ..exceptions import DefinitionError, InitStateError, VersionConflictError
 
 
 @dataclass(frozen=True)

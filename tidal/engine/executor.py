@@ -18,18 +18,18 @@ import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
-from .core.layout import KeyLayout, check_delta
-from .core.policies import should_discard
-from .core.props import Properties
-from .core.state import IMMUTABLE_TYPES, overlay
-from .exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
-from .stores import Claim, Failure
+from ..constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
+from ..core.layout import KeyLayout, check_delta
+from ..core.policies import should_discard
+from ..core.props import Properties
+from ..core.state import IMMUTABLE_TYPES, overlay
+from ..exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
+from ..stores import Claim, Failure
 
 if TYPE_CHECKING:
-    from .app import App
-    from .core.component import Component
-    from .relations.record import Record
+    from ..app import App
+    from ..core.component import Component
+    from ..relations.record import Record
 
 log = logging.getLogger("tidal.executor")
 

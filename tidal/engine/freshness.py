@@ -13,7 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def freshness(
 ) -> list[Freshness]:
     """Freshness of ``components`` (default: this app's components with
     update ops), lag over update runs in the last ``window``."""
-    from .runs import Run
+    from ..relations.builtin import Run
 
     names = (
         components

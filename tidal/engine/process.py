@@ -32,10 +32,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .exceptions import ConfigError
+from ..exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 log = logging.getLogger("tidal.worker")
 
@@ -115,7 +115,7 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap, run
     """Entry point of the forked child: a fresh store connection and executor
     over the parent's components. Nothing of the parent's store is touched:
     SQLite connections must not cross a fork."""
-    from .app import App
+    from ..app import App
     from .executor import Executor
 
     os.close(write_end)

@@ -11,14 +11,14 @@ import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..codec import props_key
+from ..core.component import ServeRoute
+from ..core.props import Properties
+from ..core.state import Snapshot
 from .cache import CacheKey
-from .codec import props_key
-from .core.component import ServeRoute
-from .core.props import Properties
-from .core.state import Snapshot
 
 if TYPE_CHECKING:
-    from .instance import Instance
+    from ..instance import Instance
 
 _NO_CACHE = None
 
