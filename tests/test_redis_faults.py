@@ -38,7 +38,7 @@ from servers import RedisServer, start_redis
 
 import tidal
 from tidal.codec import Codec
-from tidal.core.component import Component
+from tidal.component import Component
 from tidal.stores.redis import RedisStore
 
 SECRET = "redis-faults-test-secret-key-0123456789"

@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from .app import App, default_app, set_default_app
-from .compat import clear_instance, get_instances, inspect_state
+from .compat import StateMigrator, clear_instance, get_instances, inspect_state
+from .component import Component
 from .config import Settings
-from .core.component import Component
 from .core.policies import DiscardPolicy
 from .core.props import Properties
-from .engine.migrate import MigrationResult, StateMigrator
+from .engine.migrate import MigrationResult
 from .exceptions import (
     ConfigError,
     DefinitionError,

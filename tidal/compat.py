@@ -1,12 +1,42 @@
-"""Motion's module-level helpers, on the default app: ``get_instances``,
-``inspect_state`` and ``clear_instance`` take Motion's instance names
-(``Component__id``)."""
+"""Motion's helpers: ``StateMigrator``, and on the default app
+``get_instances``, ``inspect_state`` and ``clear_instance``, which take
+Motion's instance names (``Component__id``)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .app import App, default_app
+from .component import Component
+from .engine.migrate import MigrationResult, migrate
+from .exceptions import DefinitionError
+
+
+class StateMigrator:
+    """Apply ``migrate_fn(state) -> new state`` to instances of a component.
+
+    Each instance is migrated in one atomic commit that also removes keys the
+    new state no longer has; an update committed meanwhile makes the
+    migration of that instance start again from the newer state::
+
+        results = StateMigrator(Prefs, lambda s: {**s, "tags": []}).migrate()
+    """
+
+    def __init__(self, component: Component, migrate_fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        if not isinstance(component, Component):
+            raise TypeError(f"component must be a Component, got {type(component).__name__}")
+        params = inspect.signature(migrate_fn).parameters
+        if len(params) != 1:
+            raise DefinitionError(f"migrate_fn must take exactly one argument (state), it takes {list(params)}")
+        self.component = component
+        self.migrate_fn = migrate_fn
+
+    def migrate(self, instance_ids: Iterable[str] | None = None, num_workers: int = 4) -> list[MigrationResult]:
+        """Migrate the given instances (all of the component's when empty);
+        one result per instance, in order."""
+        return migrate(self.component.app, self.component, self.migrate_fn, instance_ids, num_workers)
 
 
 def _split(instance_name: str) -> tuple[str, str]:

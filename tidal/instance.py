@@ -23,7 +23,8 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .app import App
-    from .core.component import Component, ServeRoute
+    from .component import Component
+    from .core.component import ServeRoute
     from .core.state import Snapshot
 
 log = logging.getLogger("tidal.instance")
@@ -122,9 +123,9 @@ class Instance:
         snap = self.app.snapshot(self.component, self._id)
         key = None
         if self.component.cache_ttl:
-            key = serving.cache_key(self, serve, p, snap)
+            key = serving.cache_key(self.component, self._id, serve, p, snap)
             if key is not None and not ignore_cache:
-                hit, result = serving.lookup(self, key, p)
+                hit, result = serving.lookup(self.app, self.component, key, p)
                 if hit:
                     return p, snap, key, True, result
         return p, snap, key, False, None
@@ -141,7 +142,7 @@ class Instance:
         started: tuple[float, float],
     ) -> None:
         if key is not None and not hit:
-            serving.remember(self, key, p, result)
+            serving.remember(self.app, self.component, key, p, result)
         if has_updates:
             p._serve_result = result
             payload = self.app.codec.dumps((flow_key, p), what=("props of flow", flow_key, "(with serve_result)"))

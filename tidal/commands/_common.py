@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from ..app import App, set_default_app
-from ..core.component import Component, defined_components
+from ..component import Component, defined_components
 from ..exceptions import NotFoundError, TidalError, UnknownFlowError
 
 EXIT_FAILED = 1

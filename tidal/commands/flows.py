@@ -107,7 +107,7 @@ def migrate(
     """Rewrite the state of COMPONENT's instances with FUNCTION
     (module:function, taking the state dict and returning the new one),
     each instance in one atomic commit. Exit status 1 if any failed."""
-    from ..engine.migrate import StateMigrator
+    from ..compat import StateMigrator
 
     fn = _import_function(function)
     app = app_with_target(target, app_name, store)

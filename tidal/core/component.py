@@ -1,21 +1,21 @@
-"""Component: a named state definition plus its route table of flows."""
+"""ComponentSpec: a named state definition plus its route table of flows.
+
+Pure definitions: no app, no store, no threads. The user's
+:class:`tidal.Component` adds binding to an app and opening instances."""
 
 from __future__ import annotations
 
 import inspect
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..constants import DEFAULT_CACHE_TTL
-from ..exceptions import DefinitionError
+from ..exceptions import DefinitionError, InitStateError
+from ..types import is_record_class
 from .policies import DiscardPolicy, validate_policy
+from .props import is_props_schema
 from .triggers import EVENTS, InstanceRoute, Schedule, Trigger, check_cron, check_events, parse_every
-
-if TYPE_CHECKING:
-    from ..app import App
-    from ..instance import Instance
 
 CacheMode = Literal["version", "ttl"]
 """``version``: a cached serve result is reused only while the state version
@@ -24,13 +24,6 @@ it was computed from is current (and at most ``cache_ttl`` seconds).
 updates happen meanwhile."""
 
 _CACHE_MODES = ("version", "ttl")
-
-_defined: weakref.WeakSet[Component] = weakref.WeakSet()
-
-
-def defined_components() -> list[Component]:
-    """Every component defined in this process (what ``tidal worker`` serves)."""
-    return sorted(_defined, key=lambda c: c.name)
 
 
 @dataclass(frozen=True)
@@ -78,11 +71,7 @@ def _keys(keys: str | Iterable[str], where: str) -> list[str]:
 
 
 def _check_relation(cls: type | None, where: str) -> None:
-    if cls is None:
-        return
-    from ..relations.record import Record
-
-    if not (isinstance(cls, type) and issubclass(cls, Record)):
+    if cls is not None and not is_record_class(cls):
         raise DefinitionError(f"{where}: on= / into= take a tidal.Record subclass, got {cls!r}")
 
 
@@ -117,15 +106,15 @@ def _check_signature(fn: Callable[..., Any], where: str) -> None:
         )
 
 
-class Component:
-    """A named kind of stateful object with flows.
+class ComponentSpec:
+    """The definition of a named kind of stateful object with flows.
 
     ``init_state`` builds the first state of each instance; each flow key has
     at most one serve op (foreground, reads state) and any number of update ops
     (background, return a dict of state changes). Calling the component makes
     or reopens an instance::
 
-        Counter = Component("Counter")
+        Counter = tidal.Component("Counter")
 
         @Counter.init_state
         def setup():
@@ -150,7 +139,6 @@ class Component:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         *,
         cache_mode: CacheMode = "version",
-        app: App | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise DefinitionError(f"Component name must be a non-empty string without '/', got {name!r}")
@@ -165,7 +153,6 @@ class Component:
         self._params: dict[str, Any] = dict(params or {})
         self._cache_ttl = cache_ttl
         self._cache_mode: CacheMode = cache_mode
-        self._app = app
         self._init_state_fn: Callable[..., dict[str, Any]] | None = None
         self._save_state_fn: Callable[[dict[str, Any]], Any] | None = None
         self._load_state_fn: Callable[[Any], dict[str, Any]] | None = None
@@ -175,9 +162,6 @@ class Component:
         self.schedules: list[Schedule] = []
         self.props_schemas: dict[str, Any] = {}
         """Flow key -> the pydantic model or TypedDict its props must fit."""
-        if app is not None:
-            app.register(self)
-        _defined.add(self)
 
     # -- properties -------------------------------------------------------
 
@@ -201,33 +185,15 @@ class Component:
         """Default cache mode of this component's serve ops."""
         return self._cache_mode
 
-    _follows_default = False
-    """True when the component took the default app, rather than being bound."""
+    @property
+    def save_state_fn(self) -> Callable[[dict[str, Any]], Any] | None:
+        """The ``save_state`` function, if defined."""
+        return self._save_state_fn
 
     @property
-    def app(self) -> App:
-        """The app this component runs in (the default app unless bound).
-        A component on the default app moves to the new default once that
-        app is closed, as :func:`tidal.default_app` itself does."""
-        app = self._app
-        if app is None or (app._closed and self._follows_default):
-            from ..app import default_app
-
-            app = self._app = default_app()
-            self._follows_default = True
-            app.register(self)
-        return app
-
-    @property
-    def bound(self) -> bool:
-        """Whether the component has an app yet (it binds on first use)."""
-        return self._app is not None
-
-    def bind(self, app: App) -> None:
-        """Run this component in ``app`` (before any instance is opened)."""
-        self._app = app
-        self._follows_default = False
-        app.register(self)
+    def load_state_fn(self) -> Callable[[Any], dict[str, Any]] | None:
+        """The ``load_state`` function, if defined."""
+        return self._load_state_fn
 
     @property
     def whole_state(self) -> bool:
@@ -249,8 +215,6 @@ class Component:
         )
 
     def _declare_props(self, keys: list[str], schema: Any, fn: Callable[..., Any], where: str) -> None:
-        from .props import is_props_schema
-
         if schema is None:
             schema = _annotated_props(fn)
             if schema is None:
@@ -402,18 +366,13 @@ class Component:
         return decorator
 
     def _fires_changed(self) -> None:
-        # A trigger or schedule added after the app opened its database or
-        # started its helpers: register again, so that the relation is
-        # watched (its changes reach the outbox) and the helpers run.
-        if self._app is not None:
-            self._app.register(self)
+        """Hook, called when a trigger or schedule is added: nothing here;
+        :class:`tidal.Component` registers with its app again."""
 
     # -- instances --------------------------------------------------------
 
     def make_init_state(self, params: dict[str, Any]) -> dict[str, Any]:
         """Run ``init_state`` with ``params``; an empty state without one."""
-        from ..exceptions import InitStateError
-
         if self._init_state_fn is None:
             return {}
         state = self._init_state_fn(**params)
@@ -421,32 +380,5 @@ class Component:
             raise InitStateError(f"Component {self._name}: init_state must return a dict, got {type(state).__name__}")
         return state
 
-    def __call__(
-        self,
-        instance_id: str = "",
-        init_state_params: dict[str, Any] | None = None,
-        logging_level: str = "WARNING",
-        update_task_type: Literal["thread", "process"] = "thread",
-        disable_update_task: bool = False,
-        redis_socket_timeout: int = 60,
-        config_path: str = "",
-        flush_on_exit: bool = False,
-    ) -> Instance:
-        """Open the instance ``instance_id`` (a new random id if empty),
-        creating its state with ``init_state(**init_state_params)`` if it does
-        not exist yet. ``logging_level``, ``redis_socket_timeout`` and
-        ``config_path`` are accepted for Motion compatibility."""
-        from ..instance import Instance
-
-        del logging_level, redis_socket_timeout, config_path
-        return Instance(
-            self,
-            instance_id,
-            init_state_params=init_state_params or {},
-            disable_update_task=disable_update_task,
-            update_task_type=update_task_type,
-            flush_on_exit=flush_on_exit,
-        )
-
     def __repr__(self) -> str:
-        return f"<Component {self._name} flows={self.flow_keys()}>"
+        return f"<{type(self).__name__} {self._name} flows={self.flow_keys()}>"

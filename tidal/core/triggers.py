@@ -7,12 +7,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..exceptions import DefinitionError
-
-if TYPE_CHECKING:
-    from ..relations.record import Record
+from ..types import RecordClass
 
 EVENTS = ("insert", "update", "delete")
 
@@ -30,12 +28,12 @@ class Trigger:
     too, and with ``into`` its result is stored as a record of that relation
     (Motion 2023's infer on a relation)."""
 
-    relation: type[Record]
+    relation: RecordClass
     events: tuple[str, ...]
     instance: InstanceRoute
     flow: str
     serve: bool = False
-    into: type[Record] | None = None
+    into: RecordClass | None = None
 
     def route(self, record: Any) -> str:
         """The instance id for ``record``."""

@@ -18,11 +18,10 @@ from ..core.props import Properties
 from ..stores import NewOp
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..core.component import Component
+    from ..core.component import ComponentSpec
     from ..core.triggers import Schedule, Trigger
-    from ..data import RelationsAPI as RelationsHost
     from ..relations.record import Record
+    from .runtime import Runtime
 
 log = logging.getLogger("tidal.dispatch")
 
@@ -30,8 +29,8 @@ CHANGE_BATCH = 500
 
 
 def trigger_op(
-    app: RelationsHost,
-    component: Component,
+    app: Runtime,
+    component: ComponentSpec,
     trigger: Trigger,
     record: Record,
     event: str,
@@ -55,7 +54,7 @@ def trigger_op(
 class Dispatcher:
     """Moves changes of watched relations from the outbox into op queues."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -157,7 +156,7 @@ class Dispatcher:
 class Scheduler:
     """Queues scheduled flows when their ticks come."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,7 +170,7 @@ class Scheduler:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
 
-    def schedules(self) -> list[tuple[Component, Schedule]]:
+    def schedules(self) -> list[tuple[ComponentSpec, Schedule]]:
         return [(c, s) for c in list(self.app.components.values()) for s in c.schedules]
 
     def _loop(self) -> None:
@@ -228,7 +227,7 @@ class Scheduler:
             app.notify_enqueued()
         return queued
 
-    def _instances(self, component: Component, schedule: Schedule) -> Iterable[str]:
+    def _instances(self, component: ComponentSpec, schedule: Schedule) -> Iterable[str]:
         target: Any = schedule.instance
         if target == "*":
             return self.app.store.list_instances(component.name)

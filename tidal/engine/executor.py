@@ -27,9 +27,9 @@ from ..exceptions import LeaseLostError, StateSerializationError, StoreError, Ve
 from ..stores import Claim, Failure
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..core.component import Component
+    from ..core.component import ComponentSpec
     from ..relations.record import Record
+    from .runtime import Runtime
 
 log = logging.getLogger("tidal.executor")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("tidal.executor")
 class Executor:
     """Runs update ops of the app's components in ``worker_threads`` threads."""
 
-    def __init__(self, app: App, *, threads: int | None = None, idle_flag: Any = None) -> None:
+    def __init__(self, app: Runtime, *, threads: int | None = None, idle_flag: Any = None) -> None:
         self.app = app
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._threads_wanted = threads or app.settings.worker_threads
@@ -212,7 +212,7 @@ class Executor:
             known = None
             changes, done, failed, bump, runs = self._apply(component, claim, snap.raw_items)
             # From the commit to the end of its effects here, flush_update waits
-            # (see App.settling).
+            # (see Runtime.settling).
             with app.settling(claim.component, claim.instance):
                 try:
                     version = app.store.commit(
@@ -249,7 +249,7 @@ class Executor:
         log.warning("gave up on %s/%s after %d version conflicts", claim.component, claim.instance, COMMIT_RETRIES)
         app.store.release(claim)
 
-    def _serve_in_background(self, component: Component, flow: str, state: Any, props: Properties) -> None:
+    def _serve_in_background(self, component: ComponentSpec, flow: str, state: Any, props: Properties) -> None:
         """A relation-triggered serve op: run it, store its result as a
         derived record if the trigger says ``into``, and hand the result to
         the flow's update ops."""
@@ -277,7 +277,7 @@ class Executor:
         self.app.db.insert_many([derived], upsert=True)
 
     def _apply(
-        self, component: Component, claim: Claim, raw: Any
+        self, component: ComponentSpec, claim: Claim, raw: Any
     ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any]]:
         app = self.app
         layout = app.layout(component)

@@ -13,7 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Freshness:
 
 
 def freshness(
-    app: App, components: list[str] | None = None, window: timedelta = timedelta(minutes=5)
+    app: Runtime, components: list[str] | None = None, window: timedelta = timedelta(minutes=5)
 ) -> list[Freshness]:
     """Freshness of ``components`` (default: this app's components with
     update ops), lag over update runs in the last ``window``."""

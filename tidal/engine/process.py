@@ -33,9 +33,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigError
+from .executor import Executor
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .runtime import Runtime
 
 log = logging.getLogger("tidal.worker")
 
@@ -43,7 +44,7 @@ log = logging.getLogger("tidal.worker")
 class ProcessWorker:
     """A forked child process that runs the app's update ops."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         if not app.store.shared:
             raise ConfigError(
                 f"update_task_type='process' needs a store other processes can open "
@@ -111,25 +112,13 @@ class ProcessWorker:
             self._process.join(timeout)
 
 
-def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap, runs_done: mmap.mmap) -> None:
+def _child_main(parent: Runtime, read_end: int, write_end: int, idle: mmap.mmap, runs_done: mmap.mmap) -> None:
     """Entry point of the forked child: a fresh store connection and executor
     over the parent's components. Nothing of the parent's store is touched:
     SQLite connections must not cross a fork."""
-    from ..app import App
-    from .executor import Executor
-
     os.close(write_end)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
-    app = App(
-        parent.name,
-        store=parent.store.url,
-        home=parent.home,
-        secret_key=parent.codec.key,
-        settings=parent.settings,
-        runs_log=parent.runs_log_enabled,
-    )
-    for component in parent.components.values():
-        app.register(component)
+    app = parent.reopened()
     executor = Executor(app, idle_flag=idle)
     stopped = threading.Event()
 
@@ -161,7 +150,7 @@ def _child_main(parent: App, read_end: int, write_end: int, idle: mmap.mmap, run
                         log.exception("writing the runs log failed")
                 answered += data.count(b"R")
                 struct.pack_into("Q", runs_done, 0, answered)
-            app._on_relation_change()  # the parent may have written records with triggers
+            app.on_relation_change()  # the parent may have written records with triggers
             executor.hurry()
 
     threading.Thread(target=pipe_reader, name="tidal-worker-pipe", daemon=True).start()

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from ..relations.builtin import Run
 
 if TYPE_CHECKING:
-    from ..app import App
+    from .runtime import Runtime
 
 log = logging.getLogger("tidal.runs")
 
@@ -92,7 +92,7 @@ class RunLog:
 
     def __init__(
         self,
-        app: App,
+        app: Runtime,
         *,
         flush_seconds: float = 0.2,
         batch: int = 2000,

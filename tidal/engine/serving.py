@@ -12,36 +12,37 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..codec import props_key
-from ..core.component import ServeRoute
+from ..core.component import ComponentSpec, ServeRoute
 from ..core.props import Properties
 from ..core.state import Snapshot
 from .cache import CacheKey
 
 if TYPE_CHECKING:
-    from ..instance import Instance
+    from .runtime import Runtime
 
 _NO_CACHE = None
 
 
-def cache_key(inst: Instance, route: ServeRoute, props: Properties, snap: Snapshot) -> CacheKey | None:
+def cache_key(
+    component: ComponentSpec, instance: str, route: ServeRoute, props: Properties, snap: Snapshot
+) -> CacheKey | None:
     """Where this call's result is cached; None when it is not cacheable."""
     pk = props_key(props)
     if pk is None:
         return None
-    mode = route.cache or inst.component.cache_mode
-    return (inst.component.name, inst.instance_id, route.key, pk, snap.version if mode == "version" else -1)
+    mode = route.cache or component.cache_mode
+    return (component.name, instance, route.key, pk, snap.version if mode == "version" else -1)
 
 
-def lookup(inst: Instance, key: CacheKey, props: Properties) -> tuple[bool, Any]:
+def lookup(app: Runtime, component: ComponentSpec, key: CacheKey, props: Properties) -> tuple[bool, Any]:
     """(hit, result); on a hit ``props`` gets what the serve op added to it."""
-    app = inst.app
     hit = app.cache.get(key)
     if hit is None and app.shared_cache:
         raw = app.store.cache_get(_shared_key(key))
         if raw is not None:
             result, saved = app.codec.loads(raw, what="cached result")
             hit = (result, saved)
-            app.cache.set(key, result, saved, inst.component.cache_ttl)
+            app.cache.set(key, result, saved, component.cache_ttl)
     if hit is None:
         return False, None
     if len(hit[1]) != len(props):
@@ -49,9 +50,9 @@ def lookup(inst: Instance, key: CacheKey, props: Properties) -> tuple[bool, Any]
     return True, hit[0]
 
 
-def remember(inst: Instance, key: CacheKey, props: Properties, result: Any) -> None:
-    app = inst.app
-    ttl = inst.component.cache_ttl
+def remember(app: Runtime, component: ComponentSpec, key: CacheKey, props: Properties, result: Any) -> None:
+    """Cache ``result`` (and what the serve op added to ``props``) under ``key``."""
+    ttl = component.cache_ttl
     saved = dict(props)
     app.cache.set(key, result, saved, ttl)
     if app.shared_cache:

@@ -110,6 +110,7 @@ class Record(BaseModel):
     updated_at: datetime | None = None
 
     __relation__: ClassVar[str] = ""
+    __tidal_record__: ClassVar[bool] = True  # how the core tells a record class (tidal.types)
 
     @classmethod
     def relation(cls) -> str:

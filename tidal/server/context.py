@@ -18,7 +18,7 @@ from .errors import not_found
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..core.component import Component
+    from ..component import Component
     from ..relations import Record
 
 INSTANCE_PATTERN = r"^[^\x00-\x1f\x7f/]{1,200}$"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import is_typeddict
 
 if TYPE_CHECKING:
-    from ..core.component import Component
+    from ..component import Component
     from ..relations import Record
 
 

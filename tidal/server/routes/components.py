@@ -15,7 +15,7 @@ from ..auth import Principal
 from ..context import INSTANCE_PATTERN, ServerContext, runnable_flows
 
 if TYPE_CHECKING:
-    from ...core.component import Component
+    from ...component import Component
 
 
 class FlowInfo(BaseModel):

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from ...core.component import Component
+from ...component import Component
 from ...core.props import validate_props
 from ...engine.runlog import jsonable
 from ...exceptions import MissingPropError, PropsValidationError, UpdateFailedError

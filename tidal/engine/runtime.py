@@ -1,0 +1,444 @@
+"""Runtime: what the engine runs on (store, codec, components, snapshots,
+caches and background helpers), kept apart from the user's :class:`tidal.App`
+so that nothing in the engine depends on the API above it."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
+
+from .. import config, constants
+from ..codec import Codec
+from ..core.component import ComponentSpec
+from ..core.layout import KeyLayout, Layout, WholeLayout
+from ..core.state import Snapshot
+from ..exceptions import StoreError
+from ..stores import Store, from_url
+from .cache import LocalCache
+
+if TYPE_CHECKING:
+    from ..relations.database import Database
+    from .dispatch import Dispatcher, Scheduler
+    from .executor import Executor
+    from .process import ProcessWorker
+    from .runlog import RunLog
+
+
+C = TypeVar("C", bound=ComponentSpec, default=Any)
+"""The component type a runtime holds (:class:`tidal.Component` in an App);
+the engine, which needs only the definitions, leaves it open."""
+
+
+class Runtime(Generic[C]):
+    """What the engine runs on: one store, one secret key, the components
+    registered to run, and the process-wide snapshots, cache and background
+    helpers (executor, dispatcher, scheduler, runs log) they share.
+
+    :class:`tidal.App` is a Runtime with the user's verbs on top; the engine
+    only ever sees this class. ``store`` is a URL (``sqlite:///path``, ``memory://``) or a Store; by
+    default a SQLite file named after the app in ``TIDAL_HOME`` (``./.tidal``).
+    ``db`` is where relations live (a SQLAlchemy URL, e.g.
+    ``postgresql://…``); by default the store's SQLite file (an in-memory
+    SQLite database for ``memory://``).
+    """
+
+    def __init__(
+        self,
+        name: str = constants.DEFAULT_APP_NAME,
+        store: str | Store | None = None,
+        *,
+        home: str | Path | None = None,
+        secret_key: str | bytes | None = None,
+        settings: config.Settings | None = None,
+        shared_cache: bool = False,
+        db: str | None = None,
+        runs_log: bool = True,
+        runs_retention: timedelta | None = timedelta(days=30),
+    ) -> None:
+        self.name = name
+        self.home = config.home_dir(home)
+        self.settings = settings or config.Settings()
+        if isinstance(store, Store):
+            self.store = store
+        else:
+            self.store = from_url(store or config.default_store_url(name, self.home))
+        self.store.history_versions = self.settings.history_versions
+        self.codec = Codec(config.secret_key(self.home, secret_key))
+        self.shared_cache = shared_cache and self.store.shared
+        self.components: dict[str, C] = {}
+        self.cache = LocalCache(self.settings.local_cache_entries)
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._layouts: dict[str, Layout] = {}
+        self._snap_lock = threading.Lock()
+        self._committed = threading.Condition()
+        self._settling: dict[tuple[str, str], int] = {}
+        """(component, instance) -> batches of this process's executor between
+        their commit and the end of its local effects (cache, runs log)."""
+        self._executor: Executor | None = None
+        self._executor_lock = threading.Lock()
+        self._process_worker: ProcessWorker | None = None
+        self._db_url = db or os.environ.get("TIDAL_DB")
+        self._db: Database | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._scheduler: Scheduler | None = None
+        self._helpers_lock = threading.RLock()
+        self.dispatch_lock = threading.Lock()
+        self._runs_enabled = runs_log
+        self._runs_retention = runs_retention
+        self._runlog: RunLog | None = None
+        self._closed = False
+        _open.add(self)
+
+    def reopened(self) -> Runtime[C]:
+        """A new Runtime on the same store, home, key and settings with the
+        same components, opening its own connections: what a forked update
+        process runs on (no connection may cross a fork)."""
+        runtime: Runtime[C] = Runtime(
+            self.name,
+            store=self.store.url,
+            home=self.home,
+            secret_key=self.codec.key,
+            settings=self.settings,
+            runs_log=self.runs_log_enabled,
+        )
+        for component in self.components.values():
+            runtime.register(component)
+        return runtime
+
+    # -- components -------------------------------------------------------
+
+    def register(self, component: C) -> None:
+        """Make ``component``'s update ops runnable by this app's workers. A
+        component defined again under the same name replaces the old one."""
+        self.components[component.name] = component
+        self._layouts.pop(component.name, None)
+        if self._db is not None:
+            for trigger in component.triggers:
+                self._db.watch(trigger.relation, component.name, trigger.flow)
+        if self._executor is not None:
+            self.start_helpers()
+
+    def ensure_instance(self, component: ComponentSpec, instance: str, params: dict[str, Any] | None = None) -> bool:
+        """Create the instance with ``init_state(**params)`` unless it exists;
+        True if this call created it."""
+        if self.store.get_version(component.name, instance) is not None:
+            return False
+        state = component.make_init_state(params or {})
+        values = self.layout(component).encode_initial(state, self.encoder(component, instance))
+        created, _ = self.store.create_instance(component.name, instance, values)
+        return created
+
+    # -- relations --------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """Where this app's relations live (opened on first use)."""
+        if self._db is None:
+            with self._helpers_lock:
+                if self._db is None:
+                    # lazy: SQLAlchemy costs ~200 ms, paid only by apps that use relations
+                    from ..relations.database import Database
+
+                    # By default relations share the SQLite store's file; other
+                    # stores get an in-memory SQLite database.
+                    url = self._db_url
+                    if url is None:
+                        url = self.store.url if self.store.url.startswith("sqlite:///") else "sqlite://"
+                    database = Database(url)
+                    database.on_change.append(self.on_relation_change)
+                    for component in self.components.values():
+                        for trigger in component.triggers:
+                            database.watch(trigger.relation, component.name, trigger.flow)
+                    self._db = database
+        return self._db
+
+    # -- runs log and feedback ---------------------------------------------
+
+    @property
+    def runs_log_enabled(self) -> bool:
+        """Whether this app keeps a runs log (``runs_log=``)."""
+        return self._runs_enabled
+
+    @property
+    def runlog(self) -> RunLog | None:
+        """The runs log (None when the app was made with ``runs_log=False``)."""
+        if self._runlog is None and self._runs_enabled and not self._closed:
+            with self._helpers_lock:
+                if self._runlog is None:
+                    from .runlog import RunLog  # lazy: loads pydantic and numpy for the Run record
+
+                    self._runlog = RunLog(self, retention=self._runs_retention)
+        return self._runlog
+
+    def flush_runs(self, *, always: bool = False) -> None:
+        """Write the runs log's buffered runs now (if any are pending, unless
+        ``always``), so that a query sees every run recorded so far."""
+        runlog = self._runlog
+        if runlog is not None and (always or runlog.pending):
+            runlog.flush()
+
+    def relations_written(self, cls: type) -> None:
+        """Hook for the relation verbs: records of ``cls`` were written."""
+        # Records with triggers need someone to dispatch them: start this
+        # process's background work if nothing runs it yet.
+        if (
+            self._executor is None
+            and self._process_worker is None
+            and any(t.relation is cls for c in self.components.values() for t in c.triggers)
+        ):
+            self.executor  # noqa: B018
+
+    def on_relation_change(self) -> None:
+        """A watched relation changed: wake whoever dispatches its triggers."""
+        if self._dispatcher is not None:
+            self._dispatcher.notify()
+        if self._process_worker is not None:  # its dispatcher runs in the child
+            self._process_worker.hurry()
+
+    def dispatch_changes(self) -> int:
+        """Queue the ops of every relation change recorded so far (what the
+        dispatcher thread does, done now in this thread); returns how many
+        changes were handed over. ``flush_update`` calls it so that a flush
+        after an insert waits for the insert's triggers too."""
+        if self._db is None or not any(c.triggers for c in self.components.values()):
+            return 0
+        from .dispatch import Dispatcher  # lazy: loads the relations' record types
+
+        dispatcher = self._dispatcher or Dispatcher(self)
+        total = 0
+        while moved := dispatcher.run_once():
+            total += moved
+        return total
+
+    def start_helpers(self) -> None:
+        """Start the dispatcher of relation triggers and the scheduler, if
+        this app's components need them (called where update ops run)."""
+        from .dispatch import Dispatcher, Scheduler  # lazy: loads the relations' record types
+
+        with self._helpers_lock:
+            if self._closed:
+                return
+            if self._dispatcher is None and any(c.triggers for c in self.components.values()):
+                self.db  # noqa: B018 - opens the database and watches the relations
+                self._dispatcher = Dispatcher(self)
+                self._dispatcher.start()
+            if self._scheduler is None and any(c.schedules for c in self.components.values()):
+                self._scheduler = Scheduler(self)
+                self._scheduler.start()
+
+    def layout(self, component: ComponentSpec) -> Layout:
+        """How ``component``'s state is laid out in the store."""
+        layout = self._layouts.get(component.name)
+        if layout is None:
+            layout = (
+                WholeLayout(component.save_state_fn, component.load_state_fn) if component.whole_state else KeyLayout()
+            )
+            self._layouts[component.name] = layout
+        return layout
+
+    # -- serialisation ----------------------------------------------------
+
+    def encoder(self, component: ComponentSpec, instance: str) -> Any:
+        """A function that serialises a state value, naming it in errors."""
+        dumps = self.codec.dumps
+        prefix = f"state key of {component.name}/{instance}"
+
+        def encode(value: Any, key: str) -> bytes:
+            return dumps(value, what=(prefix, key))
+
+        return encode
+
+    def decode(self, raw: bytes, key: str) -> Any:
+        """Deserialise one stored state value."""
+        return self.codec.loads(raw, what=("state key", key))
+
+    # -- snapshots --------------------------------------------------------
+
+    def snapshot(self, component: ComponentSpec, instance: str, version: int | None = None) -> Snapshot:
+        """The current committed state of an instance, shared read-only;
+        ``version``: its version as the caller has just read it from the
+        store (saves reading it again)."""
+        name = component.name
+        if version is None:
+            version = self.store.get_version(name, instance)
+        snap = self._snapshots.get((name, instance))
+        if snap is not None and snap.version == version:
+            return snap
+        if version is None:
+            raise StoreError(f"instance {name}/{instance} does not exist in {self.store.url}")
+        return self._refresh(component, instance)
+
+    def _refresh(self, component: ComponentSpec, instance: str) -> Snapshot:
+        key = (component.name, instance)
+        layout = self.layout(component)
+        with self._snap_lock:
+            current = self._snapshots.get(key)
+            read = self.store.read_state(component.name, instance, since=current.version if current else 0)
+            if read is None:
+                raise StoreError(f"instance {component.name}/{instance} does not exist in {self.store.url}")
+            if current is not None and read.version <= current.version:
+                return current
+            if current is None:
+                snap = layout.snapshot(read.version, read.changed, self.decode, instance)
+            else:
+                snap = layout.advance(current, read.version, read.changed, read.deleted)
+            self._snapshots[key] = snap
+            return snap
+
+    def install(self, component: ComponentSpec, snapshot: Snapshot) -> None:
+        """Publish a snapshot this process committed, unless a newer one is known."""
+        key = (component.name, snapshot.instance_id)
+        with self._snap_lock:
+            current = self._snapshots.get(key)
+            if current is None or current.version < snapshot.version:
+                self._snapshots[key] = snapshot
+
+    def forget(self, component: ComponentSpec, instance: str) -> None:
+        """Drop the process's snapshot and cached results of an instance."""
+        with self._snap_lock:
+            self._snapshots.pop((component.name, instance), None)
+        self.cache.drop_instance(component.name, instance)
+
+    # -- executor ---------------------------------------------------------
+
+    @property
+    def executor(self) -> Executor:
+        """This process's update executor (started on first use)."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    if self._closed:
+                        raise StoreError(f"app {self.name!r} is closed")
+                    from .executor import Executor  # lazy: loads the relations' record types
+
+                    executor = Executor(self)
+                    executor.start()
+                    self._executor = executor
+        return self._executor
+
+    @property
+    def executor_running(self) -> bool:
+        return self._executor is not None or self._process_worker is not None
+
+    def start_process_worker(self) -> ProcessWorker:
+        """Run update ops in a forked child process instead of threads here
+        (``update_task_type="process"``)."""
+        if self._process_worker is None:
+            with self._executor_lock:
+                if self._process_worker is None:
+                    if self._closed:
+                        raise StoreError(f"app {self.name!r} is closed")
+                    from .process import ProcessWorker  # lazy: only update_task_type='process'
+
+                    self._process_worker = ProcessWorker(self)
+        return self._process_worker
+
+    def notify_enqueued(self, component: str | None = None, instance: str | None = None) -> None:
+        """Ops were queued (for ``instance`` of ``component``, if given)."""
+        if self._executor is not None:
+            self._executor.notify(component, instance)
+        if self._process_worker is not None:
+            self._process_worker.notify()
+
+    def hurry(self) -> None:
+        """Ask the executor to claim now (someone waits for updates)."""
+        if self._executor is not None:
+            self._executor.hurry()
+        if self._process_worker is not None:
+            self._process_worker.hurry()
+
+    def notify_committed(self) -> None:
+        with self._committed:
+            self._committed.notify_all()
+
+    def wait_committed(self, timeout: float) -> None:
+        """Sleep until this process commits something, at most ``timeout``."""
+        with self._committed:
+            self._committed.wait(timeout)
+
+    @contextmanager
+    def settling(self, component: str, instance: str) -> Iterator[None]:
+        """Held by the executor around a batch's commit and what follows it
+        here (installing the new state, recording its runs): a commit is
+        visible in the store before those are done, and a ``flush_update``
+        that returned in between would let its caller miss the runs."""
+        key = (component, instance)
+        with self._committed:
+            self._settling[key] = self._settling.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._committed:
+                if self._settling[key] == 1:
+                    del self._settling[key]
+                else:
+                    self._settling[key] -= 1
+                self._committed.notify_all()
+
+    def wait_settled(self, component: str | None, instance: str | None, deadline: float | None) -> None:
+        """Wait until no batch of the instance (of any, for None) is between
+        its commit and the end of its local effects in this process (see
+        :meth:`settling`)."""
+
+        key = (component, instance)
+
+        def busy() -> bool:
+            return bool(self._settling) if component is None or instance is None else key in self._settling
+
+        with self._committed:
+            while busy():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"updates of {component}/{instance} still settling")
+                self._committed.wait(left)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the executor (after its batch in hand) and close the store.
+        Queued ops stay in a persistent store for the next run."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._helpers_lock:
+            for helper in (self._scheduler, self._dispatcher):
+                if helper is not None:
+                    helper.stop()
+        if self._executor is not None:
+            self._executor.stop()
+        if self._process_worker is not None:
+            self._process_worker.stop()
+        if self._runlog is not None:
+            self._runlog.close()
+        self.store.close()
+        if self._db is not None:
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} store={self.store.url}>"
+
+
+_open: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # A clean exit stops the executors after their batch in hand and writes
+    # the buffered runs.
+    for runtime in list(_open):
+        runtime.close()
