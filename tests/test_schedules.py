@@ -27,8 +27,8 @@ from conftest import make_app
 import tidal
 from tidal import Component, DefinitionError
 from tidal.core.triggers import Schedule, parse_every
-from tidal.engine.dispatch import Scheduler
 from tidal.engine.executor import Executor
+from tidal.engine.schedule import Scheduler
 
 NOW = 1_600_000_123.4
 """A fixed clock, long past, so that no real tick can collide with it."""
@@ -218,7 +218,7 @@ PROC = textwrap.dedent(
     from pathlib import Path
 
     import tidal
-    from tidal.engine.dispatch import Scheduler
+    from tidal.engine.schedule import Scheduler
 
     mode, db, args = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
     app = tidal.App(

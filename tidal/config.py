@@ -75,13 +75,16 @@ class Settings:
     worker_threads: int = constants.WORKER_THREADS
     max_batch: int = constants.MAX_BATCH
     local_cache_entries: int = constants.LOCAL_CACHE_ENTRIES
+    snapshot_instances: int = constants.SNAPSHOT_INSTANCES
+    """Instances whose state snapshot a process keeps (least recently used
+    dropped first); see :data:`tidal.constants.SNAPSHOT_INSTANCES`."""
     history_versions: int = field(default_factory=history_versions)
     """Earlier versions kept per state key (0: none); see
     :data:`tidal.constants.HISTORY_VERSIONS`."""
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("lease_seconds", "sweep_seconds", "worker_threads", "max_batch"):
+        for name in ("lease_seconds", "sweep_seconds", "worker_threads", "max_batch", "snapshot_instances"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Settings.{name} must be > 0, got {getattr(self, name)!r}")
         if not isinstance(self.history_versions, int) or self.history_versions < 0:

@@ -34,6 +34,12 @@ Batching is what makes thousands of updates per second possible on SQLite."""
 LOCAL_CACHE_ENTRIES = 10_000
 """Serve results kept per process in the in-memory cache tier."""
 
+SNAPSHOT_INSTANCES = 10_000
+"""Instances whose decoded state snapshot a process keeps in memory. Past
+this the least recently served is dropped, so memory stays flat however many
+instances a long-running server meets; serving a dropped one again reads its
+state in full (one read, then it is hot again)."""
+
 FLUSH_POLL_SECONDS = 0.05
 """How often ``flush_update`` re-checks the store while it waits on work done
 by another process (local commits wake it at once)."""

@@ -19,6 +19,7 @@ from .exceptions import (
     TidalError,
     UnknownFlowError,
     UpdateFailedError,
+    VersionConflictError,
 )
 
 if TYPE_CHECKING:
@@ -358,8 +359,6 @@ class Instance:
                     raise TypeError(f"state keys must be strings, got {k!r}")
                 dict.__setitem__(state, k, v)
             changes = layout.encode(state, state_update, encode)
-            from .exceptions import VersionConflictError
-
             try:
                 version = app.store.commit(self.component.name, self._id, changes, expected_version=snap.version)
             except VersionConflictError:

@@ -25,6 +25,7 @@ from ..core.props import Properties
 from ..core.state import IMMUTABLE_TYPES, overlay
 from ..exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
 from ..stores import Claim, Failure
+from .serving import call_sync
 
 if TYPE_CHECKING:
     from ..core.component import ComponentSpec
@@ -253,8 +254,6 @@ class Executor:
         """A relation-triggered serve op: run it, store its result as a
         derived record if the trigger says ``into``, and hand the result to
         the flow's update ops."""
-        from .serving import call_sync
-
         route = component.serve_routes.get(flow)
         if route is None:
             raise LookupError(f"component {component.name} has no serve op for flow {flow!r}")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
+from ..relations.builtin import Run
+
 if TYPE_CHECKING:
     from .runtime import Runtime
 
@@ -44,8 +46,6 @@ def freshness(
 ) -> list[Freshness]:
     """Freshness of ``components`` (default: this app's components with
     update ops), lag over update runs in the last ``window``."""
-    from ..relations.builtin import Run
-
     names = (
         components
         if components is not None

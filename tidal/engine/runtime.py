@@ -24,13 +24,14 @@ from ..core.layout import KeyLayout, Layout, WholeLayout
 from ..core.state import Snapshot
 from ..exceptions import StoreError
 from ..stores import Store, from_url
-from .cache import LocalCache
+from .cache import LocalCache, Recent
+from .dispatch import Dispatcher
+from .executor import Executor
+from .process import ProcessWorker
+from .schedule import Scheduler
 
 if TYPE_CHECKING:
     from ..relations.database import Database
-    from .dispatch import Dispatcher, Scheduler
-    from .executor import Executor
-    from .process import ProcessWorker
     from .runlog import RunLog
 
 
@@ -77,9 +78,9 @@ class Runtime(Generic[C]):
         self.shared_cache = shared_cache and self.store.shared
         self.components: dict[str, C] = {}
         self.cache = LocalCache(self.settings.local_cache_entries)
-        self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._snapshots: Recent[tuple[str, str], Snapshot] = Recent(self.settings.snapshot_instances)
         self._layouts: dict[str, Layout] = {}
-        self._snap_lock = threading.Lock()
+        self._snap_lock = self._snapshots.lock
         self._committed = threading.Condition()
         self._settling: dict[tuple[str, str], int] = {}
         """(component, instance) -> batches of this process's executor between
@@ -212,7 +213,6 @@ class Runtime(Generic[C]):
         after an insert waits for the insert's triggers too."""
         if self._db is None or not any(c.triggers for c in self.components.values()):
             return 0
-        from .dispatch import Dispatcher  # lazy: loads the relations' record types
 
         dispatcher = self._dispatcher or Dispatcher(self)
         total = 0
@@ -223,7 +223,6 @@ class Runtime(Generic[C]):
     def start_helpers(self) -> None:
         """Start the dispatcher of relation triggers and the scheduler, if
         this app's components need them (called where update ops run)."""
-        from .dispatch import Dispatcher, Scheduler  # lazy: loads the relations' record types
 
         with self._helpers_lock:
             if self._closed:
@@ -292,8 +291,14 @@ class Runtime(Generic[C]):
                 snap = layout.snapshot(read.version, read.changed, self.decode, instance)
             else:
                 snap = layout.advance(current, read.version, read.changed, read.deleted)
-            self._snapshots[key] = snap
+            self._snapshots.put(key, snap)
             return snap
+
+    @property
+    def snapshots_held(self) -> int:
+        """How many instances' snapshots this process holds (at most
+        ``Settings.snapshot_instances``)."""
+        return len(self._snapshots)
 
     def install(self, component: ComponentSpec, snapshot: Snapshot) -> None:
         """Publish a snapshot this process committed, unless a newer one is known."""
@@ -301,12 +306,12 @@ class Runtime(Generic[C]):
         with self._snap_lock:
             current = self._snapshots.get(key)
             if current is None or current.version < snapshot.version:
-                self._snapshots[key] = snapshot
+                self._snapshots.put(key, snapshot)
 
     def forget(self, component: ComponentSpec, instance: str) -> None:
         """Drop the process's snapshot and cached results of an instance."""
         with self._snap_lock:
-            self._snapshots.pop((component.name, instance), None)
+            self._snapshots.pop((component.name, instance))
         self.cache.drop_instance(component.name, instance)
 
     # -- executor ---------------------------------------------------------
@@ -319,7 +324,6 @@ class Runtime(Generic[C]):
                 if self._executor is None:
                     if self._closed:
                         raise StoreError(f"app {self.name!r} is closed")
-                    from .executor import Executor  # lazy: loads the relations' record types
 
                     executor = Executor(self)
                     executor.start()
@@ -338,7 +342,6 @@ class Runtime(Generic[C]):
                 if self._process_worker is None:
                     if self._closed:
                         raise StoreError(f"app {self.name!r} is closed")
-                    from .process import ProcessWorker  # lazy: only update_task_type='process'
 
                     self._process_worker = ProcessWorker(self)
         return self._process_worker

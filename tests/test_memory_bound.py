@@ -1,0 +1,54 @@
+"""What a process keeps per instance is bounded: the snapshots of the
+instances it served lately, least recently used dropped first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tidal
+from tidal.config import Settings
+from tidal.engine.cache import Recent
+
+
+def test_recent_drops_the_least_recently_used() -> None:
+    recent: Recent[str, int] = Recent(2)
+    recent.put("a", 1)
+    recent.put("b", 2)
+    assert recent.get("a") == 1  # a is now the most recent
+    recent.put("c", 3)
+    assert recent.get("b") is None
+    assert (recent.get("a"), recent.get("c"), len(recent)) == (1, 3, 2)
+
+
+def test_a_process_holds_at_most_the_configured_snapshots_and_serves_dropped_ones_again(tmp_path: Path) -> None:
+    app = tidal.App("bounded", store=f"sqlite:///{tmp_path / 'b.db'}", settings=Settings(snapshot_instances=20))
+    Counter = app.component("Counter")
+
+    @Counter.init_state
+    def setup(start: int = 0) -> dict[str, int]:
+        return {"n": start}
+
+    @Counter.serve("get")
+    def get(state: Any, props: tidal.Properties) -> int:
+        return int(state["n"])
+
+    try:
+        for i in range(200):
+            assert Counter(f"u{i}", {"start": i}).run("get") == i
+        assert app.snapshots_held == 20
+        # u0 was dropped long ago: it is read again, with its own state.
+        inst = Counter("u0")
+        assert inst.run("get", props={"fresh": 1}) == 0
+        inst.write_state({"n": 41})
+        assert inst.run("get", props={"fresh": 2}) == 41
+        assert app.snapshots_held == 20
+    finally:
+        app.close()
+
+
+def test_the_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="snapshot_instances"):
+        Settings(snapshot_instances=0)
