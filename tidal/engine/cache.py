@@ -90,7 +90,7 @@ class Recent(Generic[K, V]):
     def get(self, key: K) -> V | None:
         value = self._items.get(key)
         if value is not None:
-            try:
+            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per serve
                 self._items.move_to_end(key)
             except KeyError:
                 pass
