@@ -94,9 +94,9 @@ def router(ctx: ServerContext) -> APIRouter:
     api = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
     def instance_of(component: str, instance: str, principal: Principal, *, write: bool = False) -> None:
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name, instance, write=write)
-        ctx.instance_version(comp, instance)
+        ctx.instance_version(comp, instance, principal)
 
     @api.get("/session")
     def session(request: Request) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def component(component: str, principal: Principal = Depends(ctx.principal)) -> dict[str, Any]:
         """One component: flows, freshness, and its instances with state
         version, key count and size (those the caller may read)."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name)
         shown, truncated = _instances(ctx, comp.name, principal)
         return {
@@ -180,7 +180,7 @@ def router(ctx: ServerContext) -> APIRouter:
         return {"components": [fresh[n] for n in names if n in fresh], "failures": failures}
 
     def failed_op(component: str, instance: str, principal: Principal) -> None:
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name, instance, write=True)
 
     @api.post("/components/{component}/instances/{instance}/failures/{op_id}/retry")

@@ -11,7 +11,7 @@ from .. import __version__
 from . import errors
 from .auth import Auth
 from .context import ServerContext, default_relations
-from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit, PathCheck
 from .routes import components as component_routes
 from .routes import flows as flow_routes
 from .routes import relations as relation_routes
@@ -73,6 +73,7 @@ def create_app(
     api.state.tidal = ctx
     errors.install(api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    api.add_middleware(PathCheck)
     for module in (system_routes, component_routes, flow_routes, relation_routes):
         api.include_router(module.router(ctx))
     if dashboard:

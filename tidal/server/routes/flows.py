@@ -51,7 +51,7 @@ def _open(ctx: ServerContext, comp: Component, instance: str, flow: str, princip
         )
     if ctx.app.store.get_version(comp.name, instance) is None:
         if not ctx.create_instances:
-            ctx.instance_version(comp, instance)  # 404 with the known ones
+            ctx.instance_version(comp, instance, principal)  # 404 with the known ones
         principal.require(comp.name, instance, write=True)  # creating one is a write
     return dict(props or {})
 
@@ -174,14 +174,14 @@ def _flow_routes(ctx: ServerContext, router: APIRouter, comp: Component, flow: s
         body: model = Body(body_default),  # type: ignore[valid-type]
         principal: Principal = Depends(ctx.principal),
     ) -> JSONResponse:
-        return await run_flow(ctx, ctx.component(name), instance, flow, body or model(), principal)
+        return await run_flow(ctx, ctx.component(name, principal), instance, flow, body or model(), principal)
 
     async def stream(
         instance: str = Path(pattern=INSTANCE_PATTERN),
         body: model = Body(body_default),  # type: ignore[valid-type]
         principal: Principal = Depends(ctx.principal),
     ) -> StreamingResponse:
-        return await stream_flow(ctx, ctx.component(name), instance, flow, body or model(), principal)
+        return await stream_flow(ctx, ctx.component(name, principal), instance, flow, body or model(), principal)
 
     tag = f"component {name}"
     router.add_api_route(
@@ -228,7 +228,7 @@ def router(ctx: ServerContext) -> APIRouter:
     ) -> JSONResponse:
         """Run any flow (those added after the API was made, or with names
         that cannot appear in a path); props as declared by the flow."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         ctx.flow(comp, flow)
         return await run_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 
@@ -240,7 +240,7 @@ def router(ctx: ServerContext) -> APIRouter:
         principal: Principal = Depends(ctx.principal),
     ) -> StreamingResponse:
         """``run_any``, streamed as NDJSON."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         ctx.flow(comp, flow)
         return await stream_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 
