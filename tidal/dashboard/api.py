@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from .. import admin
+from ..exceptions import StateIntegrityError
 from ..server.auth import OPEN, Principal
 from ..server.context import INSTANCE_PATTERN, ServerContext
 from ..server.errors import APIError
@@ -164,7 +165,12 @@ def router(ctx: ServerContext) -> APIRouter:
     ) -> dict[str, Any]:
         """Restore a key to an earlier version, as a new version (write)."""
         instance_of(component, instance, principal, write=True)
-        return admin.rollback(ctx.app, component, instance, body.key, body.version).as_dict()
+        try:
+            return admin.rollback(ctx.app, component, instance, body.key, body.version).as_dict()
+        except StateIntegrityError as exc:
+            raise APIError(
+                409, "state_integrity", f"refusing to roll back, nothing was written: {exc}", version=body.version
+            ) from None
 
     @api.get("/queue")
     def queue(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,8 +18,9 @@ if TYPE_CHECKING:
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 """The range of an integer column (BIGINT on PostgreSQL, INTEGER on SQLite)."""
 
-JSON_MAX_DEPTH = 512
-"""Deepest nesting of lists and dicts a JSON field may hold."""
+JSON_MAX_DEPTH = 200
+"""Deepest nesting of lists and dicts a JSON field may hold (the outbox's
+JSON encoder stops at 254 levels, the record and its envelope included)."""
 
 _columns: dict[type[Record], list[Column]] = {}
 
@@ -125,10 +125,18 @@ def _text_problem(value: str) -> str | None:
 def _int_problem(value: int) -> str | None:
     if INT_MIN <= value <= INT_MAX:
         return None
-    return f"expected an integer from -2**63 to 2**63-1 (a 64-bit column), got one of {value.bit_length()} bits"
+    return f"expected an integer from -2**63 to 2**63-1 (64 bits), got one of {value.bit_length()} bits"
 
 
-def _json_problem(value: Any, path: list[str], depth: int = 0) -> str | None:
+def json_problem(value: Any, max_depth: int = JSON_MAX_DEPTH) -> tuple[str, str] | None:
+    """Where in JSON data ``value`` is something no store can hold (a dotted
+    path, empty for the top), and what; None when there is nothing."""
+    path: list[str] = []
+    bad = _json_problem(value, path, 0, max_depth)
+    return None if bad is None else (".".join(path), bad)
+
+
+def _json_problem(value: Any, path: list[str], depth: int = 0, max_depth: int = JSON_MAX_DEPTH) -> str | None:
     """The first value in JSON data that a database cannot store; ``path``
     gets the keys leading to it."""
     if isinstance(value, str):
@@ -136,29 +144,25 @@ def _json_problem(value: Any, path: list[str], depth: int = 0) -> str | None:
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return None
     if isinstance(value, int):
-        # json.dumps (what SQLAlchemy and psycopg write JSON with) refuses
-        # integers of more digits than this
-        if value.bit_length() > sys.get_int_max_str_digits() * 3.32:
-            return f"expected an integer of at most {sys.get_int_max_str_digits()} digits"
-        return None
-    if depth >= JSON_MAX_DEPTH:
-        return f"expected JSON nested at most {JSON_MAX_DEPTH} levels deep"
+        return _int_problem(value)  # the outbox (orjson) and the API answer 64-bit integers only
+    if depth >= max_depth:
+        return f"expected JSON nested at most {max_depth} levels deep"
     if isinstance(value, dict):
         for key, item in value.items():
             bad = _text_problem(key) if isinstance(key, str) else None
             if bad is not None:
                 path.append(repr(key))
                 return f"a key: {bad}"
-            bad = _json_problem(item, path, depth + 1)
+            bad = _json_problem(item, path, depth + 1, max_depth)
             if bad is not None:
                 path.insert(0, str(key))
                 return bad
         return None
     if isinstance(value, BaseModel):
-        return _json_problem(value.__dict__, path, depth)
+        return _json_problem(value.__dict__, path, depth, max_depth)
     if isinstance(value, list | tuple | set | frozenset):
         for position, item in enumerate(value):
-            bad = _json_problem(item, path, depth + 1)
+            bad = _json_problem(item, path, depth + 1, max_depth)
             if bad is not None:
                 path.insert(0, str(position))
                 return bad
@@ -178,10 +182,7 @@ def storable_problem(column: Column, value: Any) -> tuple[str, str] | None:
         value = column.to_db(value)
         bad = _int_problem(value) if isinstance(value, int) and not isinstance(value, bool) else None
     elif column.kind == "json":
-        path: list[str] = []
-        bad = _json_problem(value, path)
-        if bad is not None:
-            return ".".join(path), bad
+        return json_problem(value)
     else:
         bad = None
     return None if bad is None else ("", bad)

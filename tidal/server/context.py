@@ -43,6 +43,8 @@ class ServerContext:
     run_updates: bool = True
     create_instances: bool = True
     read_only_relations: frozenset[str] = frozenset({"runs", "feedback"})
+    max_props_depth: int = 64
+    """Deepest nesting of lists and objects the props of a run may have."""
 
     def component(self, name: str, principal: Principal | None = None) -> Component:
         """The component ``name``, else 404 listing the known ones (those
