@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 import tidal
 from tidal import RecordValidationError
@@ -19,8 +20,8 @@ from .models import Doc
 class Tally(tidal.Record):
     n: int = 0
     note: str = ""
-    meta: dict[str, Any] = {}
-    tags: list[Any] = []
+    meta: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Any] = Field(default_factory=list)
 
 
 def deep(levels: int) -> Any:
