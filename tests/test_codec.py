@@ -16,7 +16,7 @@ from conftest import make_app
 
 import tidal
 from tidal import StateIntegrityError, UpdateFailedError
-from tidal.codec import Codec, props_key
+from tidal.codec import Codec, key_context, props_key, state_context
 from tidal.engine.executor import Executor
 
 PACKAGE = Path(tidal.__file__).parent
@@ -261,3 +261,37 @@ def test_only_the_codec_unpickles() -> None:
     pattern = re.compile(r"\b(pickle|cloudpickle|dill|marshal)\.(loads?|Unpickler)\b|\bshelve\b")
     users = [str(p.relative_to(PACKAGE)) for p in _sources() if pattern.search(p.read_text())]
     assert users == ["codec.py"]
+
+
+def test_a_value_bound_to_its_place_fails_anywhere_else() -> None:
+    codec = Codec(b"x" * 32)
+    here = state_context("app", "Prefs", "A", "events")
+    raw = codec.dumps(["a"], context=here)
+    assert raw[:1] == b"\x02" and codec.loads(raw, context=here) == ["a"]
+    for elsewhere in (
+        state_context("app", "Prefs", "B", "events"),  # B's value swapped into A, or back
+        state_context("app", "Prefs", "A", "items"),  # another key of the same instance
+        state_context("app", "Other", "A", "events"),
+        state_context("other-app", "Prefs", "A", "events"),
+        state_context("app", "Prefs", "Aevents"),  # parts are length-prefixed, never run together
+    ):
+        with pytest.raises(StateIntegrityError, match="HMAC"):
+            codec.loads(raw, context=elsewhere)
+    with pytest.raises(StateIntegrityError, match="without saying which"):
+        codec.loads(raw)
+    assert key_context(state_context("app", "Prefs", "A"), "events") == here
+
+
+def test_unbound_values_still_load_until_the_codec_refuses_them() -> None:
+    here = state_context("app", "Prefs", "A", "events")
+    old = Codec(b"x" * 32).dumps(["stored before binding"])
+    assert old[:1] == b"\x01"
+    assert Codec(b"x" * 32).loads(old, context=here) == ["stored before binding"]
+    with pytest.raises(StateIntegrityError, match="not bound"):
+        Codec(b"x" * 32, accept_unbound=False).loads(old, context=here)
+    # a bound value's bytes cannot pass as unbound ones either
+    bound = Codec(b"x" * 32).dumps(1, context=here)
+    with pytest.raises(StateIntegrityError):
+        Codec(b"x" * 32).loads(b"\x01" + bound[1:], context=here)
+    with pytest.raises(StateIntegrityError):
+        Codec(b"x" * 32).verify(b"\x03" + bound[1:], context=here)

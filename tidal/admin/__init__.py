@@ -301,6 +301,9 @@ def rollback(app: App, comp: str, instance: str, key: str, version: int) -> Roll
     target = next((e for e in entries if e.version == version), None)
     if target is None:
         raise NotFoundError("version", str(version), [str(e.version) for e in entries], where=f"history of {key!r}")
+    if target.value is not None:
+        # Restoring bytes that fail their HMAC would break every later read of the instance.
+        app.codec.verify(target.value, what=(f"{comp}/{instance} state key {key!r} at version", version))
     if target.value is None:
         new = app.store.commit(comp, instance, {}, deleted=[key], expected_version=current)
     else:

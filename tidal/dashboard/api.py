@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from .. import admin
+from ..exceptions import StateIntegrityError
 from ..server.auth import OPEN, Principal
 from ..server.context import INSTANCE_PATTERN, ServerContext
 from ..server.errors import APIError
@@ -94,9 +95,9 @@ def router(ctx: ServerContext) -> APIRouter:
     api = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
     def instance_of(component: str, instance: str, principal: Principal, *, write: bool = False) -> None:
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name, instance, write=write)
-        ctx.instance_version(comp, instance)
+        ctx.instance_version(comp, instance, principal)
 
     @api.get("/session")
     def session(request: Request) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def component(component: str, principal: Principal = Depends(ctx.principal)) -> dict[str, Any]:
         """One component: flows, freshness, and its instances with state
         version, key count and size (those the caller may read)."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name)
         shown, truncated = _instances(ctx, comp.name, principal)
         return {
@@ -164,7 +165,12 @@ def router(ctx: ServerContext) -> APIRouter:
     ) -> dict[str, Any]:
         """Restore a key to an earlier version, as a new version (write)."""
         instance_of(component, instance, principal, write=True)
-        return admin.rollback(ctx.app, component, instance, body.key, body.version).as_dict()
+        try:
+            return admin.rollback(ctx.app, component, instance, body.key, body.version).as_dict()
+        except StateIntegrityError as exc:
+            raise APIError(
+                409, "state_integrity", f"refusing to roll back, nothing was written: {exc}", version=body.version
+            ) from None
 
     @api.get("/queue")
     def queue(
@@ -180,7 +186,7 @@ def router(ctx: ServerContext) -> APIRouter:
         return {"components": [fresh[n] for n in names if n in fresh], "failures": failures}
 
     def failed_op(component: str, instance: str, principal: Principal) -> None:
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name, instance, write=True)
 
     @api.post("/components/{component}/instances/{instance}/failures/{op_id}/retry")

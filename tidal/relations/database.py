@@ -28,7 +28,7 @@ from .outbox import Change, Outbox
 from .record import Record, utcnow
 from .rows import Rows
 from .schema import Column, check_compatible, columns_for, kind_of_db_type, table_for, to_row
-from .validation import is_read_only_violation, refused, validate
+from .validation import check_ids, check_where, is_read_only_violation, refused, validate
 
 R = TypeVar("R", bound=Record)
 Event = Literal["insert", "update", "delete"]
@@ -282,6 +282,7 @@ class Database:
         """Delete records by id in one transaction; returns what was deleted.
         A missing id is RecordNotFoundError and nothing is deleted."""
         rel = self.relation(cls)
+        check_ids(cls, ids)
         deleted: list[R] = []
         changes: list[dict[str, Any]] = []
         watched = self.outbox.watched(cls.relation())
@@ -310,6 +311,7 @@ class Database:
     def get(self, cls: type[R], record_id: str) -> R | None:
         """The record with this id, or None."""
         rel = self.relation(cls)
+        check_ids(cls, [record_id])
         with self.connect() as conn:
             return self._get(conn, rel, record_id)  # type: ignore[return-value]
 
@@ -327,6 +329,8 @@ class Database:
         rel = self.relation(cls)
         table = rel.table
         stmt = sa.select(table)
+        if where:
+            check_where(cls, rel.columns, where)
         for field, value in (where or {}).items():
             if field not in table.c:
                 raise SchemaError(

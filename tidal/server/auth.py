@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from ..exceptions import ConfigError
 from .errors import APIError
 
 if TYPE_CHECKING:
@@ -28,6 +29,26 @@ if TYPE_CHECKING:
 JWT_SECRET_ENV = "TIDAL_JWT_SECRET"
 JWT_ALGORITHM = "HS256"
 JWT_CLAIM = "tidal"
+JWT_SECRET_MIN_BYTES = 32
+"""Shortest JWT secret accepted: HS256 with a short secret can be brute-forced
+offline from any one token."""
+
+
+def check_jwt_secret(secret: str | bytes) -> bytes:
+    """``secret`` as bytes, if it is strong enough to sign JWTs; else
+    ConfigError naming ``TIDAL_JWT_SECRET`` and how to make one."""
+    data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else bytes(secret)
+    if len(data) < JWT_SECRET_MIN_BYTES:
+        raise ConfigError(
+            f"the JWT secret ({JWT_SECRET_ENV}) must be at least {JWT_SECRET_MIN_BYTES} bytes, got {len(data)}; "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if len(set(data)) < 8:
+        raise ConfigError(
+            f"the JWT secret ({JWT_SECRET_ENV}) repeats too few distinct bytes ({len(set(data))}) to be secret; "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return data
 
 
 def _patterns(value: Any, name: str) -> tuple[str, ...]:
@@ -131,6 +152,7 @@ def issue_token(secret: str | bytes, scope: Scope, *, ttl_seconds: float = 3600,
 
         issue_token(secret, Scope(components=("Prefs",), instances=("u1",), write=True))
     """
+    check_jwt_secret(secret)
     now = int(time.time())
     claims = {"sub": subject, "iat": now, "exp": now + int(ttl_seconds), JWT_CLAIM: scope.as_dict()}
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
@@ -148,7 +170,7 @@ class Auth:
         if keys is None and not jwt_secret:
             raise ValueError("Auth needs API keys, a JWT secret, or both")
         self.keys = keys
-        self.jwt_secret = jwt_secret or None
+        self.jwt_secret: bytes | None = check_jwt_secret(jwt_secret) if jwt_secret else None
 
     @classmethod
     def for_app(cls, app: App, jwt_secret: str | bytes | None = None) -> Auth:

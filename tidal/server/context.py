@@ -43,12 +43,16 @@ class ServerContext:
     run_updates: bool = True
     create_instances: bool = True
     read_only_relations: frozenset[str] = frozenset({"runs", "feedback"})
+    max_props_depth: int = 64
+    """Deepest nesting of lists and objects the props of a run may have."""
 
-    def component(self, name: str) -> Component:
-        """The component ``name``, else 404 listing the known ones."""
+    def component(self, name: str, principal: Principal | None = None) -> Component:
+        """The component ``name``, else 404 listing the known ones (those
+        ``principal`` may read)."""
         comp = self.app.components.get(name)
         if comp is None:
-            raise not_found("component", name, list(self.app.components))
+            known = [n for n in self.app.components if principal is None or principal.can(n)]
+            raise not_found("component", name, known)
         return comp
 
     def flow(self, comp: Component, flow: str) -> None:
@@ -58,17 +62,24 @@ class ServerContext:
             why = " (it runs on relation changes or a schedule only)" if flow in comp.flow_keys() else ""
             raise not_found("flow", flow, callable_flows, f" to run in component {comp.name}{why}")
 
-    def instance_version(self, comp: Component, instance: str) -> int:
-        """The state version of an existing instance, else 404 listing some known ones."""
+    def instance_version(self, comp: Component, instance: str, principal: Principal | None = None) -> int:
+        """The state version of an existing instance, else 404 listing some
+        known ones: only those ``principal`` may read (a scope never learns
+        the ids of instances outside it)."""
         version = self.app.store.get_version(comp.name, instance)
         if version is None:
-            raise not_found("instance", instance, self.app.store.list_instances(comp.name), f" of {comp.name}")
+            known = self.app.store.list_instances(comp.name)
+            if principal is not None and principal.scope is not None:
+                known = [i for i in known if principal.can(comp.name, i)]
+            raise not_found("instance", instance, known, f" of {comp.name}")
         return version
 
-    def relation(self, name: str) -> type[Record]:
+    def relation(self, name: str, principal: Principal | None = None) -> type[Record]:
+        """The relation ``name``, else 404 listing those ``principal`` may read."""
         cls = self.relations.get(name)
         if cls is None:
-            raise not_found("relation", name, list(self.relations))
+            known = [n for n in self.relations if principal is None or principal.can_relation(n)]
+            raise not_found("relation", name, known)
         return cls
 
     def principal(

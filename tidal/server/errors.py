@@ -6,6 +6,7 @@ plus details (``known`` names for a 404, ``detail`` field errors for a
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from ..exceptions import (
     MissingPropError,
@@ -21,6 +23,7 @@ from ..exceptions import (
     RecordNotFoundError,
     RecordValidationError,
     SchemaError,
+    StateIntegrityError,
     UpdateFailedError,
     VersionConflictError,
 )
@@ -69,8 +72,19 @@ def _summary(detail: list[dict[str, Any]]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+class ErrorResponse(JSONResponse):
+    """An error body, in ASCII JSON: a lone surrogate the caller sent and a
+    message repeats is escaped (``\\udc80``) rather than failing to encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")
+
+
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=headers)
+    return ErrorResponse(body, status_code=status, headers=headers)
 
 
 def install(api: FastAPI) -> None:
@@ -79,6 +93,33 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
         return _respond(exc.status, exc.body(), exc.headers)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's and FastAPI's own refusals: an unknown path, a method
+        # not allowed, a body that does not parse (invalid UTF-8, JSON
+        # nested too deep), in the same shape as Tidal's
+        code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            cause = exc.__cause__
+            why = f" ({type(cause).__name__})" if cause is not None else ""
+            message = f"the request body is not valid JSON{why}: it must be UTF-8 JSON nested at most ~1000 levels"
+            code = "invalid_body"
+        return _respond(exc.status_code, {"error": code, "message": message}, getattr(exc, "headers", None))
+
+    @api.exception_handler(StateIntegrityError)
+    async def state_corrupt(request: Request, exc: StateIntegrityError) -> JSONResponse:
+        # stored bytes that fail their HMAC: corrupted or tampered storage,
+        # not the caller's mistake; answered, never unpickled
+        log.error("state integrity check failed: %s", exc)
+        return _respond(500, {"error": "state_integrity", "message": str(exc)})
+
+    @api.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        message = f"internal error ({type(exc).__name__}); nothing more is said to the caller, see the server log"
+        return _respond(500, {"error": "internal_error", "message": message})
 
     @api.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,7 +11,7 @@ from .. import __version__
 from . import errors
 from .auth import Auth
 from .context import ServerContext, default_relations
-from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit, PathCheck
 from .routes import components as component_routes
 from .routes import flows as flow_routes
 from .routes import relations as relation_routes
@@ -33,6 +33,7 @@ def create_app(
     title: str | None = None,
     openapi: bool = True,
     dashboard: bool = True,
+    max_props_depth: int = 64,
 ) -> FastAPI:
     """The HTTP API of ``app``: flows, state, relations, feedback, queue,
     health. Mount it in an existing ASGI app or serve it with uvicorn::
@@ -51,9 +52,13 @@ def create_app(
     behaviour, the default). ``openapi=False`` serves no ``/openapi.json``
     and ``/docs`` (they are public, and name components, flows and relations).
     ``dashboard=False`` leaves out the web dashboard (``/dashboard/``).
+    Props nested deeper than ``max_props_depth``, or holding text that is
+    not UTF-8 or integers past 64 bits, get 422.
 
     Further routers can join: ``api.include_router(r)``, with
     ``tidal.server.context(api)`` for the app and the caller's scope."""
+    if max_props_depth < 1:
+        raise ValueError(f"max_props_depth must be at least 1, got {max_props_depth}")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     resolved = Auth.for_app(app) if auth is True else (auth or None)
@@ -63,6 +68,7 @@ def create_app(
         relations=default_relations(app, relations),
         run_updates=run_updates,
         create_instances=create_instances,
+        max_props_depth=max_props_depth,
     )
     api = FastAPI(
         title=title or f"Tidal app {app.name}",
@@ -73,6 +79,7 @@ def create_app(
     api.state.tidal = ctx
     errors.install(api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    api.add_middleware(PathCheck)
     for module in (system_routes, component_routes, flow_routes, relation_routes):
         api.include_router(module.router(ctx))
     if dashboard:

@@ -7,7 +7,9 @@ goes over. Either way the route never runs, so nothing reaches state."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,3 +89,43 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
+
+
+class PathCheck:
+    """ASGI middleware answering 400 to a path whose percent-escapes are not
+    UTF-8 (``%FF``): the server would read each such byte as U+FFFD, so
+    different paths would name the same instance."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or b""
+            if _ESCAPE.search(raw):
+                try:
+                    unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    message = (
+                        "the request path is not UTF-8 once its %-escapes are decoded "
+                        f"(byte {exc.object[exc.start]:#04x} at {exc.start}); "
+                        "names in paths must be UTF-8, percent-encoded; nothing was done"
+                    )
+                    await _send_json(send, 400, {"error": "invalid_path", "message": message})
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

@@ -94,8 +94,10 @@ def state_key(value: Any, size: int | None) -> StateKey:
     return StateKey(type=kind, bytes=size, json_value=True, value=data)
 
 
-def read_state(ctx: ServerContext, comp: Component, instance: str, keys: list[str] | None) -> StateView:
-    ctx.instance_version(comp, instance)
+def read_state(
+    ctx: ServerContext, comp: Component, instance: str, keys: list[str] | None, principal: Principal | None = None
+) -> StateView:
+    ctx.instance_version(comp, instance, principal)
     app = ctx.app
     snap = app.snapshot(comp, instance)
     out: dict[str, StateKey] = {}
@@ -123,7 +125,7 @@ def router(ctx: ServerContext) -> APIRouter:
     @api.get("/components/{component}", response_model=ComponentInfo)
     def get_component(component: str, principal: Principal = Depends(ctx.principal)) -> ComponentInfo:
         """One component and its flows."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name)
         return describe(comp)
 
@@ -134,7 +136,7 @@ def router(ctx: ServerContext) -> APIRouter:
         principal: Principal = Depends(ctx.principal),
     ) -> InstanceList:
         """Instances of a component with their state versions (those the caller may read)."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name)
         ids = [i for i in sorted(ctx.app.store.list_instances(comp.name)) if principal.can(comp.name, i)]
         store = ctx.app.store
@@ -154,8 +156,8 @@ def router(ctx: ServerContext) -> APIRouter:
     ) -> StateView:
         """The state of an instance: its version, and each key's type, size
         and value (JSON where it has a JSON form). Never creates the instance."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         principal.require(comp.name, instance)
-        return await run_in_threadpool(read_state, ctx, comp, instance, keys)
+        return await run_in_threadpool(read_state, ctx, comp, instance, keys, principal)
 
     return api

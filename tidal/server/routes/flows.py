@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from ...component import Component
 from ...core.props import validate_props
 from ...engine.runlog import jsonable
-from ...exceptions import MissingPropError, PropsValidationError, UpdateFailedError
+from ...exceptions import MissingPropError, PropsValidationError, StateIntegrityError, UpdateFailedError
 from ...instance import Instance
+from ...relations.validation import json_problem
 from ..auth import Principal
 from ..context import INSTANCE_PATTERN, SAFE_NAME, ServerContext, runnable_flows
 from ..errors import APIError, log
@@ -40,6 +41,7 @@ def _open(ctx: ServerContext, comp: Component, instance: str, flow: str, princip
     props: Any = getattr(body, "props", None)
     if isinstance(props, BaseModel):
         props = props.model_dump()
+    _check_props(ctx, props)
     schema = comp.props_schemas.get(flow)
     if schema is not None:
         props = validate_props(schema, props or {}, f"{comp.name}.{flow}")
@@ -51,9 +53,22 @@ def _open(ctx: ServerContext, comp: Component, instance: str, flow: str, princip
         )
     if ctx.app.store.get_version(comp.name, instance) is None:
         if not ctx.create_instances:
-            ctx.instance_version(comp, instance)  # 404 with the known ones
+            ctx.instance_version(comp, instance, principal)  # 404 with the known ones
         principal.require(comp.name, instance, write=True)  # creating one is a write
     return dict(props or {})
+
+
+def _check_props(ctx: ServerContext, props: Any) -> None:
+    """422 naming the place in ``props`` that no op, runs log or store could
+    take as JSON: nesting past the limit, text that is not UTF-8, integers
+    past 64 bits."""
+    bad = json_problem(props, ctx.max_props_depth) if props is not None else None
+    if bad is not None:
+        where, why = bad
+        loc = ["body", "props", *(where.split(".") if where else [])]
+        shown = ".".join(loc) if len(loc) <= 12 else ".".join(loc[:12]) + f"…({len(loc) - 12} more)"
+        detail = [{"loc": loc, "msg": why, "type": "value_error"}]
+        raise APIError(422, "validation_error", f"{shown}: {why}; nothing was run", detail=detail)
 
 
 def _instance(ctx: ServerContext, comp: Component, instance: str) -> Instance:
@@ -93,7 +108,7 @@ async def run_flow(
                 return out, inst.last_run_id, inst.get_version()
 
             result, run_id, version = await run_in_threadpool(call)
-    except (MissingPropError, PropsValidationError, UpdateFailedError, APIError):
+    except (MissingPropError, PropsValidationError, UpdateFailedError, StateIntegrityError, APIError):
         raise  # the caller's mistake, or updates failing: answered by their handlers
     except Exception as exc:
         raise _failed(comp, instance, flow, exc) from exc
@@ -174,14 +189,14 @@ def _flow_routes(ctx: ServerContext, router: APIRouter, comp: Component, flow: s
         body: model = Body(body_default),  # type: ignore[valid-type]
         principal: Principal = Depends(ctx.principal),
     ) -> JSONResponse:
-        return await run_flow(ctx, ctx.component(name), instance, flow, body or model(), principal)
+        return await run_flow(ctx, ctx.component(name, principal), instance, flow, body or model(), principal)
 
     async def stream(
         instance: str = Path(pattern=INSTANCE_PATTERN),
         body: model = Body(body_default),  # type: ignore[valid-type]
         principal: Principal = Depends(ctx.principal),
     ) -> StreamingResponse:
-        return await stream_flow(ctx, ctx.component(name), instance, flow, body or model(), principal)
+        return await stream_flow(ctx, ctx.component(name, principal), instance, flow, body or model(), principal)
 
     tag = f"component {name}"
     router.add_api_route(
@@ -228,7 +243,7 @@ def router(ctx: ServerContext) -> APIRouter:
     ) -> JSONResponse:
         """Run any flow (those added after the API was made, or with names
         that cannot appear in a path); props as declared by the flow."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         ctx.flow(comp, flow)
         return await run_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 
@@ -240,7 +255,7 @@ def router(ctx: ServerContext) -> APIRouter:
         principal: Principal = Depends(ctx.principal),
     ) -> StreamingResponse:
         """``run_any``, streamed as NDJSON."""
-        comp = ctx.component(component)
+        comp = ctx.component(component, principal)
         ctx.flow(comp, flow)
         return await stream_flow(ctx, comp, instance, flow, body or RunRequest.model_validate({}), principal)
 

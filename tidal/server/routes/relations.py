@@ -46,7 +46,7 @@ def _insertable(ctx: ServerContext, name: str) -> None:
 
 
 def _insert(ctx: ServerContext, name: str, records: list[Any], principal: Principal) -> JSONResponse:
-    cls = ctx.relation(name)
+    cls = ctx.relation(name, principal)
     principal.require_relation(name, write=True)
     _insertable(ctx, name)
     if len(records) > MAX_BATCH:
@@ -57,13 +57,53 @@ def _insert(ctx: ServerContext, name: str, records: list[Any], principal: Princi
 
 
 def _query(ctx: ServerContext, name: str, body: Any, principal: Principal) -> JSONResponse:
-    cls = ctx.relation(name)
+    cls = ctx.relation(name, principal)
     principal.require_relation(name)
     where = body.where.model_dump(exclude_unset=True) if isinstance(body.where, BaseModel) else dict(body.where)
     if name == "runs" and ctx.app.runlog is not None:
         ctx.app.runlog.flush()
-    found = ctx.app.query(cls, where, order_by=body.order_by, limit=body.limit, offset=body.offset)
+    scope = principal.scope
+    if name in INSTANCE_SCOPED and scope is not None and (scope.components, scope.instances) != (("*",), ("*",)):
+        found = _scoped_query(ctx, cls, where, body, principal)
+    else:
+        found = ctx.app.query(cls, where, order_by=body.order_by, limit=body.limit, offset=body.offset)
     return JSONResponse({"records": _dump(found)})
+
+
+INSTANCE_SCOPED = frozenset({"runs", "feedback"})
+"""Built-in relations whose records belong to an instance (their
+``component`` and ``instance`` fields): a scoped caller reads only those of
+the instances its scope reaches, whatever its relation patterns say."""
+
+SCAN_PAGE = 500
+"""Rows read per page when a scope filters a query's rows."""
+
+
+def _scoped_query(
+    ctx: ServerContext, cls: type[Record], where: dict[str, Any], body: Any, principal: Principal
+) -> list[Record]:
+    """``body``'s query, keeping only the records of instances ``principal``
+    may read; offset and limit count the kept records. Scope patterns are
+    shell-style, so the rows are filtered here, page by page, in order."""
+    component, instance = where.get("component"), where.get("instance")
+    if isinstance(component, str) and isinstance(instance, str) and not principal.can(component, instance):
+        return []
+    kept: list[Record] = []
+    skip, start = body.offset, 0
+    while True:
+        page = ctx.app.query(cls, where, order_by=body.order_by, limit=SCAN_PAGE, offset=start)
+        for record in page:
+            if not principal.can(getattr(record, "component", ""), getattr(record, "instance", "")):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            kept.append(record)
+            if len(kept) >= body.limit:
+                return kept
+        if len(page) < SCAN_PAGE:
+            return kept
+        start += SCAN_PAGE
 
 
 class AnyQuery(QueryRequest):

@@ -98,7 +98,7 @@ def router(ctx: ServerContext) -> APIRouter:
         names = component
         if names is not None:
             for name in names:
-                ctx.component(name)
+                ctx.component(name, principal)
         else:
             names = sorted(n for n, c in ctx.app.components.items() if c.runs_in_background)
         names = [n for n in names if principal.can(n)]
