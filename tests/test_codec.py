@@ -265,25 +265,24 @@ def test_only_the_codec_unpickles() -> None:
 
 def test_a_value_bound_to_its_place_fails_anywhere_else() -> None:
     codec = Codec(b"x" * 32)
-    here = state_context("app", "Prefs", "A", "events")
+    here = state_context("Prefs", "A", "events")
     raw = codec.dumps(["a"], context=here)
     assert raw[:1] == b"\x02" and codec.loads(raw, context=here) == ["a"]
     for elsewhere in (
-        state_context("app", "Prefs", "B", "events"),  # B's value swapped into A, or back
-        state_context("app", "Prefs", "A", "items"),  # another key of the same instance
-        state_context("app", "Other", "A", "events"),
-        state_context("other-app", "Prefs", "A", "events"),
-        state_context("app", "Prefs", "Aevents"),  # parts are length-prefixed, never run together
+        state_context("Prefs", "B", "events"),  # B's value swapped into A, or back
+        state_context("Prefs", "A", "items"),  # another key of the same instance
+        state_context("Other", "A", "events"),
+        state_context("Prefs", "Aevents"),  # parts are length-prefixed, never run together
     ):
         with pytest.raises(StateIntegrityError, match="HMAC"):
             codec.loads(raw, context=elsewhere)
     with pytest.raises(StateIntegrityError, match="without saying which"):
         codec.loads(raw)
-    assert key_context(state_context("app", "Prefs", "A"), "events") == here
+    assert key_context(state_context("Prefs", "A"), "events") == here
 
 
 def test_unbound_values_still_load_until_the_codec_refuses_them() -> None:
-    here = state_context("app", "Prefs", "A", "events")
+    here = state_context("Prefs", "A", "events")
     old = Codec(b"x" * 32).dumps(["stored before binding"])
     assert old[:1] == b"\x01"
     assert Codec(b"x" * 32).loads(old, context=here) == ["stored before binding"]
@@ -295,3 +294,24 @@ def test_unbound_values_still_load_until_the_codec_refuses_them() -> None:
         Codec(b"x" * 32).loads(b"\x01" + bound[1:], context=here)
     with pytest.raises(StateIntegrityError):
         Codec(b"x" * 32).verify(b"\x03" + bound[1:], context=here)
+
+
+def test_a_stored_value_moved_to_another_instance_or_key_is_refused(tmp_path: Path) -> None:
+    """Someone who can write the store copies B's signed value into A (or one
+    key's value into another key): reads, serves and updates refuse it."""
+    with make_app("sqlite", tmp_path) as app:
+        C = vault(app)
+        with C("a") as a, C("b") as b:
+            b.write_state({"secret": "B's secret"})
+            store = app.store
+            b_raw = store.read_state("Vault", "b").changed["secret"]
+            n_raw = store.read_state("Vault", "a").changed["n"]
+            version = store.get_version("Vault", "a")
+            store.commit("Vault", "a", {"secret": b_raw, "spare": n_raw}, expected_version=version)
+            app.forget(C, "a")
+            with pytest.raises(StateIntegrityError, match="moved from another instance or key"):
+                a.read_state("secret")
+            with pytest.raises(StateIntegrityError):
+                a.read_state("spare")
+            assert b.read_state("secret") == "B's secret"
+            assert a.read_state("n") == 0

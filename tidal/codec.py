@@ -11,7 +11,7 @@ Two formats, told apart by their first byte:
 - ``\x01``: HMAC over the pickle only (payloads, and values stored before
   binding). Such bytes are valid anywhere the key is.
 - ``\x02``: HMAC over a *context* and the pickle. The context names where the
-  value belongs (``state_context(app, component, instance, key)``), so a
+  value belongs (``state_context(component, instance, key)``), so a
   value signed for one instance's key fails its check anywhere else: someone
   who can write the store cannot move B's value into A, or one key's value
   into another key. Values are written in this format when ``dumps`` gets a
@@ -53,11 +53,14 @@ def describe(what: What) -> str:
     return " ".join((what[0], repr(what[1]), *what[2:]))
 
 
-def state_context(app: str, component: str, instance: str, key: str = "") -> bytes:
+def state_context(component: str, instance: str, key: str = "") -> bytes:
     """The context that binds a state value to where it belongs: each part
     length-prefixed, so no two different tuples give the same bytes. Build
-    the prefix once per instance and add the key with ``key_context``."""
-    return b"".join(_part(p) for p in (app, component, instance)) + (_part(key) if key else b"")
+    the prefix once per instance and add the key with ``key_context``. The
+    app is not a part: the store and the secret key already are the app, and
+    several processes (a server, workers, the CLI) open it under their own
+    names."""
+    return _part(component) + _part(instance) + (_part(key) if key else b"")
 
 
 def key_context(prefix: bytes, key: str) -> bytes:

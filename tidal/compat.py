@@ -59,12 +59,13 @@ def inspect_state(instance_name: str, app: App | None = None) -> dict[str, Any]:
     read = app.store.read_state(component_name, instance)
     if read is None:
         raise ValueError(f"instance {instance_name} does not exist in {app.store.url}")
+    decode = app.decoder(component_name, instance)
     component = app.components.get(component_name)
     if component is not None:
         layout = app.layout(component)
-        snapshot = layout.snapshot(read.version, read.changed, app.decode, instance)
-        return layout.update_state(snapshot.raw_items, app.decode, instance).copy()
-    return {key: app.decode(raw, key) for key, raw in read.changed.items()}
+        snapshot = layout.snapshot(read.version, read.changed, decode, instance)
+        return layout.update_state(snapshot.raw_items, decode, instance).copy()
+    return {key: decode(raw, key) for key, raw in read.changed.items()}
 
 
 def clear_instance(instance_name: str, app: App | None = None) -> bool:

@@ -338,9 +338,11 @@ class Instance:
         if self.component.whole_state:
             # Loaded afresh: the snapshot's values are shared with serve ops.
             layout = self.app.layout(self.component)
-            return layout.update_state(snap.raw_items, self.app.decode, self._id).get(key, default_value)
+            return layout.update_state(snap.raw_items, self.app.decoder(self.component.name, self._id), self._id).get(
+                key, default_value
+            )
         raw = snap.raw(key)
-        return default_value if raw is None else self.app.decode(raw, key)
+        return default_value if raw is None else self.app.decoder(self.component.name, self._id)(raw, key)
 
     def write_state(self, state_update: dict[str, Any], latest: bool = False) -> None:
         """Set state keys directly, outside any flow, in one atomic commit.
@@ -353,7 +355,7 @@ class Instance:
         encode = app.encoder(self.component, self._id)
         for _ in range(5):
             snap = app.snapshot(self.component, self._id)
-            state = layout.update_state(snap.raw_items, app.decode, self._id)
+            state = layout.update_state(snap.raw_items, app.decoder(self.component.name, self._id), self._id)
             for k, v in state_update.items():
                 if not isinstance(k, str):
                     raise TypeError(f"state keys must be strings, got {k!r}")

@@ -224,9 +224,9 @@ class KeyVersionInfo(_Dict):
     current: bool = False
 
 
-def _preview(app: App, raw: bytes, key: str, chars: int = PREVIEW_CHARS) -> str:
+def _preview(app: App, comp: str, instance: str, raw: bytes, key: str, chars: int = PREVIEW_CHARS) -> str:
     try:
-        text = repr(app.decode(raw, key))
+        text = repr(app.decoder(comp, instance)(raw, key))
     except Exception as exc:  # show what is wrong instead of failing the whole listing
         return f"<unreadable: {exc}>"
     return text if len(text) <= chars else text[: chars - 3] + "..."
@@ -246,7 +246,13 @@ def state(app: App, comp: str, instance: str, *, values: bool = False) -> StateI
             raw = read.changed
     version = max([version, *(i.version for i in infos)])
     keys = [
-        KeyState(i.key, i.version, i.size, i.written_at, _preview(app, raw[i.key], i.key) if i.key in raw else None)
+        KeyState(
+            i.key,
+            i.version,
+            i.size,
+            i.written_at,
+            _preview(app, comp, instance, raw[i.key], i.key) if i.key in raw else None,
+        )
         for i in infos
     ]
     return StateInfo(comp, instance, version, keys)
@@ -267,7 +273,7 @@ def key_history(
             size=0 if e.value is None else len(e.value),
             written_at=e.written_at,
             deleted=e.value is None,
-            value=_preview(app, e.value, key) if values and e.value is not None else None,
+            value=_preview(app, comp, instance, e.value, key) if values and e.value is not None else None,
             current=n == 0,
         )
         for n, e in enumerate(entries)
@@ -303,7 +309,7 @@ def rollback(app: App, comp: str, instance: str, key: str, version: int) -> Roll
         raise NotFoundError("version", str(version), [str(e.version) for e in entries], where=f"history of {key!r}")
     if target.value is not None:
         # Restoring bytes that fail their HMAC would break every later read of the instance.
-        app.codec.verify(target.value, what=(f"{comp}/{instance} state key {key!r} at version", version))
+        app.verify_state(comp, instance, key, target.value)
     if target.value is None:
         new = app.store.commit(comp, instance, {}, deleted=[key], expected_version=current)
     else:

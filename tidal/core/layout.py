@@ -19,6 +19,9 @@ from .state import Decode, Snapshot, UpdateState
 Encode = Callable[[Any, str], bytes]
 
 WHOLE_KEY = "\x00state"
+WHOLE_NAME = "state"
+"""What the one value is called: in errors, and in the signature that binds it
+to its instance (encoding and decoding must name it alike)."""
 """The one stored key of a whole-state component (no user key can start with NUL)."""
 
 
@@ -59,13 +62,13 @@ class WholeLayout:
         blob = raw.get(WHOLE_KEY)
         if blob is None:
             return {}
-        state = self._load(decode(blob, "state"))
+        state = self._load(decode(blob, WHOLE_NAME))
         if not isinstance(state, dict):
             raise InitStateError(f"load_state must return a dict, got {type(state).__name__}")
         return state
 
     def encode_initial(self, state: Mapping[str, Any], encode: Encode) -> dict[str, bytes]:
-        return {WHOLE_KEY: encode(self._save(dict(state)), "state (from save_state)")}
+        return {WHOLE_KEY: encode(self._save(dict(state)), WHOLE_NAME)}
 
     def snapshot(self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str) -> Snapshot:
         return Snapshot(version, raw, decode, instance_id=instance_id, values=self._loaded(raw, decode), whole=True)
@@ -83,7 +86,7 @@ class WholeLayout:
     def encode(self, state: UpdateState, delta: Mapping[str, Any], encode: Encode) -> dict[str, bytes]:
         if not delta:
             return {}
-        return {WHOLE_KEY: encode(self._save(dict(dict.items(state))), "state (from save_state)")}
+        return {WHOLE_KEY: encode(self._save(dict(dict.items(state))), WHOLE_NAME)}
 
 
 Layout = KeyLayout | WholeLayout

@@ -281,6 +281,7 @@ class Executor:
         app = self.app
         layout = app.layout(component)
         encode = app.encoder(component, claim.instance)
+        decode = app.decoder(component.name, claim.instance)
         changes: dict[str, bytes] = {}
         done: list[int] = []
         failed: list[Failure] = []
@@ -301,7 +302,7 @@ class Executor:
                 background_serve = bool(mode and mode[0] == "serve")
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
-                state = layout.update_state(overlay(raw, changes), app.decode, claim.instance)
+                state = layout.update_state(overlay(raw, changes), decode, claim.instance)
                 if carried:
                     dict.update(state, carried)
                 if background_serve:

@@ -55,7 +55,7 @@ def migrate_instance(runtime: Runtime, component: ComponentSpec, migrate_fn: Mig
     encode = runtime.encoder(component, instance_id)
     for _ in range(COMMIT_RETRIES):
         snap = runtime.snapshot(component, instance_id)
-        state = layout.update_state(snap.raw_items, runtime.decode, instance_id).copy()
+        state = layout.update_state(snap.raw_items, runtime.decoder(component.name, instance_id), instance_id).copy()
         new_state = migrate_fn(state)
         if not isinstance(new_state, dict):
             raise InitStateError(f"migrate_fn must return the new state as a dict, got {type(new_state).__name__}")

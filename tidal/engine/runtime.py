@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import TypeVar
 
 from .. import config, constants
-from ..codec import Codec
+from ..codec import Codec, key_context, state_context
 from ..core.component import ComponentSpec
 from ..core.layout import KeyLayout, Layout, WholeLayout
-from ..core.state import Snapshot
+from ..core.state import Decode, Snapshot
 from ..exceptions import StoreError
 from ..stores import Store, from_url
 from .cache import LocalCache, Recent
@@ -247,19 +247,35 @@ class Runtime(Generic[C]):
 
     # -- serialisation ----------------------------------------------------
 
-    def encoder(self, component: ComponentSpec, instance: str) -> Any:
-        """A function that serialises a state value, naming it in errors."""
+    def encoder(self, component: ComponentSpec, instance: str) -> Callable[[Any, str], bytes]:
+        """A function that serialises a state value of ``instance``, signed
+        for its component, instance and key (so it checks out nowhere else)
+        and naming it in errors."""
         dumps = self.codec.dumps
-        prefix = f"state key of {component.name}/{instance}"
+        label = f"state key of {component.name}/{instance}"
+        place = state_context(component.name, instance)
 
         def encode(value: Any, key: str) -> bytes:
-            return dumps(value, what=(prefix, key))
+            return dumps(value, what=(label, key), context=key_context(place, key))
 
         return encode
 
-    def decode(self, raw: bytes, key: str) -> Any:
-        """Deserialise one stored state value."""
-        return self.codec.loads(raw, what=("state key", key))
+    def decoder(self, component: str, instance: str) -> Decode:
+        """A function that checks and deserialises a stored state value of
+        ``instance`` of the component named ``component`` (see :meth:`encoder`)."""
+        loads = self.codec.loads
+        place = state_context(component, instance)
+
+        def decode(raw: bytes, key: str) -> Any:
+            return loads(raw, what=("state key", key), context=key_context(place, key))
+
+        return decode
+
+    def verify_state(self, component: str, instance: str, key: str, raw: bytes) -> None:
+        """Raise StateIntegrityError unless ``raw`` is a value signed for this
+        key of this instance (nothing is unpickled)."""
+        context = key_context(state_context(component, instance), key)
+        self.codec.verify(raw, what=(f"{component}/{instance} state key", key), context=context)
 
     # -- snapshots --------------------------------------------------------
 
@@ -288,7 +304,7 @@ class Runtime(Generic[C]):
             if current is not None and read.version <= current.version:
                 return current
             if current is None:
-                snap = layout.snapshot(read.version, read.changed, self.decode, instance)
+                snap = layout.snapshot(read.version, read.changed, self.decoder(component.name, instance), instance)
             else:
                 snap = layout.advance(current, read.version, read.changed, read.deleted)
             self._snapshots.put(key, snap)

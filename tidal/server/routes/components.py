@@ -102,7 +102,7 @@ def read_state(
     snap = app.snapshot(comp, instance)
     out: dict[str, StateKey] = {}
     if comp.whole_state:
-        state = app.layout(comp).update_state(snap.raw_items, app.decode, instance)
+        state = app.layout(comp).update_state(snap.raw_items, app.decoder(comp.name, instance), instance)
         for key in sorted(state):
             if keys is None or key in keys:
                 out[key] = state_key(state[key], None)
