@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .auth import OPEN, Auth, Principal
+from .auth import Auth
 from .errors import not_found
+from .scopes import OPEN, Principal
 
 if TYPE_CHECKING:
     from ..app import App

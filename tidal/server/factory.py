@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from .. import __version__
+from . import dashboard as dashboard_routes
 from . import errors
 from .auth import Auth
 from .context import ServerContext, default_relations
@@ -83,7 +84,5 @@ def create_app(
     for module in (system_routes, component_routes, flow_routes, relation_routes):
         api.include_router(module.router(ctx))
     if dashboard:
-        from ..dashboard import install
-
-        install(api, ctx)
+        dashboard_routes.install(api, ctx)
     return api

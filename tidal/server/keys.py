@@ -6,7 +6,7 @@ the SHA-256 of the whole key is stored, so a copy of the database gives no
 usable key; checking compares digests in constant time.
 
 Table ``tidal_api_keys``: id (primary key), name, digest, scope (JSON: see
-:class:`tidal.server.auth.Scope`), created_at, revoked_at (NULL while valid).
+:class:`tidal.server.scopes.Scope`), created_at, revoked_at (NULL while valid).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from ..exceptions import RecordNotFoundError
-from .auth import Scope
+from .scopes import Scope
 
 if TYPE_CHECKING:
     from ..relations import Database

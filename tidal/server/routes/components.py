@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from ..auth import Principal
 from ..context import INSTANCE_PATTERN, ServerContext, runnable_flows
+from ..scopes import Principal
 
 if TYPE_CHECKING:
     from ...component import Component

@@ -24,10 +24,10 @@ from ...engine.runlog import jsonable
 from ...exceptions import MissingPropError, PropsValidationError, StateIntegrityError, UpdateFailedError
 from ...instance import Instance
 from ...relations.validation import json_problem
-from ..auth import Principal
 from ..context import INSTANCE_PATTERN, SAFE_NAME, ServerContext, runnable_flows
 from ..errors import APIError, log
 from ..models import RunRequest, RunResult, flow_request_model
+from ..scopes import Principal
 
 NDJSON = "application/x-ndjson"
 ASYNC_KINDS = ("async", "agen")

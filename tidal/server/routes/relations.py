@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...relations import Record
-from ..auth import Principal
 from ..context import SAFE_NAME, ServerContext
 from ..errors import APIError
 from ..models import QueryRequest, where_model
+from ..scopes import Principal
 
 MAX_BATCH = 1000
 """Most records one batch insert takes."""

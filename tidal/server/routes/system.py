@@ -11,10 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..auth import Principal
 from ..context import ServerContext
 from ..errors import APIError
 from ..models import FeedbackRequest
+from ..scopes import Principal
 
 READY_PROBE = ("__tidal__", "__ready__")
 """A component/instance pair asked for its version: any answer means the store works."""

@@ -15,11 +15,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from .. import admin
-from ..exceptions import StateIntegrityError
-from ..server.auth import OPEN, Principal
-from ..server.context import INSTANCE_PATTERN, ServerContext
-from ..server.errors import APIError
+from ... import admin
+from ...exceptions import StateIntegrityError
+from ..context import INSTANCE_PATTERN, ServerContext
+from ..errors import APIError
+from ..scopes import OPEN, Principal
 
 INSTANCES_SHOWN = 200
 """Instances listed on a component's page at most."""
@@ -91,7 +91,7 @@ def _failures(ctx: ServerContext, comp: str, principal: Principal, instance: str
 
 
 def router(ctx: ServerContext) -> APIRouter:
-    """The dashboard's JSON routes, for :func:`tidal.dashboard.install`."""
+    """The dashboard's JSON routes, for :func:`tidal.server.dashboard.install`."""
     api = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
     def instance_of(component: str, instance: str, principal: Principal, *, write: bool = False) -> None:

@@ -1,7 +1,7 @@
 """The web dashboard: one HTML page, a stylesheet and a small vanilla
 script (no build step, nothing fetched from elsewhere), served at
 ``/dashboard/`` by :func:`tidal.server.create_app`, over the JSON routes of
-:mod:`tidal.dashboard.api`.
+:mod:`tidal.server.dashboard.api`.
 
 The page is public (it holds no data); its data routes use the API's auth.
 With auth on, the page asks for an API key or JWT, keeps it in the tab's
@@ -16,7 +16,7 @@ from importlib import resources
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse, Response
 
-from ..server.context import ServerContext
+from ..context import ServerContext
 from . import api as data
 
 ASSETS = {
