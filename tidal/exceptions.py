@@ -14,7 +14,7 @@
     │   └── StateIntegrityError     stored bytes failed their HMAC check
     ├── UpdateError
     │   ├── UpdateReturnError       an update op returned something not a dict
-    │   └── UpdateFailedError       flush_update found failed update ops
+    │   └── UpdateFailedError (RuntimeError)  flush_update found failed update ops
     ├── LeaseLostError              a worker's lease expired before it committed
     ├── VersionConflictError        state changed between read and commit
     ├── StoreError                  the store is closed or unusable
@@ -111,8 +111,10 @@ class FailedOp:
     failed_at: float
 
 
-class UpdateFailedError(UpdateError):
+class UpdateFailedError(UpdateError, RuntimeError):
     """Raised by ``flush_update`` when update ops it waited for failed.
+
+    A RuntimeError too, since Motion raises one there and Motion code catches it.
 
     The state is as if the failed ops had never run; ``failures`` holds each
     one with its traceback."""

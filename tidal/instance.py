@@ -146,7 +146,10 @@ class Instance:
             serving.remember(self.app, self.component, key, p, result)
         if has_updates:
             p._serve_result = result
-            payload = self.app.codec.dumps((flow_key, p), what=("props of flow", flow_key, "(with serve_result)"))
+            payload = self.app.codec.dumps(
+                (flow_key, p, "", self.component.definition_id),
+                what=("props of flow", flow_key, "(with serve_result)"),
+            )
             self.app.store.enqueue(self.component.name, self._id, flow_key, payload)
             self.app.notify_enqueued(self.component.name, self.instance_id)
         self._log(flow_key, p, result, hit, snap, started)

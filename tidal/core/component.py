@@ -6,6 +6,7 @@ Pure definitions: no app, no store, no threads. The user's
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -156,6 +157,9 @@ class ComponentSpec:
         self._init_state_fn: Callable[..., dict[str, Any]] | None = None
         self._save_state_fn: Callable[[dict[str, Any]], Any] | None = None
         self._load_state_fn: Callable[[Any], dict[str, Any]] | None = None
+        self.definition_id = uuid.uuid4().hex[:12]
+        """Tells this definition from another of the same name in the process:
+        ops queued through it carry it, so that it is this one's code that runs them."""
         self.serve_routes: dict[str, ServeRoute] = {}
         self.update_routes: dict[str, list[UpdateRoute]] = {}
         self.triggers: list[Trigger] = []
@@ -325,7 +329,8 @@ class ComponentSpec:
         props: Any = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate an update op of one or more flows: ``fn(state, props)``
-        returning a dict of changed keys (or None for no change). It runs in
+        (plain or ``async def``) returning a dict of changed keys (or None for
+        no change). It runs in
         the background after the flow's serve op, with ``props.serve_result``
         set; ops of one instance run one at a time in enqueue order.
 
@@ -349,8 +354,11 @@ class ComponentSpec:
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             _check_signature(fn, where)
-            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-                raise DefinitionError(f"{where}: update op {fn.__name__!r} must be a plain function returning a dict")
+            if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise DefinitionError(
+                    f"{where}: update op {fn.__name__!r} must be a function (plain or async) returning a dict, "
+                    "not a generator"
+                )
             flow_keys = explicit or [fn.__name__]
             self._declare_props(flow_keys, props, fn, where)
             for key in flow_keys:

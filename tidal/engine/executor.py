@@ -9,6 +9,8 @@ from ``commit``; so this module holds no locks around state at all.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import socket
@@ -275,6 +277,18 @@ class Executor:
             )
         self.app.db.insert_many([derived], upsert=True)
 
+    def _call(self, fn: Any, state: Any, props: Properties) -> Any:
+        """Run an update op; an ``async def`` one on this thread's own event
+        loop (kept for the thread's life: a loop per op would cost more than
+        most ops)."""
+        result = fn(state, props)
+        if inspect.isawaitable(result):
+            loop = getattr(self._local, "loop", None)
+            if loop is None:
+                loop = self._local.loop = asyncio.new_event_loop()
+            result = loop.run_until_complete(result)
+        return result
+
     def _apply(
         self, component: ComponentSpec, claim: Claim, raw: Any
     ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any]]:
@@ -298,7 +312,11 @@ class Executor:
                 flow, props, *mode = app.codec.loads(op.payload, what=("payload of op", op.id))
                 if not isinstance(props, Properties):
                     raise TypeError(f"payload of op {op.id} holds {type(props).__name__}, not props")
-                routes = component.update_routes.get(flow, [])
+                # The definition that queued the op runs it, when this process
+                # has it: two components may share a name (Motion's test
+                # modules each define a Counter).
+                owner = app.definition(mode[1]) if len(mode) > 1 else None
+                routes = (owner or component).update_routes.get(flow, [])
                 background_serve = bool(mode and mode[0] == "serve")
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
@@ -318,7 +336,7 @@ class Executor:
                         continue
                     ran = True
                     where = f"update op {route.name!r} of {component.name} flow {flow!r}"
-                    result = check_delta(route.fn(state, props), where)
+                    result = check_delta(self._call(route.fn, state, props), where)
                     for key, value in result.items():
                         dict.__setitem__(state, key, value)
                     delta.update(result)

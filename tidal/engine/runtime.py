@@ -77,6 +77,7 @@ class Runtime(Generic[C]):
         self.codec = Codec(config.secret_key(self.home, secret_key))
         self.shared_cache = shared_cache and self.store.shared
         self.components: dict[str, C] = {}
+        self._definitions: weakref.WeakValueDictionary[str, C] = weakref.WeakValueDictionary()
         self.cache = LocalCache(self.settings.local_cache_entries)
         self._snapshots: Recent[tuple[str, str], Snapshot] = Recent(self.settings.snapshot_instances)
         self._layouts: dict[str, Layout] = {}
@@ -120,14 +121,23 @@ class Runtime(Generic[C]):
 
     def register(self, component: C) -> None:
         """Make ``component``'s update ops runnable by this app's workers. A
-        component defined again under the same name replaces the old one."""
+        component defined again under the same name becomes the one the name
+        stands for (for the HTTP API, the CLI, triggers and schedules); the
+        earlier definition still runs the ops its own instances queue, as
+        long as it is alive (see :meth:`definition`)."""
         self.components[component.name] = component
+        self._definitions[component.definition_id] = component
         self._layouts.pop(component.name, None)
         if self._db is not None:
             for trigger in component.triggers:
                 self._db.watch(trigger.relation, component.name, trigger.flow)
         if self._executor is not None:
             self.start_helpers()
+
+    def definition(self, definition_id: str) -> C | None:
+        """The registered component with this ``definition_id``, if it is
+        still alive in this process."""
+        return self._definitions.get(definition_id)
 
     def ensure_instance(self, component: ComponentSpec, instance: str, params: dict[str, Any] | None = None) -> bool:
         """Create the instance with ``init_state(**params)`` unless it exists;
