@@ -11,7 +11,7 @@ twice.
 Before each kill the test waits (``WAIT``) until the replica has the
 master's writes: replication is asynchronous, and a write acknowledged but
 not yet replicated is lost in a failover, which no client can prevent (see
-:mod:`tidal.stores.redis_cluster`). Each kill happens while the replica has
+:mod:`tidal.stores.redis.cluster`). Each kill happens while the replica has
 ``cluster-replica-no-failover`` on, and the test turns it off once it has
 checked the calls made while the master is known dead: so that window does
 not depend on timing, and the failover that follows is the cluster's own."""
