@@ -242,7 +242,7 @@ def trial(urls: Sequence[str], n_workers: int, instances: int, updates: int, clu
                 if any(w.poll() is not None for w in workers) or time.monotonic() > deadline:
                     raise BenchmarkFailure("a worker did not start:\n" + _tails(folder, n_workers))
                 time.sleep(0.01)
-            ready = store._g("ready", "Counter")
+            ready = store.keys.of_component("ready", "Counter")
             check(store.client.zcard(ready) == instances, "the backlog is not in the claim index")
             t0 = time.perf_counter()
             gate.write_text("go")

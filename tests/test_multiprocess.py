@@ -218,7 +218,7 @@ def state_of(store: SQLiteStore, component: str, instance: str) -> dict[str, Any
 def lease_of(store: SQLiteStore, component: str, instance: str) -> float | None:
     """When the lease on an instance expires (None: no lease row)."""
     row = (
-        store._conn()
+        store.db.conn()
         .execute("SELECT expires_at FROM tidal_leases WHERE component=? AND instance=?", (component, instance))
         .fetchone()
     )

@@ -168,7 +168,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def ready_index(store: RedisStore, component: str) -> dict[str, float]:
     """G:ready of a component: the instances claim still looks at."""
-    entries = store.client.zrange(store._g("ready", component), 0, -1, withscores=True)
+    entries = store.client.zrange(store.keys.of_component("ready", component), 0, -1, withscores=True)
     return {name.decode(): score for name, score in entries}
 
 
@@ -308,7 +308,7 @@ def test_an_op_in_flight_when_its_worker_is_killed_is_applied_exactly_once(
     # The child queues 6 and 7 while 5 runs: they may be a moment behind the marker.
     wait_for(lambda: store.pending("Log", "log") == 3, 10, "ops 6 and 7 to be queued")
     assert store.claim(["Log"], "test", 1.0, 10) is None  # nobody else may take it
-    lease = store.client.hgetall(store._tag("Log", "log") + ":lease")
+    lease = store.client.hgetall(store.keys.tag("Log", "log") + ":lease")
     assert lease and int(lease[b"x"]) / 1000 > time.time() - 1
 
     os.kill(crashing.pid, signal.SIGKILL)
@@ -325,5 +325,5 @@ def test_an_op_in_flight_when_its_worker_is_killed_is_applied_exactly_once(
     assert result["other"] == "untouched"
     assert store.pending("Log", "log") == 0
     assert store.failures("Log", "log") == []
-    assert not store.client.exists(store._tag("Log", "log") + ":lease")
+    assert not store.client.exists(store.keys.tag("Log", "log") + ":lease")
     assert ready_index(store, "Log") == {}

@@ -284,7 +284,7 @@ def release(gate: Path) -> None:
 
 
 def op_key(store: RedisStore, component: str, instance: str, op_id: int) -> str:
-    return f"{store._tag(component, instance)}:op:{op_id}"
+    return f"{store.keys.tag(component, instance)}:op:{op_id}"
 
 
 # -- 1. a worker killed mid-op --------------------------------------------------------
@@ -314,7 +314,7 @@ def test_a_worker_killed_mid_op_has_its_op_rerun_by_another_worker_exactly_once(
     time.sleep(2 * LEASE)
     assert attempts(gate) == [a.pid]
     assert store.claim(["Log"], "test", LEASE, 10) is None
-    lease = store.client.hgetall(store._tag("Log", "log") + ":lease")
+    lease = store.client.hgetall(store.keys.tag("Log", "log") + ":lease")
     assert lease and int(lease[b"x"]) / 1000 > time.time()
     assert items(store) == [0, 1, 2]  # nothing of the op in flight is visible
     assert store.pending("Log", "log") == 3
@@ -331,7 +331,7 @@ def test_a_worker_killed_mid_op_has_its_op_rerun_by_another_worker_exactly_once(
     assert store.get_version("Log", "log") == 7  # 1 + one bump per applied op
     assert store.pending("Log", "log") == 0
     assert store.failures("Log", "log") == []
-    assert not store.client.exists(store._tag("Log", "log") + ":lease")
+    assert not store.client.exists(store.keys.tag("Log", "log") + ":lease")
     assert b.alive()
     assert "Traceback" not in b.log() and "WARNING" not in b.log(), b.log()
 
@@ -509,7 +509,7 @@ def test_producers_and_worker_processes_count_exactly(procs: Procs, store: Redis
             assert [t for t in state["tags"] if t.startswith(f"{p}:")] == [f"{p}:{name}:{i}" for i in range(per)]
         assert store.pending("Counter", name) == 0
         assert store.failures("Counter", name) == []
-    assert store.client.zcard(store._g("ready", "Counter")) == 0
+    assert store.client.zcard(store.keys.of_component("ready", "Counter")) == 0
     assert all(w.alive() for w in workers)
     assert "Traceback" not in "".join(w.log() for w in workers)
 
@@ -618,20 +618,20 @@ def test_malformed_ops_and_foreign_keys_are_rejected_and_logged_and_the_worker_g
 
     # Foreign keys under the namespace: names the store never uses, and a
     # claim index entry and an instance listing for instances that do not exist.
-    g, ns = store._global, store.namespace
+    g, ns = store.keys.global_tag, store.namespace
     foreign: dict[str, Any] = {
         f"{g}:junk": b"x",
         f"{ns}:whatever": b"\x00\x01",
         f"{g}:ready": b"not a zset",
-        f"{store._tag('Log', 'bad')}:extra": b"y",
-        f"{store._tag('Log', 'ghost')}:stuff": b"z",
+        f"{store.keys.tag('Log', 'bad')}:extra": b"y",
+        f"{store.keys.tag('Log', 'ghost')}:stuff": b"z",
         f"{ns}:cache:" + "0" * 40: b"not a cached result",
     }
     for key, value in foreign.items():
         raw.set(key, value)
     raw.hset(f"{g}:ready:Nope", "a", "b")  # a component this app does not run, as a hash
-    raw.zadd(store._g("ready", "Log"), {"ghost": 0})
-    raw.sadd(store._g("instances", "Log"), "ghost")
+    raw.zadd(store.keys.of_component("ready", "Log"), {"ghost": 0})
+    raw.sadd(store.keys.of_component("instances", "Log"), "ghost")
 
     w = procs.worker("w", redis_url, lease=2.0)
     wait_for(lambda: store.pending("Log", "bad") == 0, 15, "the worker to go through the queue")
@@ -663,7 +663,7 @@ def test_malformed_ops_and_foreign_keys_are_rejected_and_logged_and_the_worker_g
         assert raw.get(key) == value
     assert raw.hgetall(f"{g}:ready:Nope") == {b"a": b"b"}
     assert store.list_instances("Log") == ["bad"]
-    assert raw.zscore(store._g("ready", "Log"), "ghost") is None  # tidied from the claim index
+    assert raw.zscore(store.keys.of_component("ready", "Log"), "ghost") is None  # tidied from the claim index
     assert w.alive()
 
     # An op whose record vanishes while it runs: its commit still applies it

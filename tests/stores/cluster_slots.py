@@ -9,7 +9,7 @@ from tidal.stores.redis import RedisStore
 
 def node_of(store: RedisStore, instance: str, component: str = "Comp") -> str:
     """``host:port`` of the node that owns the slot of ``component/instance``."""
-    key = store._tag(component, instance) + ":meta"
+    key = store.keys.tag(component, instance) + ":meta"
     return str(store.client.get_node_from_key(key).name)  # type: ignore[attr-defined]
 
 

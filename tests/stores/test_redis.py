@@ -46,7 +46,7 @@ def keys_of(store: RedisStore) -> list[bytes]:
 
 
 def ready(store: RedisStore, component: str = C) -> list[str]:
-    return [m.decode() for m in store.client.zrange(store._g("ready", component), 0, -1)]
+    return [m.decode() for m in store.client.zrange(store.keys.of_component("ready", component), 0, -1)]
 
 
 def drain(store: RedisStore, component: str = C) -> list[tuple[str, list[bytes]]]:
@@ -113,7 +113,8 @@ def test_rediss_is_registered() -> None:
 
 
 def test_without_redis_py_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "tidal.stores.redis")
+    for name in [m for m in sys.modules if m == "tidal.stores.redis" or m.startswith("tidal.stores.redis.")]:
+        monkeypatch.delitem(sys.modules, name)  # the package and its modules: each imports redis
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis -> ImportError
     with pytest.raises(ConfigError, match=r"pip install 'tidal\[redis\]'"):
         from_url("redis://127.0.0.1:6379/0")
@@ -152,7 +153,7 @@ def test_keys_of_an_instance_share_a_slot_and_global_keys_share_another(store: R
     assert all(len(s) == 1 for s in slots.values()), slots
     assert slots["cache"] != slots[f"{{{ns}}}"]  # the cache spreads over the cluster
     # Per-key state and versions: the commit wrote one key and one tombstone.
-    tag = store._tag(C, "i1")
+    tag = store.keys.tag(C, "i1")
     assert store.client.zrange(tag + ":vers", 0, -1, withscores=True) == [(b"a", 2.0), (b"b", 2.0)]
     assert store.client.hgetall(tag + ":vals") == {b"b": b"B"}
 
@@ -190,8 +191,8 @@ def test_get_version_is_at_most_one_hget(store: RedisStore) -> None:
 def _allocate_only(store: RedisStore, op: NewOp) -> int:
     """The first half of an enqueue (as a process killed before its push leaves it)."""
     owner = f"{op.component}:{op.instance}"
-    args = [store._global, 1, op.component, op.instance, op.dedupe or "", round(op.dedupe_ttl * 1000), owner]
-    return int(store._enqueue_global(keys=[store._ids_key], args=args)[0])
+    args = [store.keys.global_tag, 1, op.component, op.instance, op.dedupe or "", round(op.dedupe_ttl * 1000), owner]
+    return int(store.scripts.global_enqueue(keys=[store.keys.ids], args=args)[0])
 
 
 def test_a_dedupe_key_taken_by_a_process_killed_before_its_push_is_still_usable(store: RedisStore) -> None:
@@ -209,7 +210,7 @@ def test_a_dedupe_key_taken_by_a_process_killed_before_its_push_is_still_usable(
     assert store.enqueue_many([op]) == [None]
     assert ready(store) == []
     # The instance's record of used keys goes away with its last key.
-    assert 0 < store.client.pttl(store._tag(C, "i1") + ":dd") <= op.dedupe_ttl * 1000
+    assert 0 < store.client.pttl(store.keys.tag(C, "i1") + ":dd") <= op.dedupe_ttl * 1000
 
 
 def test_an_allocation_whose_push_never_came_is_fenced_and_forgotten(
@@ -221,14 +222,16 @@ def test_an_allocation_whose_push_never_came_is_fenced_and_forgotten(
     # Young: its push may still be on its way, so it stays in the index.
     assert store.claim([C], "w", 30, 10) is None
     assert ready(store) == ["i1"]
-    monkeypatch.setattr("tidal.stores.redis.FENCE_AFTER_MS", -1)
-    monkeypatch.setattr("tidal.stores.redis_two_step.FENCE_AFTER_MS", -1)
+    monkeypatch.setattr("tidal.stores.redis.one_server.FENCE_AFTER_MS", -1)
+    monkeypatch.setattr("tidal.stores.redis.two_step.FENCE_AFTER_MS", -1)
     assert store.claim([C], "w", 30, 10) is None
     assert ready(store) == []
     # Were the push to arrive after all, it is refused: nothing would be
     # queued where no claim looks.
-    t = store._tag(C, "i1")
-    late = store._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=[t, 1, lost, "f", b"x", "", 0])
+    t = store.keys.tag(C, "i1")
+    late = store.scripts.instance_push(
+        keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=[t, 1, lost, "f", b"x", "", 0]
+    )
     assert late == [-1] and store.pending(C, "i1") == 0
     # A new enqueue is not affected.
     new = store.enqueue(C, "i1", "f", b"y")
@@ -240,8 +243,10 @@ def test_a_push_overtaken_by_a_newer_one_gets_fresh_ids_and_order_holds(store: R
     stale = _allocate_only(store, NewOp(C, "i1", "f", b"old"))
     newer = store.enqueue(C, "i1", "f", b"newer")
     assert newer > stale
-    t = store._tag(C, "i1")
-    refused = store._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=[t, 1, stale, "f", b"old", "", 0])
+    t = store.keys.tag(C, "i1")
+    refused = store.scripts.instance_push(
+        keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=[t, 1, stale, "f", b"old", "", 0]
+    )
     assert refused == [-1]
     held = store.claim([C], "w", 30, 10)
     assert held is not None and held.op_ids == (newer,)
@@ -327,7 +332,7 @@ def test_a_commit_whose_index_update_fails_still_counts(two_step: RedisStore, mo
     def broken(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("gone")
 
-    monkeypatch.setattr(store, "_settle", broken)
+    monkeypatch.setattr(store.scripts, "global_settle", broken)
     assert store.commit(C, "i1", {"n": b"1"}, claim=held, done=held.op_ids) == 2
     monkeypatch.undo()
     assert store.pending(C, "i1") == 1
@@ -377,8 +382,9 @@ def test_on_one_server_enqueue_claim_and_a_workers_commit_are_one_script_each(
         def two_step(*args: object, **kwargs: object) -> None:
             raise AssertionError("a two-step script ran on one server")
 
-        for name in ("_enqueue_global", "_push", "_settle", "_commit", "_candidates", "_claim"):
-            monkeypatch.setattr(store, name, two_step)
+        two_steps = ("global_enqueue", "instance_push", "global_settle", "instance_commit", "global_candidates")
+        for name in (*two_steps, "instance_claim"):
+            monkeypatch.setattr(store.scripts, name, two_step)
         store.create_instance(C, "i1", {"n": b"0"})
         first = store.enqueue(C, "i1", "f", b"1")
         assert store.enqueue_many([NewOp(C, "i1", "f", b"2", dedupe="d"), NewOp(C, "i1", "f", b"3", dedupe="d")]) == [
@@ -390,7 +396,7 @@ def test_on_one_server_enqueue_claim_and_a_workers_commit_are_one_script_each(
         assert held is not None and [op.payload for op in held.ops] == [b"1", b"2"]
         assert store.commit(C, "i1", {"n": b"2"}, claim=held, done=held.op_ids) == 2
         # The commit settled the claim index too: no entry, no lease hint.
-        assert ready(store) == [] and store.client.zcard(store._g("leased", C)) == 0
+        assert ready(store) == [] and store.client.zcard(store.keys.of_component("leased", C)) == 0
         assert store.get_version(C, "i1") == 2 and store.pending(C, "i1") == 0
     finally:
         store.close()

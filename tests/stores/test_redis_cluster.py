@@ -22,9 +22,8 @@ from servers import RedisClusterServers, start_redis_cluster
 from tidal.codec import Codec
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import NewOp, from_url
-from tidal.stores.redis import RedisStore
-from tidal.stores.redis_cluster import RedisClusterStore
-from tidal.stores.redis_direct import DirectScripts
+from tidal.stores.redis import RedisClusterStore, RedisStore
+from tidal.stores.redis.direct import DirectScripts
 
 from .cluster_slots import node_of, spread
 from .counters import TALLY_APP, count_in_threads, counter_app
@@ -42,7 +41,7 @@ def store(redis_cluster_url: str) -> Iterator[RedisClusterStore]:
 
 
 def slot_of(store: RedisStore, instance: str) -> int:
-    return key_slot((store._tag(C, instance) + ":meta").encode())
+    return key_slot((store.keys.tag(C, instance) + ":meta").encode())
 
 
 # -- URLs -----------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_cluster_1_opens_the_cluster_store_in_single_slot_mode(redis_cluster_url
     finally:
         store.close()
     # Closing closes the connections to every node, not the garbage collector.
-    pools = [node.redis_connection.connection_pool for node in store._client.get_nodes()]  # type: ignore[attr-defined]
+    pools = [node.redis_connection.connection_pool for node in store.calls.client.get_nodes()]  # type: ignore[attr-defined]
     assert pools and not [c for pool in pools for c in pool._available_connections if c._sock is not None]
     explicit = from_url(redis_cluster_url + "&single_slot=1")
     assert isinstance(explicit, RedisClusterStore)
@@ -98,7 +97,7 @@ def test_instances_keys_live_on_the_node_of_their_slot(
     try:
         for name in names:
             slot = slot_of(store, name)
-            assert store.client.cluster_keyslot(store._tag(C, name) + ":vals") == slot  # type: ignore[attr-defined]
+            assert store.client.cluster_keyslot(store.keys.tag(C, name) + ":vals") == slot  # type: ignore[attr-defined]
             # Every key of the instance is on one node, and only there.
             counts = {
                 f"127.0.0.1:{node.port}": int(c.cluster("COUNTKEYSINSLOT", slot))
@@ -151,7 +150,7 @@ def test_every_script_call_declares_keys_of_one_slot(store: RedisClusterStore, m
     store.delete_instance(C, names[1])
     assert len(calls) > 3 * len(names)
     assert all(len(slots) == 1 for slots in calls), calls  # a key declared, and one slot only
-    assert not list(store._direct._open)  # the one-server hot path was never opened
+    assert not store.calls.direct.connections()  # the one-server hot path was never opened
     assert len(store.client._directs) == 3  # type: ignore[attr-defined]  # one per node
 
 
@@ -236,7 +235,7 @@ def test_unchanged_versions_are_answered_from_the_tracking_cache_of_each_node(
         # One read per key, then tracked (a second only if a loaded machine
         # let one outlive VERSION_TRUST_S); without the cache: 300 reads.
         assert len(names) <= hgets(redis_cluster) - before <= 2 * len(names)
-        assert len(store._versions._nodes) == 3  # type: ignore[attr-defined]  # a tracking connection per node
+        assert len(store.versions._nodes) == 3  # type: ignore[attr-defined]  # a tracking connection per node
         # A worker's commit in this process: its version is read afresh.
         store.enqueue(C, names[0], "f", b"x")
         held = store.claim([C], "w", 30, 10)
@@ -253,7 +252,7 @@ def test_a_dead_node_fails_the_calls_on_its_slots_and_the_others_go_on() -> None
         store = from_url(cluster.url() + "?namespace=dead&cluster=1")
         assert isinstance(store, RedisClusterStore)
         # The first instance's node dies; it is not the global slot's (op ids, the claim index).
-        hub = store.client.get_node_from_key(store._ids_key).name  # type: ignore[attr-defined]
+        hub = store.client.get_node_from_key(store.keys.ids).name  # type: ignore[attr-defined]
         names = sorted(spread(store, per_node=1), key=lambda name: node_of(store, name) == hub)
         for name in names:
             store.create_instance(C, name, {"a": b"A"})

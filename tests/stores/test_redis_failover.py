@@ -11,7 +11,7 @@ twice.
 Before each kill the test waits (``WAIT``) until the replica has the
 master's writes: replication is asynchronous, and a write acknowledged but
 not yet replicated is lost in a failover, which no client can prevent (see
-:mod:`tidal.stores.redis_cluster`). Each kill happens while the replica has
+:mod:`tidal.stores.redis.cluster`). Each kill happens while the replica has
 ``cluster-replica-no-failover`` on, and the test turns it off once it has
 checked the calls made while the master is known dead: so that window does
 not depend on timing, and the failover that follows is the cluster's own."""
@@ -34,7 +34,7 @@ from servers import RedisClusterServers, RedisServer, start_redis_cluster
 
 import tidal
 from tidal.exceptions import StoreError
-from tidal.stores.redis_cluster import RedisClusterStore
+from tidal.stores.redis import RedisClusterStore
 
 from .cluster_slots import node_of, spread
 from .counters import TALLY_APP, counter_app
@@ -136,7 +136,7 @@ def test_an_app_goes_on_through_a_failover_and_loses_no_acknowledged_update(
         assert isinstance(store, RedisClusterStore)
         names = spread(store, per_node=1, component="Counter")
         # Not the master of the global slot: with it, every enqueue and claim would wait for the failover.
-        hub = store.client.get_node_from_key(store._ids_key).name  # type: ignore[attr-defined]
+        hub = store.client.get_node_from_key(store.keys.ids).name  # type: ignore[attr-defined]
         lost = next(name for name in names if node_of(store, name, "Counter") != hub)
         others = [name for name in names if name != lost]
         master = cluster.node(node_of(store, lost, "Counter"))
@@ -160,9 +160,9 @@ def test_an_app_goes_on_through_a_failover_and_loses_no_acknowledged_update(
             for name in names:
                 inc(name)
         flushed(names)
-        replicated(master, store._tag("Counter", lost) + ":replicated")
+        replicated(master, store.keys.tag("Counter", lost) + ":replicated")
         with replica.connect() as client:  # scripts run on a master are not in its replica's cache
-            assert client.script_exists(store._commit.sha) == [False]
+            assert client.script_exists(store.scripts.instance_commit.sha) == [False]
 
         kill_and_wait_until_failed(cluster, master, replica)
         for _ in range(3):
@@ -196,7 +196,7 @@ def test_an_app_goes_on_through_a_failover_and_loses_no_acknowledged_update(
         assert [counters[name].run("get") for name in names] == [len(acked[name]) for name in names]
         assert [len(acked[name]) for name in names] == [10 if name == lost else 13 for name in names]
         with replica.connect() as client:  # loaded there when the promoted node said NOSCRIPT
-            assert client.script_exists(store._commit.sha) == [True]
+            assert client.script_exists(store.scripts.instance_commit.sha) == [True]
     finally:
         app.close()
 
@@ -251,9 +251,9 @@ def test_a_tidal_worker_goes_on_through_a_failover_of_the_global_slots_master(
         for _ in range(5):
             bump_all()
         until("the worker applies the first updates", applied, timeout=30)
-        master = cluster.node(str(store.client.get_node_from_key(store._ids_key).name))  # type: ignore[attr-defined]
+        master = cluster.node(str(store.client.get_node_from_key(store.keys.ids).name))  # type: ignore[attr-defined]
         (replica,) = cluster.replicas_of(master)
-        replicated(master, store._ids_key + ":replicated")
+        replicated(master, store.keys.ids + ":replicated")
 
         kill_and_wait_until_failed(cluster, master, replica)
         for tally in tallies.values():

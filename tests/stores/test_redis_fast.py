@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tidal.stores import redis_versions
-from tidal.stores.redis import RedisStore
+from tidal.stores.redis import RedisStore, versions
 
 C = "Comp"
 
@@ -49,10 +48,10 @@ def test_a_commit_through_another_connection_is_seen_at_once(pair: tuple[RedisSt
 def test_unchanged_versions_are_served_without_a_round_trip(
     pair: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_versions, "VERSION_TRUST_S", 3600.0)  # a slow machine must not re-read
+    monkeypatch.setattr(versions, "VERSION_TRUST_S", 3600.0)  # a slow machine must not re-read
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
-    assert mine._versions.tracking
+    assert mine.versions.tracking
     before = hgets(mine)
     for _ in range(50):
         assert mine.get_version(C, "i1") == 1
@@ -71,7 +70,7 @@ def test_a_cached_version_is_read_again_after_the_trust_bound(
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
     assert mine.get_version(C, "i1") == 1
-    monkeypatch.setattr(redis_versions, "VERSION_TRUST_S", 0.0)
+    monkeypatch.setattr(versions, "VERSION_TRUST_S", 0.0)
     before = hgets(mine)
     assert mine.get_version(C, "i1") == 1
     assert hgets(mine) - before == 1
@@ -80,7 +79,7 @@ def test_a_cached_version_is_read_again_after_the_trust_bound(
 def test_writes_by_raw_commands_and_scripts_invalidate_too(pair: tuple[RedisStore, RedisStore]) -> None:
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
-    meta = theirs._tag(C, "i1") + ":meta"
+    meta = theirs.keys.tag(C, "i1") + ":meta"
     assert mine.get_version(C, "i1") == 1
     theirs.client.hset(meta, "v", 41)
     assert mine.get_version(C, "i1") == 41
@@ -94,7 +93,7 @@ def test_a_killed_tracking_connection_is_reopened_and_the_cache_dropped(pair: tu
     mine, theirs = pair
     theirs.create_instance(C, "i1", {"a": b"A"})
     assert mine.get_version(C, "i1") == 1
-    conn = mine._versions._conn
+    conn = mine.versions.connection
     conn.send_command("CLIENT", "ID")
     theirs.client.client_kill_filter(_id=conn.read_response())
     theirs.commit(C, "i1", {"a": b"B"})  # no invalidation can reach the killed connection
@@ -142,7 +141,7 @@ def test_without_tracking_each_call_reads_the_server(redis_url: str) -> None:
     try:
         theirs.create_instance(C, "i1", {"a": b"A"})
         assert mine.get_version(C, "i1") == 1
-        assert not mine._versions.tracking  # CLIENT TRACKING refused: plain HGETs
+        assert not mine.versions.tracking  # CLIENT TRACKING refused: plain HGETs
         for n in range(2, 12):
             theirs.commit(C, "i1", {"a": b"B"})
             assert mine.get_version(C, "i1") == n

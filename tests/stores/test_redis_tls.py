@@ -23,8 +23,7 @@ from servers import RedisClusterServers, RedisServer, make_certificates, start_r
 
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import from_url
-from tidal.stores.redis import RedisStore
-from tidal.stores.redis_cluster import RedisClusterStore
+from tidal.stores.redis import RedisClusterStore, RedisStore
 
 from .cluster_slots import spread
 from .counters import count_in_threads, counter_app
@@ -93,12 +92,12 @@ def test_a_store_over_tls_queues_claims_commits_and_reads(url: str) -> None:
         # invalidation, which arrives over the tracking connection's TLS.
         assert store.get_version(C, "i1") == 3
         assert store.get_version(C, "i1") == 3
-        assert store._versions.tracking
+        assert store.versions.tracking
         other.commit(C, "i1", {"a": b"A3"})
         assert store.get_version(C, "i1") == 4
-        assert isinstance(store._versions._conn, redis.SSLConnection)
+        assert isinstance(store.versions.connection, redis.SSLConnection)
         # The hot path's per-thread connection speaks TLS too.
-        direct = list(store._direct._open)
+        direct = store.calls.direct.connections()
         assert direct and all(isinstance(conn, redis.SSLConnection) for conn in direct)
     finally:
         store.close()
@@ -136,8 +135,8 @@ def test_a_password_protected_server_over_tls(tls_password_server: RedisServer) 
         assert held is not None
         store.commit(C, "i1", {"a": b"B"}, claim=held, done=held.op_ids)
         assert store.get_version(C, "i1") == 2  # and the tracking one
-        assert store._versions.tracking and isinstance(store._versions._conn, redis.SSLConnection)
-        assert all(isinstance(conn, redis.SSLConnection) for conn in store._direct._open)
+        assert store.versions.tracking and isinstance(store.versions.connection, redis.SSLConnection)
+        assert all(isinstance(conn, redis.SSLConnection) for conn in store.calls.direct.connections())
         assert "***" in repr(store) and PASSWORD not in repr(store)
     finally:
         store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
@@ -51,15 +50,3 @@ def from_url(url: str) -> Store:
         ) from exc
     store: Store = getattr(module, class_name).from_url(url)
     return store
-
-
-def sqlite_path(url: str) -> Path:
-    """The file a ``sqlite:///path`` URL points at (``sqlite:////abs`` for
-    absolute paths, as in SQLAlchemy)."""
-    parts = urlsplit(url)
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if parts.netloc:
-        path = parts.netloc + "/" + path
-    if not path:
-        raise ConfigError(f"store URL {url!r} names no file; use sqlite:///path/to/file.db")
-    return Path(path)

@@ -1,5 +1,31 @@
-"""The tables of the SQLite store (described in :mod:`tidal.stores.sqlite`),
-created if missing each time a store opens its file."""
+"""The tables of the SQLite store, created if missing each time a store
+opens its file::
+
+    tidal_instances (component, instance) -> version, created_at, updated_at
+    tidal_state     (component, instance, key) -> version, written_at, value
+                    value NULL marks a deleted key (so that readers asking
+                    "what changed since v" learn about deletions); value is
+                    the last column so that filtering on version never reads
+                    a large value's overflow pages (a file made before
+                    written_at existed gets it appended after value)
+    tidal_history   (component, instance, key, version) -> written_at, value:
+                    earlier rows of tidal_state, moved here by the commit that
+                    overwrote them, at most ``history_versions`` per key
+    tidal_ops       id AUTOINCREMENT, component, instance, flow, status
+                    (0 pending, 1 failed), enqueued_at, attempts, failed_at,
+                    error, payload. Done ops are deleted in their commit.
+    tidal_queues    (component, instance) of every instance with pending ops
+    tidal_leases    (component, instance) -> token, expires_at
+    tidal_dedupe    key -> expires_at: dedupe keys of enqueued triggers and ticks
+    tidal_cache     key -> expires_at, value
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+PENDING, FAILED = 0, 1
+"""``tidal_ops.status``."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidal_instances (
@@ -42,3 +68,11 @@ CREATE INDEX IF NOT EXISTS tidal_dedupe_by_expiry ON tidal_dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS tidal_cache (
     key BLOB PRIMARY KEY, expires_at REAL NOT NULL, value BLOB NOT NULL);
 """
+
+
+def version_of(conn: sqlite3.Connection, component: str, instance: str) -> int | None:
+    """The instance's state version; None when it does not exist."""
+    row = conn.execute(
+        "SELECT version FROM tidal_instances WHERE component=? AND instance=?", (component, instance)
+    ).fetchone()
+    return None if row is None else int(row[0])

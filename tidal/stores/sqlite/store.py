@@ -1,68 +1,39 @@
 """The embedded default store: one SQLite file in WAL mode, safe for several
-processes on one machine.
-
-Tables::
-
-    tidal_instances (component, instance) -> version, created_at, updated_at
-    tidal_state     (component, instance, key) -> version, written_at, value
-                    value NULL marks a deleted key (so that readers asking
-                    "what changed since v" learn about deletions); value is
-                    the last column so that filtering on version never reads
-                    a large value's overflow pages (a file made before
-                    written_at existed gets it appended after value)
-    tidal_history   (component, instance, key, version) -> written_at, value:
-                    earlier rows of tidal_state, moved here by the commit that
-                    overwrote them, at most ``history_versions`` per key
-    tidal_ops       id AUTOINCREMENT, component, instance, flow, status
-                    (0 pending, 1 failed), enqueued_at, attempts, failed_at,
-                    error, payload. Done ops are deleted in their commit.
-    tidal_queues    (component, instance) of every instance with pending ops
-    tidal_leases    (component, instance) -> token, expires_at
-    tidal_dedupe    key -> expires_at: dedupe keys of enqueued triggers and ticks
-    tidal_cache     key -> expires_at, value
-
-Writes take ``BEGIN IMMEDIATE`` so that the check (lease, version) and the
-write happen under SQLite's single writer lock; reads run in a deferred
-transaction, which in WAL mode sees one consistent committed snapshot.
+processes on one machine. Its tables: :mod:`~tidal.stores.sqlite.schema`;
+its connections and transactions: :mod:`~tidal.stores.sqlite.connections`;
+the verbs off the hot path: :mod:`~tidal.stores.sqlite.operators`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from urllib.parse import urlsplit
 
-from ..exceptions import LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, NewOp, StateRead, Store
-from .sqlite_operators import SQLiteOperatorVerbs
-from .sqlite_schema import SCHEMA
-
-_PENDING, _FAILED = 0, 1
-
-T = TypeVar("T")
+from ...exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
+from ..base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .connections import Connections
+from .operators import OperatorVerbs
+from .schema import FAILED, SCHEMA
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc)
-    return "locked" in message or "busy" in message
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///path`` URL points at (``sqlite:////abs`` for
+    absolute paths, as in SQLAlchemy)."""
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc:
+        path = parts.netloc + "/" + path
+    if not path:
+        raise ConfigError(f"store URL {url!r} names no file; use sqlite:///path/to/file.db")
+    return Path(path)
 
 
-class _Local(threading.local):
-    conn: sqlite3.Connection | None = None
-    data_version: int = -1
-    versions: dict[tuple[str, str], int]
-
-    def __init__(self) -> None:
-        self.versions = {}
-
-
-class SQLiteStore(SQLiteOperatorVerbs, Store):
+class SQLiteStore(Store):
     """State, queue and cache in one SQLite file."""
 
     shared = True
@@ -70,124 +41,32 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        self._busy_ms = busy_timeout_ms
-        self._local = _Local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
-        # Writers of this process queue here instead of on SQLite's lock:
-        # SQLite's busy handler sleeps for whole milliseconds between
-        # retries, which would cap a busy process at a few thousand writes
-        # a second. Other processes still meet at SQLite's lock.
-        self._wlock = threading.Lock()
+        self.db = Connections(self.path, self.url, busy_timeout_ms=busy_timeout_ms)
+        self.operators = OperatorVerbs(self.db)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        self._busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;"))
+        conn = self.db.conn()
+        self.db.busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;"))
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tidal_state)")]
         if "written_at" not in columns:  # a file made by an earlier Tidal
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                self._exec1("ALTER TABLE tidal_state ADD COLUMN written_at REAL", ())
+                self.db.exec1("ALTER TABLE tidal_state ADD COLUMN written_at REAL", ())
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        from . import sqlite_path
-
         return cls(sqlite_path(url))
 
-    # -- connections ------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = self._local.conn
-        if conn is not None:
-            return conn
-        if self._closed:
-            raise StoreError(f"cannot use {self.url}, as the store has been closed")
-        # One connection per thread: sqlite3 connections must not be shared
-        # between threads without a lock, and separate connections let WAL
-        # readers run while a writer commits.
-        # timeout=0: a busy database raises at once and _busy() retries after
-        # a sleep of tens of microseconds. SQLite's own busy handler sleeps
-        # 1, 2, 5, 10... milliseconds, which caps two processes sharing the
-        # file at a few hundred writes a second each.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-        self._busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-        conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, as WAL intends
-        # Checkpoint the WAL every ~40 MB instead of every 4 MB: a small queue
-        # insert then rarely pays for a checkpoint, at the cost of a larger
-        # -wal file between checkpoints.
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
-        self._local.conn = conn
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        with self._wlock:
-            self._busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                self._busy(lambda: conn.execute("COMMIT"))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-    def _exec1(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
-        """One write statement in its own transaction, in this process's turn."""
-        conn = self._conn()
-        with self._wlock:
-            return self._busy(lambda: conn.execute(sql, args))
-
-    def _busy(self, run: Callable[[], T]) -> T:
-        """``run()``, retried while another process holds the database lock."""
-        try:
-            return run()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        deadline = time.monotonic() + self._busy_ms / 1000
-        pause = 0.00005
-        while True:
-            time.sleep(pause)
-            try:
-                return run()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    raise StoreError(f"{self.url} stayed locked by another process for {self._busy_ms} ms") from exc
-            pause = min(pause * 2, 0.005)
-
-    @contextmanager
-    def _read(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        self._busy(lambda: conn.execute("BEGIN"))
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
     def close(self) -> None:
-        self._closed = True
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.ProgrammingError):
-                conn.close()
-        self._local = _Local()
+        self.db.close()
 
     # -- state ------------------------------------------------------------
 
     def get_version(self, component: str, instance: str) -> int | None:
-        conn = self._conn()
-        local = self._local
+        conn = self.db.conn()
+        local = self.db.local
         # PRAGMA data_version changes only when another connection commits,
         # so while it stays put the versions this thread saw are current and
         # a serve costs no table lookup at all.
-        (data_version,) = self._busy(lambda: conn.execute("PRAGMA data_version").fetchone())
+        (data_version,) = self.db.busy(lambda: conn.execute("PRAGMA data_version").fetchone())
         if data_version != local.data_version:
             local.versions.clear()
             local.data_version = data_version
@@ -201,11 +80,11 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
         return version
 
     def _remember(self, component: str, instance: str, version: int) -> None:
-        self._local.versions[(component, instance)] = version
+        self.db.local.versions[(component, instance)] = version
 
     def read_state(self, component: str, instance: str, since: int = 0) -> StateRead | None:
-        conn = self._conn()
-        with self._read(conn):
+        conn = self.db.conn()
+        with self.db.read(conn):
             row = conn.execute(
                 "SELECT version FROM tidal_instances WHERE component=? AND instance=?",
                 (component, instance),
@@ -221,9 +100,9 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
         return StateRead(row[0], changed, deleted)
 
     def create_instance(self, component: str, instance: str, values: Mapping[str, bytes]) -> tuple[bool, int]:
-        conn = self._conn()
+        conn = self.db.conn()
         now = time.time()
-        with self._write(conn):
+        with self.db.write(conn):
             row = conn.execute(
                 "SELECT version FROM tidal_instances WHERE component=? AND instance=?",
                 (component, instance),
@@ -252,11 +131,11 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
         expected_version: int | None = None,
         bump: int = 1,
     ) -> int:
-        conn = self._conn()
+        conn = self.db.conn()
         deleted = tuple(deleted)
         now = time.time()
         key = (component, instance)
-        with self._write(conn):
+        with self.db.write(conn):
             if claim is not None:
                 lease = conn.execute(
                     "SELECT token, expires_at FROM tidal_leases WHERE component=? AND instance=?", key
@@ -297,7 +176,7 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
                 errors = {f.op_id: f.error for f in failed}
                 conn.executemany(
                     "UPDATE tidal_ops SET status=?, error=?, failed_at=? WHERE id=?",
-                    [(_FAILED, err, now, op_id) for op_id, err in errors.items()],
+                    [(FAILED, err, now, op_id) for op_id, err in errors.items()],
                 )
                 conn.executemany(
                     "DELETE FROM tidal_ops WHERE id=?",
@@ -329,24 +208,17 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
             [row + row + (self.history_versions,) for row in rows],
         )
 
-    @staticmethod
-    def _version_of(conn: sqlite3.Connection, component: str, instance: str) -> int | None:
-        row = conn.execute(
-            "SELECT version FROM tidal_instances WHERE component=? AND instance=?", (component, instance)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def list_instances(self, component: str) -> list[str]:
         rows = (
-            self._conn()
+            self.db.conn()
             .execute("SELECT instance FROM tidal_instances WHERE component=? ORDER BY instance", (component,))
             .fetchall()
         )
         return [r[0] for r in rows]
 
     def delete_instance(self, component: str, instance: str) -> None:
-        conn = self._conn()
-        with self._write(conn):
+        conn = self.db.conn()
+        with self.db.write(conn):
             for table in (
                 "tidal_instances",
                 "tidal_state",
@@ -356,22 +228,22 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
                 "tidal_queues",
             ):
                 conn.execute(f"DELETE FROM {table} WHERE component=? AND instance=?", (component, instance))
-        self._local.versions.pop((component, instance), None)
+        self.db.local.versions.pop((component, instance), None)
 
     # -- queue ------------------------------------------------------------
 
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
-        cur = self._exec1(
+        cur = self.db.exec1(
             "INSERT INTO tidal_ops (component, instance, flow, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)",
             (component, instance, flow, time.time(), payload),
         )
         return int(cur.lastrowid or 0)
 
     def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
-        conn = self._conn()
+        conn = self.db.conn()
         now = time.time()
         out: list[int | None] = []
-        with self._write(conn):
+        with self.db.write(conn):
             for op in ops:
                 if op.dedupe is not None:
                     fresh = conn.execute(
@@ -402,7 +274,7 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
     ) -> Claim | None:
         if not components:
             return None
-        conn = self._conn()
+        conn = self.db.conn()
         marks = ",".join("?" * len(components))
         find = (
             "SELECT component, instance FROM ("
@@ -415,9 +287,9 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
         now = time.time()
         # Look first without the write lock: an idle poll must not serialise
         # every process on SQLite's writer lock.
-        if self._busy(lambda: conn.execute(find, (*components, now)).fetchone()) is None:
+        if self.db.busy(lambda: conn.execute(find, (*components, now)).fetchone()) is None:
             return None
-        with self._write(conn):
+        with self.db.write(conn):
             now = time.time()
             rows = conn.execute(find, (*components, now)).fetchall()
             if not rows:
@@ -458,7 +330,7 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         expires = time.time() + lease_seconds
-        cur = self._exec1(
+        cur = self.db.exec1(
             "UPDATE tidal_leases SET expires_at=? WHERE component=? AND instance=? AND token=? AND expires_at>?",
             (expires, claim.component, claim.instance, claim.token, time.time()),
         )
@@ -467,7 +339,7 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
         return cur.rowcount == 1
 
     def release(self, claim: Claim) -> None:
-        self._exec1(
+        self.db.exec1(
             "DELETE FROM tidal_leases WHERE component=? AND instance=? AND token=?",
             (claim.component, claim.instance, claim.token),
         )
@@ -476,11 +348,44 @@ class SQLiteStore(SQLiteOperatorVerbs, Store):
 
     def cache_get(self, key: bytes) -> bytes | None:
         row = (
-            self._conn()
+            self.db.conn()
             .execute("SELECT value FROM tidal_cache WHERE key=? AND expires_at>?", (key, time.time()))
             .fetchone()
         )
         return None if row is None else bytes(row[0])
 
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
-        self._exec1("INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value))
+        self.db.exec1("INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value))
+
+    # -- off the hot path: see operators.py --------------------------------
+
+    def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
+        return self.operators.describe_state(component, instance)
+
+    def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
+        return self.operators.key_history(component, instance, key, limit)
+
+    def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
+        return self.operators.pending(component, instance, flow=flow, upto=upto)
+
+    def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
+        return self.operators.last_op_id(component, instance, flow=flow)
+
+    def failures(
+        self, component: str, instance: str, *, flow: str | None = None, after: int = 0, upto: int | None = None
+    ) -> list[FailedOp]:
+        return self.operators.failures(component, instance, flow=flow, after=after, upto=upto)
+
+    def list_failures(
+        self, component: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = None
+    ) -> list[FailedOp]:
+        return self.operators.list_failures(component, instance=instance, flow=flow, limit=limit)
+
+    def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
+        return self.operators.retry_failed(component, instance, op_id)
+
+    def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
+        return self.operators.drop_failed(component, instance, op_id)
+
+    def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
+        return self.operators.queue_stats(components)

@@ -1,10 +1,12 @@
 """The Redis store on Redis Cluster: ``redis://host:port/0?cluster=1`` (any
 node of the cluster; ``rediss://`` for TLS, with ``ssl_ca_certs`` and the
 other parameters for redis-py going to the connections to every node),
-opened by :meth:`RedisStore.from_url <tidal.stores.redis.RedisStore.from_url>`.
+opened by :meth:`RedisStore.from_url <tidal.stores.redis.store.RedisStore.from_url>`
+(as a :class:`~tidal.stores.redis.store.RedisClusterStore`, whose paths are
+:class:`ClusterPaths`).
 
 The keys and scripts are those of the one-server store in its single-slot
-mode (``?cluster=1`` implies ``single_slot=1``, and refuses
+mode (:mod:`~tidal.stores.redis.two_step`) (``?cluster=1`` implies ``single_slot=1``, and refuses
 ``single_slot=0``): every script call declares keys of one hash slot only,
 an instance's or the global one, and goes to the node that owns that
 slot, as found in the layout read by the cluster client (redis-py's
@@ -22,7 +24,7 @@ slot, as found in the layout read by the cluster client (redis-py's
   that node, e.g. ``pending``), and the worker's process forgets the
   version itself.
 * scripts run on a direct per-thread connection to their node
-  (:mod:`~tidal.stores.redis_direct`, one per node), found from the
+  (:mod:`~tidal.stores.redis.direct`, one per node), found from the
   cluster client's layout; a redirection goes back through the client.
 * several instances' pushes in one enqueue go one call each, to each
   instance's node: redis-py refuses scripts in a cluster pipeline. Plain
@@ -32,7 +34,7 @@ slot, as found in the layout read by the cluster client (redis-py's
   replica promoted) is loaded on that node only: redis-py would load it on
   every primary, and fail while one of them is down.
 * no command is retried after a connection error, as on one server (see
-  the store's module docs): a failed call raises
+  :mod:`~tidal.stores.redis.direct`): a failed call raises
   :class:`~tidal.exceptions.StoreError`, and makes the client read the
   cluster's layout again for the next one. Redirections (``MOVED``,
   ``ASK``: the command did not run) are followed as usual.
@@ -70,9 +72,8 @@ When a master dies and its replica takes over (a failover):
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any, cast
 
 import redis
@@ -82,97 +83,65 @@ from redis.commands.core import Script
 from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException
 from redis.retry import Retry
 
-from ..exceptions import ConfigError, StoreError
-from .redis import DEFAULT_NAMESPACE, RedisStore, log
-from .redis_direct import DirectScripts
-from .redis_names import _safe
-from .redis_versions import VersionCache
+from ...exceptions import ConfigError, StoreError
+from .calls import Calls
+from .connect import safe_url
+from .direct import DirectScripts
+from .two_step import TwoStepPaths
+from .versions import VersionCache, Versions
+
+log = logging.getLogger("tidal.stores.redis")
+
+CLUSTER_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""What a call on a cluster can fail with: a connection refused or timed
+out, CLUSTERDOWN, or no node for its slot (which is no RedisError)."""
 
 
-class RedisClusterStore(RedisStore):
-    """The Redis store on a Redis Cluster (see the module docs)."""
+class ClusterPaths(TwoStepPaths):
+    """The two-step paths over Redis Cluster (see the module docs)."""
 
-    # A claim passes over an instance whose node fails (see _claim_in_two_steps):
-    # a connection refused or timed out, CLUSTERDOWN, no node for its slot.
-    _candidate_errors = (redis.RedisError, RedisClusterException)
+    # A claim passes over an instance whose node fails (see TwoStepPaths.claim).
+    candidate_errors = CLUSTER_ERRORS
 
-    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE, client: RedisCluster) -> None:
+    def __init__(self, calls: Calls, versions: Versions) -> None:
+        super().__init__(calls, versions)
         # RedisCluster offers every command the store sends through its
-        # client, each routed by its key; the store types its client as
+        # client, each routed by its key; Calls types its client as
         # redis.Redis, which is what it is on one server.
-        super().__init__(url, namespace=namespace, client=cast(redis.Redis, client), single_slot=True)
-        self._versions = cast(VersionCache, ClusterVersions(client))
+        self.cluster = cast(RedisCluster, calls.client)
 
-    @classmethod
-    def open(cls, url: str, client_url: str, *, namespace: str, single_slot: bool | None) -> RedisClusterStore:
-        """The store of ``url``, whose query asked for ``cluster=1``;
-        ``client_url`` is the URL without the store's own parameters."""
-        if single_slot is False:
-            raise ConfigError(
-                f"store URL {_safe(url)!r} asks for cluster=1 and single_slot=0, but on Redis Cluster every "
-                "script must keep to one hash slot; drop single_slot (cluster=1 implies it)"
-            )
-        return cls(url, namespace=namespace, client=connect_cluster(client_url))
+    def pipeline(self) -> Any:
+        return None  # redis-py blocks EVALSHA in a cluster pipeline
 
-    @classmethod
-    def from_url(cls, url: str) -> RedisClusterStore:
-        store = RedisStore.from_url(url)
-        if not isinstance(store, RedisClusterStore):
-            store.close()
-            raise ConfigError(f"store URL {_safe(url)!r} names no cluster; add cluster=1 to its query")
-        return store
+    def barrier(self, tag: str) -> None:
+        """A round trip to the node of ``tag``'s slot (see the module docs)."""
+        try:
+            node = self.cluster.get_node_from_key(tag + ":meta")  # type: ignore[no-untyped-call]
+            self.cluster.ping(target_nodes=node)
+        except CLUSTER_ERRORS as exc:
+            log.warning("Redis store %s: no reply after a commit: %s", safe_url(self.calls.url), exc)
 
-    def __repr__(self) -> str:
-        return f"<RedisClusterStore {_safe(self.url)}>"
+    def after_claimed_commit(self, component: str, instance: str, tag: str, reply: Any) -> None:
+        super().after_claimed_commit(component, instance, tag, reply)
+        # No barrier: the settle went to the global slot's node, not this
+        # instance's (see the module docs). The worker's process forgets the
+        # version itself.
+        self.versions.forget((tag + ":meta").encode())
 
     def close(self) -> None:
-        if self._closed:
-            return
-        super().close()
         # RedisCluster.close() closes each node's client, but a client made
         # from a URL does not own its node's pool, so the pool's connections
         # stayed open until garbage collection closed them (with a
         # ResourceWarning, when a socket went before its connection).
-        cluster: Any = self._client  # a RedisCluster, whose get_nodes() is untyped
+        cluster: Any = self.cluster  # get_nodes() is untyped
         for node in cluster.get_nodes():
             if node.redis_connection is not None:
                 node.redis_connection.connection_pool.disconnect()
 
-    @contextmanager
-    def _io(self) -> Iterator[None]:
-        with super()._io():
-            try:
-                yield
-            except RedisClusterException as exc:  # not a RedisError: no node reachable, no slot owner...
-                raise StoreError(f"Redis Cluster store {_safe(self.url)} failed: {exc}") from exc
-
-    def _hint(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        try:
-            super()._hint(command, *args, **kwargs)
-        except RedisClusterException as exc:  # a hint, as on one server: logged, never raised
-            log.warning("Redis store %s: could not update the claim index: %s", _safe(self.url), exc)
-
-    def _barrier(self, tag: str) -> None:
-        """A round trip to the node of ``tag``'s slot (see the module docs)."""
-        try:
-            node = self.client.get_node_from_key(tag + ":meta")  # type: ignore[attr-defined]
-            self.client.ping(target_nodes=node)
-        except (redis.RedisError, RedisClusterException) as exc:
-            log.warning("Redis store %s: no reply after a commit: %s", _safe(self.url), exc)
-
-    def commit(self, component: str, instance: str, changes: Mapping[str, bytes], **kwargs: Any) -> int:
-        version = super().commit(component, instance, changes, **kwargs)
-        if kwargs.get("claim") is not None:  # a worker's commit: no barrier (see the module docs)
-            self._versions.forget((self._tag(component, instance) + ":meta").encode())
-        return version
-
-    def _script_pipeline(self) -> Any:
-        return None  # redis-py blocks EVALSHA in a cluster pipeline
-
 
 class ClusterVersions:
     """The versions ``get_version`` read on a cluster: one
-    :class:`~tidal.stores.redis_versions.VersionCache` (a tracking
+    :class:`~tidal.stores.redis.versions.VersionCache` (a tracking
     connection and what it was told) per node, each key looked up in the
     cache of the node that owns its slot now."""
 
@@ -207,7 +176,7 @@ class ClusterVersions:
 
 class _ClusterScript(Script):
     """A script run on the node of its first key's slot, over that node's
-    :class:`~tidal.stores.redis_direct.DirectScripts` (a connection of the
+    :class:`~tidal.stores.redis.direct.DirectScripts` (a connection of the
     calling thread's own: the cluster client's routing, pool and retry
     layers cost ~3x the script's round trip in Python). When its node lacks
     it, it is loaded there only. A ``MOVED`` or ``ASK`` reply (the script
@@ -271,6 +240,6 @@ def connect_cluster(url: str) -> RedisCluster:
     try:
         return _Client.from_url(url, retry=Retry(NoBackoff(), 0))
     except ValueError as exc:
-        raise ConfigError(f"bad Redis Cluster store URL {_safe(url)!r}: {exc}") from exc
+        raise ConfigError(f"bad Redis Cluster store URL {safe_url(url)!r}: {exc}") from exc
     except (redis.RedisError, RedisClusterException) as exc:
-        raise StoreError(f"cannot open the Redis Cluster at {_safe(url)!r}: {exc}") from exc
+        raise StoreError(f"cannot open the Redis Cluster at {safe_url(url)!r}: {exc}") from exc

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -22,6 +22,15 @@ without a word), which then serves no older version than this."""
 
 VERSION_CACHE_SIZE = 100_000
 """Versions cached per store at most (all dropped when full)."""
+
+
+class Versions(Protocol):
+    """What the store asks of its version cache (one server's, or a
+    cluster's one per node)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def forget(self, key: bytes) -> None: ...
+    def close(self) -> None: ...
 
 
 class VersionCache:
@@ -61,6 +70,11 @@ class VersionCache:
         self._conn: Any = None
         self._known: dict[bytes, tuple[bytes | None, float]] = {}
         self.tracking = True
+
+    @property
+    def connection(self) -> Any:
+        """The tracking connection, None until the first lookup (for tests)."""
+        return self._conn
 
     def _invalidated(self, message: list[Any]) -> None:
         keys = message[1] if len(message) > 1 else None

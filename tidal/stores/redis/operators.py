@@ -1,86 +1,67 @@
 """The Redis store's verbs off the hot path: listing and deleting instances,
 and those for operators and the freshness view (pending counts, failed ops
 to list, retry or drop, queue statistics, per-key descriptions and
-history). several are O(instances
-of a component). A mixin of :class:`~tidal.stores.redis.RedisStore`, which
-provides the client, the key names and the registered scripts."""
+history). Several are O(instances of a component)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import cast
 
-from ..exceptions import FailedOp, StoreError
-from .base import KeyInfo, KeyVersion, QueueStats
-from .redis_names import _escape, _safe, _seconds
-from .redis_two_step import PUSH_ATTEMPTS
-
-if TYPE_CHECKING:
-    import redis
+from ...exceptions import FailedOp, StoreError
+from ..base import KeyInfo, KeyVersion, QueueStats
+from .calls import Calls
+from .connect import safe_url
+from .keys import escape, from_ms
+from .two_step import PUSH_ATTEMPTS
 
 
 class OperatorVerbs:
     """list_instances, delete_instance, describe_state, key_history, pending,
     last_op_id, failures, list_failures, retry_failed, drop_failed and
-    queue_stats on Redis."""
+    queue_stats on Redis, for :class:`~tidal.stores.redis.store.RedisStore`
+    to hand them to."""
 
-    if TYPE_CHECKING:  # provided by RedisStore
-        url: str
-        _client: redis.Redis
-        _global: str
-        _ids_key: str
-        _describe: Callable[..., Any]
-        _history: Callable[..., Any]
-        _last_op: Callable[..., Any]
-        _failures: Callable[..., Any]
-        _retry: Callable[..., Any]
-        _drop_failed: Callable[..., Any]
-        _enqueue_global: Callable[..., Any]
-
-        def _io(self) -> AbstractContextManager[None]: ...
-        def _tag(self, component: str, instance: str) -> str: ...
-
-        _delete: Callable[..., Any]
-
-        def _g(self, kind: str, component: str) -> str: ...
-        def _settle_ready(self, component: str, instance: str, *, head: int, watermark: int, unlease: bool) -> None: ...
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.keys = calls.keys
+        self.scripts = calls.scripts
 
     def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
-        t = self._tag(component, instance)
-        with self._io():
-            flat = self._describe(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"])
+        t = self.keys.tag(component, instance)
+        with self.calls.io():
+            flat = self.scripts.instance_describe(keys=[t + ":meta", t + ":vals", t + ":vers", t + ":at"])
         if flat is None:
             return None
         infos = [
-            KeyInfo(flat[k].decode(), int(float(flat[k + 1])), int(flat[k + 2]), _seconds(flat[k + 3]))
+            KeyInfo(flat[k].decode(), int(float(flat[k + 1])), int(flat[k + 2]), from_ms(flat[k + 3]))
             for k in range(0, len(flat), 4)
         ]
         return sorted(infos, key=lambda info: info.key)
 
     def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
-        t = self._tag(component, instance)
-        with self._io():
-            entries = self._history(
+        t = self.keys.tag(component, instance)
+        with self.calls.io():
+            entries = self.scripts.instance_history(
                 keys=[t + ":vals", t + ":vers", t + ":at"], args=[t, key, -1 if limit is None else limit]
             )
         out = []
         for entry in entries:
             version, ms, rest = bytes(entry).split(b":", 2)
-            out.append(KeyVersion(int(version), rest[1:] if rest[:1] == b"=" else None, _seconds(ms)))
+            out.append(KeyVersion(int(version), rest[1:] if rest[:1] == b"=" else None, from_ms(ms)))
         return out
 
     def pending(self, component: str, instance: str, *, flow: str | None = None, upto: int | None = None) -> int:
-        t = self._tag(component, instance)
+        t = self.keys.tag(component, instance)
         key = t + ":q" if flow is None else f"{t}:q:{flow}"
-        with self._io():
-            return int(self._client.zcount(key, "-inf", "+inf" if upto is None else upto))
+        with self.calls.io():
+            return int(self.calls.client.zcount(key, "-inf", "+inf" if upto is None else upto))
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
-        t = self._tag(component, instance)
+        t = self.keys.tag(component, instance)
         keys = [t + ":q", t + ":f"] if flow is None else [f"{t}:q:{flow}", f"{t}:f:{flow}"]
-        with self._io():
-            return int(self._last_op(keys=keys))
+        with self.calls.io():
+            return int(self.scripts.instance_last_op(keys=keys))
 
     def failures(
         self,
@@ -91,10 +72,10 @@ class OperatorVerbs:
         after: int = 0,
         upto: int | None = None,
     ) -> list[FailedOp]:
-        t = self._tag(component, instance)
+        t = self.keys.tag(component, instance)
         key = t + ":f" if flow is None else f"{t}:f:{flow}"
-        with self._io():
-            flat = self._failures(keys=[key], args=[t, after, "+inf" if upto is None else upto])
+        with self.calls.io():
+            flat = self.scripts.instance_failures(keys=[key], args=[t, after, "+inf" if upto is None else upto])
         return [
             FailedOp(
                 int(flat[k]), component, instance, flat[k + 1].decode(), flat[k + 2].decode(), int(flat[k + 3]) / 1000
@@ -114,45 +95,48 @@ class OperatorVerbs:
         return found[:limit]
 
     def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
-        t = self._tag(component, instance)
-        owner = f"{_escape(component)}:{_escape(instance)}"
-        with self._io():
-            if self._client.zscore(t + ":f", op_id) is None:
+        t = self.keys.tag(component, instance)
+        owner = self.keys.owner(component, instance)
+        with self.calls.io():
+            if self.calls.client.zscore(t + ":f", op_id) is None:
                 return None
             for _ in range(PUSH_ATTEMPTS):
-                (new_id,) = self._enqueue_global(
-                    keys=[self._ids_key], args=[self._global, 1, _escape(component), instance, "", 0, owner]
+                (new_id,) = self.scripts.global_enqueue(
+                    keys=[self.keys.ids], args=[self.keys.global_tag, 1, escape(component), instance, "", 0, owner]
                 )
-                got = self._retry(keys=[t + ":m", t + ":q", t + ":flows", t + ":f"], args=[t, op_id, int(new_id)])
+                got = self.scripts.instance_retry(
+                    keys=[t + ":m", t + ":q", t + ":flows", t + ":f"], args=[t, op_id, int(new_id)]
+                )
                 code = int(got[0])
                 if code == -1:
                     continue
                 if code == 1:
                     return int(new_id)
                 # Not retried: point G:ready back at what the queue holds.
-                self._settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=False)
+                self.calls.settle_ready(component, instance, head=int(got[1]), watermark=int(got[2]), unlease=False)
                 if code == -3:
                     raise StoreError(
                         f"failed op {op_id} of {component}/{instance} has no payload in the store "
                         "(it failed before failed ops kept theirs); it can only be dropped"
                     )
                 return None
-        raise StoreError(f"could not retry op {op_id} in {_safe(self.url)}: the queue kept moving")
+        raise StoreError(f"could not retry op {op_id} in {safe_url(self.calls.url)}: the queue kept moving")
 
     def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
-        t = self._tag(component, instance)
-        with self._io():
-            return bool(self._drop_failed(keys=[t + ":f"], args=[t, op_id]))
+        t = self.keys.tag(component, instance)
+        with self.calls.io():
+            return bool(self.scripts.instance_drop_failed(keys=[t + ":f"], args=[t, op_id]))
 
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
         # O(instances of the component): statistics for operators, not a hot path.
+        client = self.calls.client
         out: dict[str, QueueStats] = {}
         for component in components:
             names = self.list_instances(component)
-            with self._io():
-                pipe = self._client.pipeline(transaction=False)
+            with self.calls.io():
+                pipe = client.pipeline(transaction=False)
                 for name in names:
-                    t = self._tag(component, name)
+                    t = self.keys.tag(component, name)
                     pipe.zcard(t + ":q")
                     pipe.zcard(t + ":f")
                     pipe.zrange(t + ":q", 0, 0)
@@ -161,8 +145,8 @@ class OperatorVerbs:
                 for k, name in enumerate(names):
                     first = counts[3 * k + 2]
                     if first:
-                        heads.append(f"{self._tag(component, name)}:op:{int(first[0])}")
-                pipe = self._client.pipeline(transaction=False)
+                        heads.append(f"{self.keys.tag(component, name)}:op:{int(first[0])}")
+                pipe = client.pipeline(transaction=False)
                 for key in heads:
                     pipe.hget(key, "t")
                 times = [int(t) / 1000 for t in pipe.execute() if t is not None]
@@ -176,20 +160,23 @@ class OperatorVerbs:
         return out
 
     def list_instances(self, component: str) -> list[str]:
-        with self._io():
-            names = sorted(m.decode() for m in cast(set[bytes], self._client.smembers(self._g("instances", component))))
-            pipe = self._client.pipeline(transaction=False)
+        client = self.calls.client
+        with self.calls.io():
+            listed = cast(set[bytes], client.smembers(self.keys.of_component("instances", component)))
+            names = sorted(m.decode() for m in listed)
+            pipe = client.pipeline(transaction=False)
             for name in names:
-                pipe.exists(self._tag(component, name) + ":meta")
+                pipe.exists(self.keys.tag(component, name) + ":meta")
             alive = pipe.execute()
         return [name for name, ok in zip(names, alive, strict=True) if ok]
 
     def delete_instance(self, component: str, instance: str) -> None:
-        t = self._tag(component, instance)
+        t = self.keys.tag(component, instance)
         keys = [t + s for s in (":meta", ":vals", ":vers", ":lease", ":q", ":f", ":flows", ":m", ":at")]
-        with self._io():
-            alloc = cast(bytes | None, self._client.hget(self._g("alloc", component), instance))
+        client = self.calls.client
+        with self.calls.io():
+            alloc = cast(bytes | None, client.hget(self.keys.of_component("alloc", component), instance))
             fence = int(alloc.split(b":")[0]) if alloc else 0
-            watermark = int(self._delete(keys=keys, args=[t, fence]))
-            self._settle_ready(component, instance, head=0, watermark=watermark, unlease=True)
-            self._client.srem(self._g("instances", component), instance)
+            watermark = int(self.scripts.instance_delete(keys=keys, args=[t, fence]))
+            self.calls.settle_ready(component, instance, head=0, watermark=watermark, unlease=True)
+            client.srem(self.keys.of_component("instances", component), instance)

@@ -1,9 +1,9 @@
-"""The Redis store's two-step protocol, used with ``single_slot`` (and so on
+"""The Redis store's two-step paths, used with ``single_slot`` (and so on
 Redis Cluster): enqueue allocates ids with a script on the global slot, then
 pushes them with one script per instance; a claim reads candidates, then
 tries each instance with a script on its slot. On one server the store runs
-each pair as one script instead (:mod:`~tidal.stores.redis_lua_one`). A
-mixin of :class:`~tidal.stores.redis.RedisStore`. In two steps:
+each pair as one script instead (:mod:`~tidal.stores.redis.one_server`). In
+two steps:
 
 * **enqueue** is two scripts. A global one checks dedupe keys, allocates ids
   and adds the instance to ``G:ready`` (before any op exists, so an op can
@@ -40,16 +40,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from ..exceptions import StoreError
-from .base import Claim, NewOp
-from .redis_names import _escape, _ms, _safe
-
-if TYPE_CHECKING:
-    import redis
+from ...exceptions import StoreError
+from ..base import Claim, NewOp
+from .calls import Calls
+from .connect import safe_url
+from .keys import escape, to_ms
+from .paths import Paths, claim_from_reply
+from .versions import Versions
 
 ENQUEUE_STRIPES = 64
 """Locks that the enqueueing threads of one process share, by instance."""
@@ -74,36 +74,27 @@ and drops the instance from ``G:ready``. Pushes take a round trip, so the
 only cost of a large value is that such an entry is polled longer."""
 
 
-class TwoStepPaths:
-    """Enqueue and claim in single-slot scripts."""
+class TwoStepPaths(Paths):
+    """Enqueue, claim and a worker's commit in single-slot scripts."""
 
-    _candidate_errors: tuple[type[Exception], ...] = ()
+    single_slot = True
+
+    candidate_errors: tuple[type[Exception], ...] = ()
     """Errors of the claim script on one candidate after which a claim tries
     the next candidate instead of failing: on Redis Cluster, those of a node
-    that is down (see :meth:`_claim_in_two_steps`). None on one server,
-    where every instance is on that server."""
+    that is down (see :meth:`claim`). None on one server, where every
+    instance is on that server."""
 
-    if TYPE_CHECKING:  # provided by RedisStore
-        url: str
-        _stripes: list[threading.Lock]
-        _client: redis.Redis
-        _global: str
-        _ids_key: str
-        _enqueue_global: Callable[..., Any]
-        _push: Callable[..., Any]
-        _candidates: Callable[..., Any]
-        _claim: Callable[..., Any]
+    def __init__(self, calls: Calls, versions: Versions) -> None:
+        super().__init__(calls, versions)
+        self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
 
-        def _io(self) -> AbstractContextManager[None]: ...
-        def _tag(self, component: str, instance: str) -> str: ...
-        def _g(self, kind: str, component: str) -> str: ...
-        def _hint(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> None: ...
-        def _claimed(
-            self, component: str, instance: str, token: str, got: list[Any], *, others_waiting: bool = True
-        ) -> Claim | None: ...
-        def _settle_ready(self, component: str, instance: str, *, head: int, watermark: int, unlease: bool) -> None: ...
+    def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
+        op_id = self.enqueue_many([NewOp(component, instance, flow, payload)])[0]
+        assert op_id is not None  # no dedupe key, so never skipped
+        return op_id
 
-    def _enqueue_in_rounds(self, ops: Sequence[NewOp]) -> list[int | None]:
+    def enqueue_many(self, ops: Sequence[NewOp]) -> list[int | None]:
         """Allocate and push ``ops`` (of any instances), allocating again for
         pushes refused by a watermark that moved past their ids."""
         out: list[int | None] = [None] * len(ops)
@@ -112,25 +103,26 @@ class TwoStepPaths:
         # that their pushes arrive in id order and none is refused; other
         # processes can still overtake (and the refused push is redone).
         stripes = sorted({hash((op.component, op.instance)) % ENQUEUE_STRIPES for op in ops})
-        with self._io(), contextlib.ExitStack() as held:
+        with self.calls.io(), contextlib.ExitStack() as held:
             for stripe in stripes:
                 held.enter_context(self._stripes[stripe])
             for _ in range(PUSH_ATTEMPTS):
                 if not todo:
                     return out
                 todo = self._enqueue_round(ops, todo, out)
-        raise StoreError(f"could not enqueue {len(todo)} op(s) in {_safe(self.url)}: their queue kept moving")
+        raise StoreError(f"could not enqueue {len(todo)} op(s) in {safe_url(self.calls.url)}: their queue kept moving")
 
     def _enqueue_round(self, ops: Sequence[NewOp], todo: list[int], out: list[int | None]) -> list[int]:
         """Allocate ids for ``ops[todo]`` and push them; returns the indexes
         whose push was refused (to allocate again)."""
-        args: list[Any] = [self._global, len(todo)]
+        calls, names = self.calls, self.calls.keys
+        args: list[Any] = [names.global_tag, len(todo)]
         for n in todo:
             op = ops[n]
-            owner = f"{_escape(op.component)}:{_escape(op.instance)}"
             dedupe = op.dedupe if op.dedupe is not None else ""
-            args += [_escape(op.component), op.instance, dedupe, round(op.dedupe_ttl * 1000), owner]
-        ids = self._enqueue_global(keys=[self._ids_key], args=args)
+            owner = names.owner(op.component, op.instance)
+            args += [escape(op.component), op.instance, dedupe, round(op.dedupe_ttl * 1000), owner]
+        ids = calls.scripts.global_enqueue(keys=[names.ids], args=args)
         groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for n, op_id in zip(todo, ids, strict=True):
             if op_id:
@@ -139,16 +131,17 @@ class TwoStepPaths:
             return []
         # One instance: one script call. Several: one pipelined round trip
         # (a pipeline costs an extra SCRIPT EXISTS, so not for one).
-        pipe = self._script_pipeline() if len(groups) > 1 else None
+        pipe = self.pipeline() if len(groups) > 1 else None
         results = []
         for (component, instance), members in groups.items():
-            t = self._tag(component, instance)
+            t = names.tag(component, instance)
             push: list[Any] = [t, len(members)]
             for n, op_id in members:
                 op = ops[n]
                 dedupe = op.dedupe if op.dedupe is not None else ""
                 push += [op_id, op.flow, op.payload, dedupe, round(op.dedupe_ttl * 1000)]
-            results.append(self._push(keys=[t + ":m", t + ":q", t + ":flows", t + ":dd"], args=push, client=pipe))
+            keys = [t + ":m", t + ":q", t + ":flows", t + ":dd"]
+            results.append(calls.scripts.instance_push(keys=keys, args=push, client=pipe))
         if pipe is not None:
             results = pipe.execute()
         again: list[int] = []
@@ -161,56 +154,37 @@ class TwoStepPaths:
             if not any(result[2:]) and result[0] == 0:
                 # Every op was a repeat and the queue is empty: take back the
                 # G:ready entry the allocation made.
-                self._settle_ready(component, instance, head=0, watermark=int(result[1]), unlease=False)
+                calls.settle_ready(component, instance, head=0, watermark=int(result[1]), unlease=False)
         return sorted(again)
 
-    def _script_pipeline(self) -> Any:
+    def pipeline(self) -> Any:
         """A pipeline that several script calls can share (None: one call each)."""
-        return self._client.pipeline(transaction=False)
+        return self.calls.client.pipeline(transaction=False)
 
-    def _try_claim(
-        self, component: str, instance: str, lease_seconds: float, max_ops: int, count_newer: bool, fence: int
-    ) -> Claim | None:
-        t = self._tag(component, instance)
-        token = uuid.uuid4().hex
-        args: list[Any] = [t, token, _ms(lease_seconds), max_ops, "1" if count_newer else "0", fence]
-        got = self._claim(keys=[t + ":lease", t + ":q", t + ":m", t + ":f", t + ":flows"], args=args)
-        code = int(got[0])
-        if code == 0:
-            # Held by someone else. Not hinted from here: by the time the hint
-            # landed, its holder might have committed and dropped its hint,
-            # and this one would then hide a free instance until it expires.
-            return None
-        if code == 1:  # nothing queued: tidy G:ready up
-            self._claimed(component, instance, token, got)
-            self._settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
-            return None
-        # Ours: hinted before our own commit can drop the hint.
-        self._hint(self._client.zadd, self._g("leased", component), {instance: int(got[1])})
-        return self._claimed(component, instance, token, got)
-
-    def _claim_in_two_steps(
+    def claim(
         self, components: list[str], escaped: list[str], lease_seconds: float, max_ops: int, count_newer: bool
     ) -> Claim | None:
-        """Candidates from G:ready, then INSTANCE_CLAIM on each in turn, each
-        script within one slot.
+        """Candidates from G:ready, then ``instance_claim.lua`` on each in
+        turn, each script within one slot.
 
-        A candidate whose claim fails with one of :attr:`_candidate_errors`
+        A candidate whose claim fails with one of :attr:`candidate_errors`
         is passed over. Its node is down (a master died, and its replica has
         yet to take over), and the failed enqueues of its instances keep it
         at the head of ``G:ready``: failing there would hold up the
         instances of every other node too, until the failover. The error is
         raised when no other candidate is granted."""
+        names = self.calls.keys
         failed: Exception | None = None
         for _ in range(CLAIM_ROUNDS):
-            flat = self._candidates(keys=[self._ids_key], args=[self._global, CLAIM_CANDIDATES, *escaped])
+            args: list[Any] = [names.global_tag, CLAIM_CANDIDATES, *escaped]
+            flat = self.calls.scripts.global_candidates(keys=[names.ids], args=args)
             for k in range(0, len(flat), 4):
                 component, instance = components[int(flat[k])], flat[k + 1].decode()
                 alloc, age = int(flat[k + 2]), int(flat[k + 3])
                 fence = alloc if age > FENCE_AFTER_MS else 0
                 try:
                     got = self._try_claim(component, instance, lease_seconds, max_ops, count_newer, fence)
-                except self._candidate_errors as exc:
+                except self.candidate_errors as exc:
                     failed = failed or exc
                     continue
                 if got is not None:
@@ -221,3 +195,32 @@ class TwoStepPaths:
         if failed is not None:
             raise failed
         return None
+
+    def _try_claim(
+        self, component: str, instance: str, lease_seconds: float, max_ops: int, count_newer: bool, fence: int
+    ) -> Claim | None:
+        calls = self.calls
+        t = calls.keys.tag(component, instance)
+        token = uuid.uuid4().hex
+        args: list[Any] = [t, token, to_ms(lease_seconds), max_ops, "1" if count_newer else "0", fence]
+        got = calls.scripts.instance_claim(keys=[t + ":lease", t + ":q", t + ":m", t + ":f", t + ":flows"], args=args)
+        code = int(got[0])
+        if code == 0:
+            # Held by someone else. Not hinted from here: by the time the hint
+            # landed, its holder might have committed and dropped its hint,
+            # and this one would then hide a free instance until it expires.
+            return None
+        if code == 1:  # nothing queued: tidy G:ready up
+            claim_from_reply(calls.url, component, instance, token, got)
+            calls.settle_ready(component, instance, head=0, watermark=int(got[1]), unlease=False)
+            return None
+        # Ours: hinted before our own commit can drop the hint.
+        calls.hint(calls.client.zadd, calls.keys.of_component("leased", component), {instance: int(got[1])})
+        return claim_from_reply(calls.url, component, instance, token, got)
+
+    def commit_claimed(self, component: str, instance: str, keys: list[str], args: list[Any]) -> Any:
+        return self.calls.scripts.instance_commit(keys=keys, args=args)
+
+    def after_claimed_commit(self, component: str, instance: str, tag: str, reply: Any) -> None:
+        # A round trip after the commit: the barrier too.
+        self.calls.settle_ready(component, instance, head=int(reply[1]), watermark=int(reply[2]), unlease=True)

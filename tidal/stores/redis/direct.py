@@ -106,6 +106,11 @@ class DirectScripts:
             conn.disconnect()
             raise
 
+    def connections(self) -> list[Any]:
+        """The connections of live threads (for tests)."""
+        with self._lock:
+            return list(self._open)
+
     def close(self) -> None:
         with self._lock:
             conns, self._open = list(self._open), weakref.WeakSet()

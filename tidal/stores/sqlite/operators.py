@@ -1,21 +1,16 @@
 """The SQLite store's verbs for operators and the freshness view: pending
 counts, failed ops (list, retry, drop), queue statistics, per-key
-descriptions and history. None is on the hot path. A mixin of
-:class:`~tidal.stores.sqlite.SQLiteStore`, which provides the connections
-and transactions."""
+descriptions and history. None is on the hot path."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Sequence
 
-from ..exceptions import FailedOp
-from .base import KeyInfo, KeyVersion, QueueStats
-
-T = TypeVar("T")
+from ...exceptions import FailedOp
+from ..base import KeyInfo, KeyVersion, QueueStats
+from .connections import Connections
+from .schema import version_of
 
 
 def _narrowed(
@@ -31,25 +26,18 @@ def _narrowed(
     return sql, args
 
 
-class SQLiteOperatorVerbs:
+class OperatorVerbs:
     """describe_state, key_history, pending, last_op_id, failures,
-    list_failures, retry_failed, drop_failed and queue_stats on SQLite."""
+    list_failures, retry_failed, drop_failed and queue_stats on SQLite, for
+    :class:`~tidal.stores.sqlite.store.SQLiteStore` to hand them to."""
 
-    if TYPE_CHECKING:  # provided by SQLiteStore
-
-        def _conn(self) -> sqlite3.Connection: ...
-        def _read(self, conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _exec1(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor: ...
-        def _busy(self, run: Callable[[], T]) -> T: ...
-        @staticmethod
-        def _version_of(conn: sqlite3.Connection, component: str, instance: str) -> int | None: ...
-        def list_instances(self, component: str) -> list[str]: ...
+    def __init__(self, db: Connections) -> None:
+        self.db = db
 
     def describe_state(self, component: str, instance: str) -> list[KeyInfo] | None:
-        conn = self._conn()
-        with self._read(conn):
-            if self._version_of(conn, component, instance) is None:
+        conn = self.db.conn()
+        with self.db.read(conn):
+            if version_of(conn, component, instance) is None:
                 return None
             rows = conn.execute(
                 # length() of a blob reads its size from the record header,
@@ -61,9 +49,9 @@ class SQLiteOperatorVerbs:
         return [KeyInfo(k, int(v), int(n), at) for k, v, n, at in rows]
 
     def key_history(self, component: str, instance: str, key: str, limit: int | None = None) -> list[KeyVersion]:
-        conn = self._conn()
+        conn = self.db.conn()
         args = (component, instance, key)
-        with self._read(conn):
+        with self.db.read(conn):
             rows = conn.execute(
                 "SELECT version, value, written_at FROM tidal_state WHERE component=? AND instance=? AND key=? "
                 "UNION ALL SELECT version, value, written_at FROM tidal_history "
@@ -79,15 +67,15 @@ class SQLiteOperatorVerbs:
             upto=upto,
             flow=flow,
         )
-        conn = self._conn()
-        return int(self._busy(lambda: conn.execute(sql, args).fetchone())[0])
+        conn = self.db.conn()
+        return int(self.db.busy(lambda: conn.execute(sql, args).fetchone())[0])
 
     def last_op_id(self, component: str, instance: str, *, flow: str | None = None) -> int:
         sql, args = _narrowed(
             "SELECT max(id) FROM tidal_ops WHERE component=? AND instance=?", [component, instance], flow=flow
         )
-        conn = self._conn()
-        row = self._busy(lambda: conn.execute(sql, args).fetchone())
+        conn = self.db.conn()
+        row = self.db.busy(lambda: conn.execute(sql, args).fetchone())
         return int(row[0] or 0)
 
     def failures(
@@ -105,8 +93,8 @@ class SQLiteOperatorVerbs:
             upto=upto,
             flow=flow,
         )
-        conn = self._conn()
-        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
+        conn = self.db.conn()
+        rows = self.db.busy(lambda: conn.execute(sql + " ORDER BY id", args).fetchall())
         return [FailedOp(r[0], component, instance, r[1], r[2] or "", r[3] or 0.0) for r in rows]
 
     def list_failures(
@@ -121,13 +109,13 @@ class SQLiteOperatorVerbs:
             sql += " AND flow=?"
             args.append(flow)
         args.append(-1 if limit is None else limit)
-        conn = self._conn()
-        rows = self._busy(lambda: conn.execute(sql + " ORDER BY id DESC LIMIT ?", args).fetchall())
+        conn = self.db.conn()
+        rows = self.db.busy(lambda: conn.execute(sql + " ORDER BY id DESC LIMIT ?", args).fetchall())
         return [FailedOp(r[0], component, r[1], r[2], r[3] or "", r[4] or 0.0) for r in rows]
 
     def retry_failed(self, component: str, instance: str, op_id: int) -> int | None:
-        conn = self._conn()
-        with self._write(conn):
+        conn = self.db.conn()
+        with self.db.write(conn):
             row = conn.execute(
                 "SELECT flow, payload FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
                 (op_id, component, instance),
@@ -142,17 +130,17 @@ class SQLiteOperatorVerbs:
             return int(cur.lastrowid or 0)
 
     def drop_failed(self, component: str, instance: str, op_id: int) -> bool:
-        cur = self._exec1(
+        cur = self.db.exec1(
             "DELETE FROM tidal_ops WHERE id=? AND component=? AND instance=? AND status=1",
             (op_id, component, instance),
         )
         return cur.rowcount == 1
 
     def queue_stats(self, components: Sequence[str]) -> dict[str, QueueStats]:
-        conn = self._conn()
+        conn = self.db.conn()
         out = {}
         for name in components:
-            pending, instances, oldest, failed = self._busy(
+            pending, instances, oldest, failed = self.db.busy(
                 lambda name=name: conn.execute(  # type: ignore[misc]
                     "SELECT sum(status=0), count(DISTINCT CASE WHEN status=0 THEN instance END), "
                     "min(CASE WHEN status=0 THEN enqueued_at END), sum(status=1) FROM tidal_ops WHERE component=?",
