@@ -18,8 +18,9 @@ from .output import TidalGroup
 def main() -> None:
     """Tidal: AI application state that keeps itself fresh.
 
-    Exit status: 0 success, 1 the operation failed, 2 usage error,
-    3 not found (unknown component, instance, key, version or op).
+    Exit status: 0 success, 1 the operation failed, 2 usage error (an
+    argument, option or setting), 3 not found (unknown component, instance,
+    key, version or op).
     Read commands print one JSON document with --json."""
 
 

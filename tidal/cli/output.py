@@ -4,7 +4,8 @@ on, JSON output, and the small formatters of the tables.
 ==== ============================================================
 0    success
 1    the operation failed (a failed update, an SQL error, a conflict)
-2    usage error: a missing or malformed argument or option
+2    usage error: a missing or malformed argument, option or setting
+     (a store URL, a ``TIDAL_*`` variable)
 3    not found: an unknown component, instance, state key, version or op
 ==== ============================================================
 """
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..exceptions import NotFoundError, TidalError, UnknownFlowError
+from ..exceptions import ConfigError, NotFoundError, TidalError, UnknownFlowError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -33,6 +34,13 @@ class NotFoundExit(click.ClickException):
     exit_code = EXIT_NOT_FOUND
 
 
+class UsageExit(click.ClickException):
+    """A ClickException that exits with status 2: a malformed setting (a
+    store URL, an environment variable), which has no option to point at."""
+
+    exit_code = EXIT_USAGE
+
+
 class TidalGroup(click.Group):
     """The ``tidal`` group: Tidal's errors become messages with the
     documented exit codes instead of tracebacks."""
@@ -42,6 +50,8 @@ class TidalGroup(click.Group):
             return super().invoke(ctx)
         except (NotFoundError, UnknownFlowError) as exc:
             raise NotFoundExit(str(exc)) from exc
+        except ConfigError as exc:
+            raise UsageExit(str(exc)) from exc
         except TidalError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -29,6 +29,7 @@ from ..app import App, set_default_app
 from ..config import Settings
 from ..core.component import Component, defined_components
 from ..exceptions import NotFoundError
+from .output import UsageExit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,10 +51,19 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
+def new_app(app_name: str, store: str | None, **kwargs: Any) -> App:
+    """``App(app_name, store, **kwargs)``; a malformed setting (a ``TIDAL_*``
+    variable) is a usage error, exit status 2, like a malformed store URL."""
+    try:
+        return App(app_name, store=store, **kwargs)
+    except ValueError as exc:
+        raise UsageExit(str(exc)) from exc
+
+
 def open_app(app_name: str, store: str | None, db: str | None = None) -> App:
     """The app named ``app_name`` on its store, without the user's code:
     enough to read and act on state, queues, runs and keys."""
-    return App(app_name, store=store, db=db)
+    return new_app(app_name, store, db=db)
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -144,7 +154,7 @@ def load_app(
     ``db`` must be given to its constructor instead."""
     where, attr = split_target(target)
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
-    fallback = App(app_name, store=store, db=db, settings=settings)
+    fallback = new_app(app_name, store, db=db, settings=settings)
     set_default_app(fallback)
     try:
         module = import_target(where)
