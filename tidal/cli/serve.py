@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..server.limits import DEFAULT_MAX_BODY_BYTES
 from .target import app_options, db_option, load_app, require_components
 
 if TYPE_CHECKING:
@@ -52,7 +51,12 @@ def user_relations() -> list[type[Record]]:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--api-key-required", is_flag=True, help="Require an API key (tidal keys create) or a JWT on every call.")
 @click.option("--no-updates", is_flag=True, help="Queue updates but leave running them to `tidal worker`.")
-@click.option("--max-body-bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Largest request body accepted [default: tidal.server.DEFAULT_MAX_BODY_BYTES, 1 MiB].",
+)
 @click.option("--no-docs", is_flag=True, help="Serve no /openapi.json and /docs (they need no auth).")
 @click.option("--log-level", default="info", show_default=True)
 def serve(
@@ -64,7 +68,7 @@ def serve(
     port: int,
     api_key_required: bool,
     no_updates: bool,
-    max_body_bytes: int,
+    max_body_bytes: int | None,
     no_docs: bool,
     log_level: str,
 ) -> None:
@@ -80,6 +84,7 @@ def serve(
         )
     import uvicorn
 
+    from ..server import DEFAULT_MAX_BODY_BYTES
     from ..server.auth import JWT_SECRET_ENV, Auth
     from ..server.factory import create_app
 
@@ -90,7 +95,7 @@ def serve(
         app,
         auth=auth,
         relations=user_relations(),
-        max_body_bytes=max_body_bytes,
+        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         run_updates=not no_updates,
         openapi=not no_docs,
     )
