@@ -142,6 +142,11 @@ def test_failures_retry_and_drop(app: tidal.App) -> None:
             n.flush_update("add")
         first, second = sorted(admin.failures(app, "Notes"), key=lambda f: f.op_id)
         assert (first.instance, first.flow) == ("n1", "add")
+        waiting = admin.instance_queue(app, "Notes", "n1")
+        assert waiting.pending == 0 and [f.op_id for f in waiting.failed] == [first.op_id, second.op_id]
+        assert json.loads(json.dumps(waiting.as_dict()))["failed"][0]["op_id"] == first.op_id
+        with pytest.raises(NotFoundError, match="no instance Notes/zz"):
+            admin.instance_queue(app, "Notes", "zz")
         assert first.summary == "RuntimeError: cannot add x"
         json.dumps(first.as_dict())
         dropped = admin.drop_failed(app, "Notes", first.op_id)
@@ -258,3 +263,12 @@ def test_admin_on_redis(url: str, tmp_path: Path, request: pytest.FixtureRequest
             assert {k.key for k in state.keys} == {"items", "count"} and state.version == 6
     finally:
         app.close()
+
+
+def test_admin_exports_every_verb_it_lists() -> None:
+    from tidal.admin import backlog, catalog, common, query, runs_log, state_keys
+
+    assert all(hasattr(admin, name) for name in admin.__all__)
+    assert admin.state is state_keys.state and admin.sql is query.sql and admin.queues is backlog.queues
+    assert admin.components is catalog.components and admin.runs is runs_log.runs
+    assert callable(common.check_instance)

@@ -103,11 +103,11 @@ def test_worker_runs_ops_enqueued_elsewhere(tmp_path: Path, env: dict[str, str])
 
 def test_state_show_unknown_instance_fails_clearly(tmp_path: Path, env: dict[str, str]) -> None:
     out = tidal("state", "show", "Nope", "x", cwd=tmp_path, env=env)
-    assert out.returncode != 0
+    assert out.returncode == 3, out.stderr
     assert "no instance Nope/x" in out.stderr
 
 
 def test_unknown_store_scheme_lists_known_ones(tmp_path: Path, env: dict[str, str]) -> None:
     out = tidal("instances", "X", "--store", "bogus://x", cwd=tmp_path, env=env)
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr
     assert "memory://" in out.stderr and "sqlite://" in out.stderr

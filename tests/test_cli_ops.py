@@ -259,7 +259,8 @@ def test_history_setting_from_the_environment(project: Path, env: dict[str, str]
     versions = ok("state", "history", "Tally", "h", "n", cwd=project, env=env)["versions"]
     assert [v["version"] for v in versions] == [4, 3]
     bad = tidal("state", "show", "Tally", "h", cwd=project, env={**env, "TIDAL_HISTORY_VERSIONS": "lots"})
-    assert bad.returncode != 0 and "TIDAL_HISTORY_VERSIONS must be a whole number" in bad.stderr
+    assert bad.returncode == 2 and "TIDAL_HISTORY_VERSIONS must be a whole number" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_commands_on_redis(project: Path, env: dict[str, str], redis_url: str) -> None:

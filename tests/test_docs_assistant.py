@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 import tidal
-from tidal.demo import load_example, run_docs
+from tidal.cli.demo import load_example, run_docs
 
 ex = load_example("docs_assistant")
 # scripts/test.sh installs the embeddings extra, so in CI the real model is

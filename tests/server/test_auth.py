@@ -179,7 +179,7 @@ def test_serve_refuses_other_interfaces_without_auth(host: str) -> None:
 
 
 def test_loopback_hosts_are_recognised() -> None:
-    from tidal.server.command import is_loopback
+    from tidal.cli.serve import is_loopback
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "host.example"))

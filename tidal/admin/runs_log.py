@@ -1,6 +1,6 @@
-"""Operations on the runs log: the latest runs, and statistics per component
-and flow (counts, errors, latency percentiles, feedback). Re-exported by
-:mod:`tidal.admin`, which holds the rest of the operator's view."""
+"""The runs log: the latest runs, statistics per component and flow
+(counts, errors, latency percentiles, feedback), and a timeline of
+throughput and update lag."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
+from ..relations.builtin import Feedback, Run
+
 if TYPE_CHECKING:
     from ..app import App
 
-STATUSES = ("ok", "error", "discarded")
+RUN_STATUSES = ("ok", "error", "discarded")
 """The statuses a run is recorded with."""
 
 
@@ -78,8 +80,6 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _tables(app: App) -> tuple[sa.Table, sa.Table]:
-    from ..relations.builtin import Feedback, Run
-
     if app.runlog is not None:
         app.runlog.flush()
     return app.db.relation(Run).table, app.db.relation(Feedback).table
@@ -99,8 +99,8 @@ def runs(
     """The latest ``limit`` runs that match, newest first. With ``after`` (a
     ``created_at`` from an earlier call) only rows written later (what
     ``tidal runs tail --follow`` polls with)."""
-    if status is not None and status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if status is not None and status not in RUN_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
     if kind is not None and kind not in ("serve", "update"):
         raise ValueError(f"kind must be serve or update, got {kind!r}")
     if limit < 1:

@@ -36,7 +36,7 @@ EVENTS: tuple[Event, ...] = ("insert", "update", "delete")
 
 
 @dataclass
-class _Relation:
+class Relation:
     cls: type[Record]
     table: sa.Table
     columns: list[Column]
@@ -88,7 +88,7 @@ class Database:
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._metadata = sa.MetaData()
-        self._relations: dict[str, _Relation] = {}
+        self._relations: dict[str, Relation] = {}
         self._lock = threading.Lock()
         self.on_change: list[Callable[[], None]] = []
         self.outbox = Outbox(self._metadata, self.connect, self.begin)
@@ -132,7 +132,7 @@ class Database:
             else:
                 with self.begin() as conn:
                     table.create(conn)
-            self._relations[name] = _Relation(cls, table, columns_for(cls), stuck)
+            self._relations[name] = Relation(cls, table, columns_for(cls), stuck)
 
     def _evolve(self, cls: type[Record], table: sa.Table, reflected: list[Any]) -> list[str]:
         """Adapt an existing table to ``cls`` in one transaction; returns the
@@ -172,7 +172,7 @@ class Database:
         self.register(cls)
         self.outbox.declare(cls.relation(), component, flow)
 
-    def relation(self, cls: type[Record]) -> _Relation:
+    def relation(self, cls: type[Record]) -> Relation:
         rel = self._relations.get(cls.relation())
         if rel is None or rel.cls is not cls:
             self.register(cls)
@@ -304,7 +304,7 @@ class Database:
 
     # -- reads ------------------------------------------------------------
 
-    def _get(self, conn: sa.Connection, rel: _Relation, record_id: str) -> Record | None:
+    def _get(self, conn: sa.Connection, rel: Relation, record_id: str) -> Record | None:
         row = conn.execute(sa.select(rel.table).where(rel.table.c.id == record_id)).mappings().first()
         return None if row is None else rel.record(row)
 

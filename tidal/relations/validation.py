@@ -13,7 +13,7 @@ from .record import Record, type_name
 from .schema import Column, columns_for
 
 if TYPE_CHECKING:
-    from .database import _Relation
+    from .database import Relation
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 """The range of an integer column (BIGINT on PostgreSQL, INTEGER on SQLite)."""
@@ -67,7 +67,7 @@ def validate(items: Iterable[Record | Mapping[str, Any]], cls: type[R] | None = 
     return records
 
 
-def refused(rel: _Relation, index: int, record_id: str, exc: sa.exc.IntegrityError) -> Exception:
+def refused(rel: Relation, index: int, record_id: str, exc: sa.exc.IntegrityError) -> Exception:
     """The error for a row the table refused (the transaction is rolled back)."""
     relation = rel.cls.relation()
     if is_duplicate_key(exc):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from ..relations.builtin import Feedback, Run
 from .auth import Auth
 from .errors import not_found
 from .scopes import OPEN, Principal
@@ -106,8 +107,6 @@ def runnable_flows(comp: Component) -> list[str]:
 def default_relations(app: App, extra: Iterable[type[Record]] = ()) -> dict[str, type[Record]]:
     """The relations an API exposes: ``extra``, those that trigger the app's
     components, those its database has registered, and runs and feedback."""
-    from ..relations.builtin import Feedback, Run
-
     classes: list[type[Record]] = [*extra]
     for comp in app.components.values():
         classes.extend(t.relation for t in comp.triggers)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from ... import admin
-from ...exceptions import StateIntegrityError
+from ...exceptions import NotFoundError, StateIntegrityError
 from ..context import INSTANCE_PATTERN, ServerContext
 from ..errors import APIError
 from ..scopes import OPEN, Principal
@@ -70,18 +70,11 @@ def _instances(ctx: ServerContext, comp: str, principal: Principal) -> tuple[lis
     ids = [i for i in sorted(ctx.app.store.list_instances(comp)) if principal.can(comp, i)]
     out = []
     for instance in ids[:INSTANCES_SHOWN]:
-        keys = ctx.app.store.describe_state(comp, instance)
-        version = ctx.app.store.get_version(comp, instance)
-        if keys is None or version is None:  # deleted meanwhile
+        try:
+            state = admin.state(ctx.app, comp, instance)
+        except NotFoundError:  # deleted meanwhile
             continue
-        out.append(
-            {
-                "instance": instance,
-                "version": max([version, *(k.version for k in keys)]),
-                "keys": len(keys),
-                "size": sum(k.size for k in keys),
-            }
-        )
+        out.append({"instance": instance, "version": state.version, "keys": len(state.keys), "size": state.size})
     return out, len(ids) > INSTANCES_SHOWN
 
 

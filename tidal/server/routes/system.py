@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ...relations.builtin import Run
 from ..context import ServerContext
 from ..errors import APIError
 from ..models import FeedbackRequest
@@ -55,8 +56,6 @@ def _probe_db(ctx: ServerContext) -> None:
 
 
 def _feedback(ctx: ServerContext, run_id: str, body: FeedbackRequest, principal: Principal) -> dict[str, Any]:
-    from ...relations.builtin import Run
-
     app = ctx.app
     if app.runlog is None:
         raise APIError(409, "no_runs_log", f"app {app.name!r} runs without a runs log (runs_log=False)")

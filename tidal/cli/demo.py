@@ -1,4 +1,4 @@
-"""``tidal demo``: the per-user preferences example, narrated.
+"""``tidal demo``: the example apps (preferences, z-score, docs assistant), narrated.
 
 Shows what Tidal does: every serve answers at once from the state committed
 so far, updates fold each interaction into that user's own persisted state
@@ -15,15 +15,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
-from .app import App, set_default_app
+from ..app import App, set_default_app
+from ..config import home_dir
 
 
 def load_example(name: str) -> ModuleType:
     """Import ``examples/<name>.py`` from the working directory or the checkout."""
-    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
         path = root / "examples" / f"{name}.py"
         if path.exists():
             spec = importlib.util.spec_from_file_location(f"tidal_example_{name}", path)
@@ -118,8 +120,6 @@ def run_docs(
     """The documentation assistant over Python's own documentation topics:
     indexed by triggers, answered from state, corrected by feedback. Returns
     what it measured (the tests check it)."""
-    from .config import home_dir
-
     folder = home_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     db_file = folder / "docs-demo.db"
@@ -314,3 +314,22 @@ def run_docs(
     app.close()
     set_default_app(None)
     return out
+
+
+@click.command()
+@click.option(
+    "--example", type=click.Choice(["preferences", "zscore", "docs"]), default="preferences", show_default=True
+)
+@click.option("--keep", is_flag=True, help="Continue from the state left by the last demo run.")
+def demo(example: str, keep: bool) -> None:
+    """Run an example app on the embedded store (./.tidal/demo.db)."""
+    console = Console()
+    if example == "preferences":
+        run_preferences(console, keep=keep)
+    elif example == "docs":
+        run_docs(console)
+    else:
+        run_zscore(console)
+
+
+COMMANDS = [demo]

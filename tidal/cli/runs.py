@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from ..admin.runs_log import STATUSES
-from ._common import app_options, emit, json_option, ms, open_app
+from .output import emit, json_option, ms
+from .target import app_options, open_app
 
 
 @click.group()
@@ -36,7 +36,7 @@ def _table(rows: list[admin.RunInfo]) -> Table:
 @click.option("--component", default=None, help="Only runs of this component.")
 @click.option("--instance", default=None, help="Only runs of this instance.")
 @click.option("--flow", default=None, help="Only runs of this flow.")
-@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this status.")
+@click.option("--status", type=click.Choice(admin.RUN_STATUSES), default=None, help="Only runs with this status.")
 @click.option("--kind", type=click.Choice(["serve", "update"]), default=None, help="Only serve or update runs.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--follow", is_flag=True, help="Keep printing new runs (JSON: one document per line) until Ctrl-C.")

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from ._common import app_options, emit, json_option, open_app
+from .output import emit, json_option
+from .target import app_options, open_app
 
 
 def _params(values: tuple[str, ...]) -> dict[str, Any]:

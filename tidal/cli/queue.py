@@ -1,18 +1,18 @@
-"""``tidal queue``: queue depth, update lag and failed ops; retry or drop
-a failed op."""
+"""``tidal queue`` and ``tidal freshness``: queue depth, update lag and
+failed ops; retry or drop a failed op."""
 
 from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from ._common import EXIT_FAILED, app_options, emit, json_option, ms, open_app, when
+from .output import EXIT_FAILED, emit, json_option, ms, when
+from .target import app_options, open_app
 
 
 class _QueueGroup(click.Group):
@@ -46,28 +46,27 @@ def show(component: str, instance: str | None, window: float, app_name: str, sto
     """Depth, lag and failures of COMPONENT; with INSTANCE, the pending and
     failed ops of that instance. Exit status 1 when there are failed ops.
     (``tidal freshness`` shows several components at once.)"""
-    components = (component,)
     with open_app(app_name, store) as app:
         if instance is not None:
-            admin.instance(app, components[0], instance)  # not found: exit 3
-            pending = app.store.pending(components[0], instance)
-            failed = admin.failures(app, components[0], instance=instance, limit=None)
-            rows: Any = None
+            waiting = admin.instance_queue(app, component, instance)
         else:
-            rows = admin.queues(app, list(components), timedelta(seconds=window))
+            rows = admin.queues(app, [component], timedelta(seconds=window))
     if instance is not None:
-        failed.reverse()  # oldest first, as they happened
         if as_json:
-            emit({"component": components[0], "instance": instance, "pending": pending,
-                  "failed": [f.as_dict() for f in failed]})  # fmt: skip
+            emit(waiting.as_dict())
         else:
             console = Console()
-            console.print(f"{components[0]}/{instance}: {pending} pending, {len(failed)} failed")
-            for f in failed:
+            console.print(f"{component}/{instance}: {waiting.pending} pending, {len(waiting.failed)} failed")
+            for f in waiting.failed:
                 console.print(f"[red]op {f.op_id}[/red] flow {f.flow!r} at {when(f.failed_at)}:\n{f.error}")
-        if failed:
+        if waiting.failed:
             sys.exit(EXIT_FAILED)
         return
+    _print_freshness(rows, as_json)
+
+
+def _print_freshness(rows: list[admin.Freshness], as_json: bool) -> None:
+    """The rows as JSON or a table; exit status 1 when any has failed ops."""
     if as_json:
         emit([r.as_dict() for r in rows])
     else:
@@ -79,6 +78,19 @@ def show(component: str, instance: str | None, window: float, app_name: str, sto
         Console().print(table)
     if any(r.failed for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+@click.command()
+@click.argument("components", nargs=-1, required=True)
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds of update runs to measure lag over.")  # fmt: skip
+@app_options
+@json_option
+def freshness(components: tuple[str, ...], window: float, app_name: str, store: str | None, as_json: bool) -> None:
+    """Queue depth and update lag of COMPONENTS (exit status 1 if any has failed ops)."""
+    with open_app(app_name, store) as app:
+        rows = admin.queues(app, list(components), timedelta(seconds=window))
+    _print_freshness(rows, as_json)
 
 
 @queue.command("failures")
@@ -148,4 +160,4 @@ def drop(component: str, op_id: int, instance: str | None, app_name: str, store:
         click.echo(f"dropped failed op {op_id} of {component}/{gone.instance} (flow {gone.flow!r})")
 
 
-COMMANDS = [queue]
+COMMANDS = [queue, freshness]

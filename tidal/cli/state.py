@@ -1,5 +1,6 @@
-"""``tidal state show | history | rollback``: an instance's state keys,
-the earlier versions of one key, and setting a key back to one of them."""
+"""``tidal instances`` and ``tidal state show | history | rollback``: the
+instances of a component, an instance's state keys, the earlier versions of
+one key, and setting a key back to one of them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,25 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from ._common import app_options, emit, json_option, open_app, when
+from .output import emit, json_option, when
+from .target import app_options, open_app
+
+
+@click.command()
+@click.argument("component")
+@app_options
+@json_option
+def instances(component: str, app_name: str, store: str | None, as_json: bool) -> None:
+    """List the instances of COMPONENT with their state versions."""
+    with open_app(app_name, store) as app:
+        rows = admin.instances(app, component)
+    if as_json:
+        emit([{"instance": r.instance, "version": r.version} for r in rows])
+        return
+    table = Table("instance", "version", title=f"{component} instances")
+    for r in rows:
+        table.add_row(r.instance, str(r.version))
+    Console().print(table)
 
 
 @click.group()
@@ -80,4 +99,4 @@ def rollback(
     click.echo(f"{component}/{instance} {key} {what}; the instance is now at version {done.new_version}")
 
 
-COMMANDS = [state]
+COMMANDS = [instances, state]

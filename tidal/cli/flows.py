@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
+from .. import admin
+from ..compat import StateMigrator
 from ..engine.runlog import jsonable
 from ..exceptions import NotFoundError, UpdateFailedError
-from ._common import EXIT_FAILED, app_options, app_with_target, emit, json_option, parse_json_object, target_component
+from .output import EXIT_FAILED, emit, json_option, parse_json_object
+from .target import app_options, import_function, load_app, target_component
 
 
 @click.command("run")
@@ -38,11 +38,12 @@ def run(
     store: str | None,
     as_json: bool,
 ) -> None:
-    """Run FLOW of COMPONENT (defined in TARGET, a module or .py file) on an
-    instance and print its result. Without --flush, its update ops stay
-    queued for a worker (those this process gets to first are applied)."""
+    """Run FLOW of COMPONENT (defined in TARGET, a module or .py file, or
+    TARGET:app naming its tidal.App) on an instance and print its result.
+    Without --flush, its update ops stay queued for a worker (those this
+    process gets to first are applied)."""
     parsed = parse_json_object(props, "--props")
-    app = app_with_target(target, app_name, store)
+    app = load_app(target, app_name, store)
     with app:
         comp = target_component(app, target, component)
         if flow not in comp.flow_keys():
@@ -71,21 +72,6 @@ def run(
         sys.exit(EXIT_FAILED)
 
 
-def _import_function(spec: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise click.BadParameter(f"expected module:function, got {spec!r}", param_hint="FUNCTION")
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="FUNCTION") from exc
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise click.BadParameter(f"{module_name} has no function {attr!r}", param_hint="FUNCTION")
-    return fn  # type: ignore[no-any-return]
-
-
 @click.command("migrate")
 @click.argument("target")
 @click.argument("component")
@@ -107,16 +93,12 @@ def migrate(
     """Rewrite the state of COMPONENT's instances with FUNCTION
     (module:function, taking the state dict and returning the new one),
     each instance in one atomic commit. Exit status 1 if any failed."""
-    from ..compat import StateMigrator
-
-    fn = _import_function(function)
-    app = app_with_target(target, app_name, store)
+    fn = import_function(function, param_hint="FUNCTION")
+    app = load_app(target, app_name, store)
     with app:
         comp = target_component(app, target, component)
-        known = app.store.list_instances(component)
         for name in instances:
-            if name not in known:
-                raise NotFoundError("instance", f"{component}/{name}", known, where=app.store.url)
+            admin.instance(app, component, name)  # not found: exit 3
         results = StateMigrator(comp, fn).migrate(list(instances) or None, num_workers=workers)
     failed = [r for r in results if r.exception is not None]
     if as_json:
