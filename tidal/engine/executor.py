@@ -101,6 +101,19 @@ class Executor:
         self._wake.set()
 
     def _loop(self) -> None:
+        try:
+            self._work()
+        finally:
+            self._close_event_loop()
+
+    def _close_event_loop(self) -> None:
+        """Close this thread's event loop of async update ops, if it made one."""
+        loop = getattr(self._local, "loop", None)
+        if loop is not None:
+            self._local.loop = None
+            loop.close()
+
+    def _work(self) -> None:
         sweep = self.app.settings.sweep_seconds
         while not self._stop.is_set():
             self._wake.clear()
@@ -197,8 +210,11 @@ class Executor:
     def drain(self) -> int:
         """Process batches until none is left; returns how many ran."""
         n = 0
-        while self.run_once():
-            n += 1
+        try:
+            while self.run_once():
+                n += 1
+        finally:
+            self._close_event_loop()
         return n
 
     def process(self, claim: Claim) -> None:

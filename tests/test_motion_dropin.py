@@ -1,0 +1,93 @@
+"""Behaviours a Motion app relies on, each checked on its own (Tidal's own
+tests of them; Motion's suite itself runs through tests/motion_suite)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import tidal
+from tidal import Component
+
+
+def _counter(update_flow: str, factor: int) -> Component:
+    """A ``Counter`` as one of Motion's test modules defines it: every module
+    has its own, under the same name, on the default app."""
+    C = Component("Counter")
+
+    @C.init_state
+    def setup() -> dict[str, Any]:
+        return {"value": 1}
+
+    @C.serve(update_flow)
+    def read(state: Any, props: Any) -> Any:
+        return state["value"]
+
+    @C.update(update_flow)
+    def change(state: Any, props: Any) -> dict[str, Any]:
+        return {"value": state["value"] * factor if update_flow == "multiply" else state["value"] + factor}
+
+    return C
+
+
+def test_two_components_of_one_name_each_run_their_own_update_ops() -> None:
+    first = _counter("multiply", 3)
+    second = _counter("add", 44)  # defined later: the name now stands for this one
+    with first("a") as a, second("b") as b:
+        for _ in range(2):
+            a.run("multiply", flush_update=True)
+        b.run("add", flush_update=True)
+        assert a.read_state("value") == 9
+        assert b.read_state("value") == 45
+    # Interleaved, with both executors' batches in flight.
+    with first("c") as c, second("d") as d:
+        for _ in range(5):
+            c.run("multiply")
+            d.run("add")
+        c.flush_update()
+        d.flush_update()
+        assert (c.read_state("value"), d.read_state("value")) == (3**5, 1 + 5 * 44)
+
+
+def test_async_update_ops_run() -> None:
+    C = Component("AsyncCounter")
+
+    @C.init_state
+    def setup() -> dict[str, Any]:
+        return {"n": 0}
+
+    @C.update("bump")
+    async def bump(state: Any, props: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"n": state["n"] + props["by"]}
+
+    with C("x") as x:
+        for by in (1, 2, 3):
+            x.run("bump", props={"by": by})
+        x.flush_update()
+        assert x.read_state("n") == 6
+
+
+def test_generator_update_ops_are_refused_at_definition() -> None:
+    C = Component("Gen")
+
+    with pytest.raises(tidal.DefinitionError, match="not a generator"):
+
+        @C.update("g")
+        def g(state: Any, props: Any) -> Any:
+            yield {"n": 1}
+
+
+def test_a_failed_update_is_a_runtime_error_as_in_motion() -> None:
+    C = Component("Fails")
+
+    @C.update("boom")
+    def boom(state: Any, props: Any) -> dict[str, Any]:
+        raise ValueError("no")
+
+    with C("x") as x, pytest.raises(RuntimeError) as info:
+        x.run("boom", flush_update=True)
+    assert isinstance(info.value, tidal.UpdateFailedError)
+    assert "ValueError: no" in info.value.failures[0].error
