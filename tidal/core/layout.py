@@ -79,9 +79,24 @@ class WholeLayout:
         return self.snapshot(version, raw, base.decoder, base.instance_id)
 
     def update_state(self, raw: Mapping[str, bytes], decode: Decode, instance_id: str) -> UpdateState:
+        return self.state_from(self._loaded(raw, decode), decode, instance_id)
+
+    def state_from(self, values: Mapping[str, Any], decode: Decode, instance_id: str) -> UpdateState:
+        """An update op's state over live values (a shallow copy: the op's
+        returned keys never reach ``values``)."""
         state = UpdateState({}, decode, instance_id)
-        dict.update(state, self._loaded(raw, decode))
+        dict.update(state, values)
         return state
+
+    def live_snapshot(
+        self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str, values: dict[str, Any]
+    ) -> Snapshot:
+        """A snapshot whose values are the live objects this process holds
+        (what init_state or the last update here returned), not ``load_state``
+        of the stored bytes: objects that save_state cannot carry, such as a
+        connection to an in-memory database, stay with the process that made
+        them, and the stored form is only for other processes (as in Motion)."""
+        return Snapshot(version, raw, decode, instance_id=instance_id, values=values, whole=True)
 
     def encode(self, state: UpdateState, delta: Mapping[str, Any], encode: Encode) -> dict[str, bytes]:
         if not delta:

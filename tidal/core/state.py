@@ -80,6 +80,12 @@ class Snapshot(Mapping[str, Any]):
         return self._decode
 
     @property
+    def loaded(self) -> dict[str, Any]:
+        """The values decoded so far: for a whole-state snapshot, all of them,
+        as ``load_state`` gave them or as this process last set them."""
+        return self._values
+
+    @property
     def raw_items(self) -> dict[str, bytes]:
         """All committed bytes of this version, by key."""
         return self._raw

@@ -21,10 +21,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
-from ..core.layout import KeyLayout, check_delta
+from ..core.layout import KeyLayout, WholeLayout, check_delta
 from ..core.policies import should_discard
 from ..core.props import Properties
-from ..core.state import IMMUTABLE_TYPES, overlay
+from ..core.state import IMMUTABLE_TYPES, Snapshot, overlay
 from ..exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
 from ..stores import Claim, Failure
 from .serving import call_sync
@@ -229,7 +229,7 @@ class Executor:
         for _ in range(COMMIT_RETRIES):
             snap = app.snapshot(component, claim.instance, known)
             known = None
-            changes, done, failed, bump, runs = self._apply(component, claim, snap.raw_items)
+            changes, done, failed, bump, runs, live = self._apply(component, claim, snap)
             # From the commit to the end of its effects here, flush_update waits
             # (see Runtime.settling).
             with app.settling(claim.component, claim.instance):
@@ -253,7 +253,12 @@ class Executor:
                 with self._active_lock:  # its lease is gone: the heartbeat must not miss it
                     self._active.pop(claim.token, None)
                 if changes:
-                    app.install(component, app.layout(component).advance(snap, version, changes, ()))
+                    layout = app.layout(component)
+                    if live is not None and isinstance(layout, WholeLayout):
+                        raw = {**snap.raw_items, **changes}
+                        app.install(component, layout.live_snapshot(version, raw, snap.decoder, claim.instance, live))
+                    else:
+                        app.install(component, layout.advance(snap, version, changes, ()))
                 runlog = app.runlog
                 if runlog is not None:
                     for entry in runs:
@@ -306,8 +311,8 @@ class Executor:
         return result
 
     def _apply(
-        self, component: ComponentSpec, claim: Claim, raw: Any
-    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any]]:
+        self, component: ComponentSpec, claim: Claim, snap: Snapshot
+    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any], dict[str, Any] | None]:
         app = self.app
         layout = app.layout(component)
         encode = app.encoder(component, claim.instance)
@@ -321,6 +326,10 @@ class Executor:
         # Immutable values the batch's earlier ops returned, handed on as they
         # are rather than decoded again from their bytes for each op.
         carried: dict[str, Any] | None = {} if isinstance(layout, KeyLayout) else None
+        # A whole-state component's ops run on the live objects this process
+        # holds (see WholeLayout.live_snapshot), each op on a shallow copy.
+        live: dict[str, Any] | None = dict(snap.loaded) if isinstance(layout, WholeLayout) else None
+        raw = snap.raw_items
         for op in claim.ops:
             t0, wall0 = time.perf_counter(), time.time()
             flow, props, ran = "?", None, False
@@ -336,7 +345,10 @@ class Executor:
                 background_serve = bool(mode and mode[0] == "serve")
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
-                state = layout.update_state(overlay(raw, changes), decode, claim.instance)
+                if live is not None and isinstance(layout, WholeLayout):
+                    state = layout.state_from(live, decode, claim.instance)
+                else:
+                    state = layout.update_state(overlay(raw, changes), decode, claim.instance)
                 if carried:
                     dict.update(state, carried)
                 if background_serve:
@@ -372,6 +384,8 @@ class Executor:
                 )  # fmt: skip
                 continue
             changes.update(encoded)
+            if live is not None and delta:
+                live = dict(dict.items(state))
             if carried is not None:
                 for key, value in delta.items():
                     if type(value) in IMMUTABLE_TYPES:
@@ -386,4 +400,4 @@ class Executor:
                 ("", name, instance, flow, "update", status, props, sorted(delta), False, None, None, op.id,
                  wall0, time.perf_counter() - t0, None, wall0 - op.enqueued_at)
             )  # fmt: skip
-        return changes, done, failed, bump, runs
+        return changes, done, failed, bump, runs, live

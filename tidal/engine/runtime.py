@@ -145,8 +145,13 @@ class Runtime(Generic[C]):
         if self.store.get_version(component.name, instance) is not None:
             return False
         state = component.make_init_state(params or {})
-        values = self.layout(component).encode_initial(state, self.encoder(component, instance))
-        created, _ = self.store.create_instance(component.name, instance, values)
+        layout = self.layout(component)
+        values = layout.encode_initial(state, self.encoder(component, instance))
+        created, version = self.store.create_instance(component.name, instance, values)
+        if created and isinstance(layout, WholeLayout):
+            # This process keeps the live objects init_state made (see WholeLayout.live_snapshot).
+            decode = self.decoder(component.name, instance)
+            self.install(component, layout.live_snapshot(version, dict(values), decode, instance, dict(state)))
         return created
 
     # -- relations --------------------------------------------------------
