@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .constants import FLUSH_POLL_SECONDS
 from .core.props import Properties, validate_props
 from .engine import serving
+from .engine.runlog import Entry
 from .exceptions import (
     DefinitionError,
     TidalError,
@@ -166,23 +167,23 @@ class Instance:
             return
         run_id = runlog.new_id()
         runlog.record(
-            (
-                run_id,
-                self.component.name,
-                self._id,
-                flow_key,
-                "serve",
-                "ok" if error is None else "error",
-                p,
-                result,
-                hit,
-                snap.version if snap is not None else None,
-                None,
-                None,
-                started[1],
-                latency,
-                error,
-                None,
+            Entry(
+                id=run_id,
+                component=self.component.name,
+                instance=self._id,
+                flow=flow_key,
+                kind="serve",
+                status="ok" if error is None else "error",
+                props=p,
+                result=result,
+                cached=hit,
+                version_read=snap.version if snap is not None else None,
+                version_written=None,
+                op_id=None,
+                started=started[1],
+                latency=latency,
+                error=error,
+                waited=None,
             )
         )
         self._local.run_id = run_id
