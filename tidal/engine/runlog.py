@@ -252,6 +252,8 @@ class RunLog:
         self._writes = 0
         self._writing = False
         """Whether a flush is writing a batch it took from the buffer."""
+        self._owner: int | None = None
+        """The thread that holds the write lock in a flush."""
         self.written = 0
         self.dropped = 0
         self.truncated = 0
@@ -315,15 +317,21 @@ class RunLog:
         that the database's write lock is never held for long); returns how
         many were written. Raises only when the database itself fails; the
         runs then stay buffered."""
-        with self._write_lock:
-            return self._flush_locked()
+        try:
+            with self._write_lock:
+                return self._flush_locked()
+        finally:
+            if _term_deferred and threading.current_thread() is threading.main_thread():
+                _on_sigterm(signal.SIGTERM, None)  # SIGTERM came during this flush: now it can end the process
 
     def _flush_locked(self) -> int:
         self._writing = True
+        self._owner = threading.get_ident()
         try:
             return self._write_buffer()
         finally:
             self._writing = False
+            self._owner = None
 
     def _write_buffer(self) -> int:
         total = 0
@@ -541,7 +549,7 @@ class RunLog:
         """Stop the writer after writing what is buffered."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
         self._flush_before_exit(None)
         _logs.discard(self)
@@ -549,7 +557,7 @@ class RunLog:
     def _flush_before_exit(self, timeout: float | None) -> None:
         """Write what is buffered; what cannot be written now is counted in
         ``lost`` and logged: nothing will try again."""
-        if not self._buffer:
+        if not self.pending:
             return
         if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
             self._lose("the writer is stuck in a write")
@@ -560,6 +568,8 @@ class RunLog:
             self._lose(_describe(exc))
         finally:
             self._write_lock.release()
+        if _term_deferred and threading.current_thread() is threading.main_thread():
+            _on_sigterm(signal.SIGTERM, None)  # SIGTERM came during this flush (see _on_sigterm)
 
     def _lose(self, why: str) -> None:
         lost = len(self._buffer)
@@ -699,11 +709,23 @@ def _install_exit_hooks() -> None:
             pass
 
 
+_term_deferred = False
+"""SIGTERM came while the main thread was writing runs (see _on_sigterm)."""
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM's default, after writing buffered runs: the process still
     dies of the signal (its exit status unchanged). The writing runs in a
     thread of its own, bounded by ``EXIT_FLUSH_S``: this handler interrupts
-    the main thread anywhere, possibly in a write holding a lock."""
+    the main thread anywhere. If that is in a flush (an exit hook, app.sql),
+    the flush holds the write lock and cannot go on while this waits: the
+    handler returns, and the flush calls it again once it is done."""
+    global _term_deferred
+    me = threading.get_ident()
+    if any(runlog._owner == me for runlog in list(_logs)):
+        _term_deferred = True
+        return
+    _term_deferred = False
     if any(runlog.pending for runlog in list(_logs)):
         writer = threading.Thread(target=_flush_all, args=(EXIT_FLUSH_S,), name="tidal-runs-exit", daemon=True)
         writer.start()
