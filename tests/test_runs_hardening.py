@@ -347,22 +347,21 @@ def test_sigterm_writes_the_buffered_runs_and_the_process_still_dies_of_it(tmp_p
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys, time
+            import time
             import tidal
+            from tidal.engine.runlog import RunLog
+            # A writer thread that has not got round to writing yet: the runs
+            # stay buffered until the process is told to stop.
+            RunLog._loop = lambda self: self._stop.wait()
             app = tidal.App("term", store="memory://", db="sqlite:///{db}", home="{tmp_path / "home"}")
             C = app.component("Echo")
             @C.serve("echo")
             def echo(state, props):
                 return props["i"]
             e = C("e")
-            runlog = app.runlog
-            with runlog._write_lock:  # the writer cannot write: the runs stay buffered
-                for i in range(300):
-                    e.run("echo", props={{"i": i}})
-                print(runlog.pending, flush=True)
-            runlog._stop.set()  # and will not wake up to write them
-            runlog._wake.set()
-            runlog._thread.join()
+            for i in range(300):
+                e.run("echo", props={{"i": i}})
+            print(app.runlog.pending, flush=True)
             print("ready", flush=True)
             time.sleep(120)
             """
