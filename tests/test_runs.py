@@ -89,7 +89,7 @@ def test_flush_update_returns_only_after_the_runs_of_what_it_waited_for_are_logg
     record = runlog.record
 
     def slow_record(entry: Any) -> None:
-        if entry[4] == "update":  # serve runs are recorded by the caller itself
+        if entry.kind == "update":  # serve runs are recorded by the caller itself
             time.sleep(0.2)
         record(entry)
 
@@ -273,14 +273,14 @@ def test_runs_and_feedback_on_postgres(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_a_runs_log_that_falls_behind_drops_and_counts_instead_of_growing(tmp_path: Path) -> None:
-    from tidal.engine.runlog import RunLog
+    from tidal.engine.runlog import Entry, RunLog
 
     app = tidal.App("behind", store="memory://", home=tmp_path)
     log = RunLog(app, max_buffer=3, batch=2)
     log._thread = threading.current_thread()  # keep the writer thread from starting: we flush by hand
     for i in range(5):
         log.record(
-            (log.new_id(), "C", "i", "f", "serve", "ok", {"i": i}, i, False, 1, None, None, 0.0, 0.0, None, None)
+            Entry(log.new_id(), "C", "i", "f", "serve", "ok", {"i": i}, i, False, 1, None, None, 0.0, 0.0, None, None)
         )
     assert (log.pending, log.dropped) == (3, 2)
     assert log.flush() == 3  # in two transactions of at most `batch` rows

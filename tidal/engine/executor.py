@@ -27,6 +27,7 @@ from ..core.props import Properties
 from ..core.state import IMMUTABLE_TYPES, Snapshot, overlay
 from ..exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
 from ..stores import Claim, Failure
+from .runlog import Entry
 from .serving import call_sync
 
 if TYPE_CHECKING:
@@ -262,9 +263,12 @@ class Executor:
                 runlog = app.runlog
                 if runlog is not None:
                     for entry in runs:
-                        ok = entry[5] == "ok"
                         runlog.record(
-                            (runlog.new_id(), *entry[1:9], snap.version, version if ok else None, *entry[11:])
+                            entry._replace(
+                                id=runlog.new_id(),
+                                version_read=snap.version,
+                                version_written=version if entry.status == "ok" else None,
+                            )
                         )
                 self.committed_ops += len(done)
                 self.failed_ops += len(failed)
@@ -312,7 +316,7 @@ class Executor:
 
     def _apply(
         self, component: ComponentSpec, claim: Claim, snap: Snapshot
-    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Any], dict[str, Any] | None]:
+    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Entry], dict[str, Any] | None]:
         app = self.app
         layout = app.layout(component)
         encode = app.encoder(component, claim.instance)
@@ -320,7 +324,7 @@ class Executor:
         changes: dict[str, bytes] = {}
         done: list[int] = []
         failed: list[Failure] = []
-        runs: list[Any] = []
+        runs: list[Entry] = []
         bump = 0
         name, instance = component.name, claim.instance
         # Immutable values the batch's earlier ops returned, handed on as they
@@ -379,8 +383,12 @@ class Executor:
                 log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
                 failed.append(Failure(op.id, error))
                 runs.append(
-                    ("", name, instance, flow, "update", "error", props, None, False, None, None, op.id,
-                     wall0, time.perf_counter() - t0, error, wall0 - op.enqueued_at)
+                    Entry(
+                        id="", component=name, instance=instance, flow=flow, kind="update", status="error",
+                        props=props, result=None, cached=False, version_read=None, version_written=None,
+                        op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=error,
+                        waited=wall0 - op.enqueued_at,
+                    )
                 )  # fmt: skip
                 continue
             changes.update(encoded)
@@ -397,7 +405,11 @@ class Executor:
                 bump += 1
             status = "ok" if ran or background_serve else "discarded"
             runs.append(
-                ("", name, instance, flow, "update", status, props, sorted(delta), False, None, None, op.id,
-                 wall0, time.perf_counter() - t0, None, wall0 - op.enqueued_at)
+                Entry(
+                    id="", component=name, instance=instance, flow=flow, kind="update", status=status,
+                    props=props, result=sorted(delta), cached=False, version_read=None, version_written=None,
+                    op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=None,
+                    waited=wall0 - op.enqueued_at,
+                )
             )  # fmt: skip
         return changes, done, failed, bump, runs, live

@@ -8,7 +8,9 @@ queueing delays a trigger but never loses it.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -92,6 +94,23 @@ class Database:
         self._lock = threading.Lock()
         self.on_change: list[Callable[[], None]] = []
         self.outbox = Outbox(self._metadata, self.connect, self.begin)
+        _databases.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets new locks (the parent's may be held by threads
+        that are gone) and, on a file or server database, a new connection
+        pool: connections must not cross a fork (SQLite's locks, a server's
+        socket shared with the parent). The parent's pool is kept, never
+        closed: closing its connections here would break them for the
+        parent (PostgreSQL) or drop this process's file locks (SQLite). The
+        shared in-memory database keeps its one connection: it is this
+        process's own copy."""
+        self._lock = threading.Lock()
+        if self._serial is not None:
+            self._serial = threading.RLock()
+        else:
+            _inherited_pools.append(self.engine.pool)
+            self.engine.dispose(close=False)
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
@@ -130,8 +149,16 @@ class Database:
             if inspector.has_table(name):
                 stuck = self._evolve(cls, table, inspector.get_columns(name))
             else:
-                with self.begin() as conn:
-                    table.create(conn)
+                try:
+                    with self.begin() as conn:
+                        table.create(conn)
+                except sa.exc.DBAPIError:
+                    # Another process created it since we looked (several
+                    # processes opening the database at once): adapt theirs.
+                    inspector = sa.inspect(self.engine)
+                    if not inspector.has_table(name):
+                        raise
+                    stuck = self._evolve(cls, table, inspector.get_columns(name))
             self._relations[name] = Relation(cls, table, columns_for(cls), stuck)
 
     def _evolve(self, cls: type[Record], table: sa.Table, reflected: list[Any]) -> list[str]:
@@ -435,6 +462,20 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+_inherited_pools: list[Any] = []
+"""Connection pools a forked child inherited: kept alive so that they are
+never closed there (see ``Database._after_fork_in_child``)."""
+
+
+def _after_fork_in_child() -> None:
+    for database in list(_databases):
+        database._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -41,6 +41,12 @@ def _ready(ctx: ServerContext) -> dict[str, Any]:
             checks[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:  # readiness reports any failure, it never raises
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    runlog = ctx.app.runlog
+    if runlog is not None:
+        # Shown, not required: serving works while the runs log is behind or
+        # failing, so it does not take the process out of service.
+        stats = runlog.stats()
+        checks["runs_log"] = {**stats.as_dict(), "ok": stats.healthy, "required": False}
     return checks
 
 
@@ -78,9 +84,11 @@ def router(ctx: ServerContext) -> APIRouter:
 
     @api.get("/readyz", responses={503: {"description": "The store or the database does not answer."}})
     async def readyz() -> JSONResponse:
-        """The store and the relations database answer (no auth)."""
+        """The store and the relations database answer (no auth); the runs
+        log's writer counters are shown under ``checks.runs_log`` (``ok``
+        false when it is dead or behind, without making this 503)."""
         checks = await run_in_threadpool(_ready, ctx)
-        ok = all(c["ok"] for c in checks.values())
+        ok = all(c["ok"] for c in checks.values() if c.get("required", True))
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
         )
