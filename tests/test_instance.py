@@ -458,12 +458,23 @@ def test_disable_update_task_only_enqueues(app: tidal.App) -> None:
         assert not app.executor_running
         assert app.store.pending("Counter", "d") == 2
         assert d.read_state("n") == 0
-        with pytest.raises(RuntimeError, match="disable_update_task"):
-            d.flush_update()
-        with pytest.raises(RuntimeError, match="disable_update_task"):
-            d.run("add", props={"k": 1}, flush_update=True)
 
         # Another executor (e.g. a worker process) runs them.
         assert Executor(app).drain() >= 1
         assert app.store.pending("Counter", "d") == 0
+        assert d.read_state("n") == 11
+
+
+def test_flush_update_with_the_update_task_disabled_applies_the_ops_in_the_caller(app: tidal.App) -> None:
+    """As in Motion: nothing runs in the background, and flush_update (or
+    run(..., flush_update=True)) applies what is queued in the calling thread."""
+    C, _ = counter(app)
+    with C("d", disable_update_task=True) as d, C("other", disable_update_task=True) as other:
+        other.run("add", props={"k": 100})
+        d.run("add", props={"k": 5})
+        d.run("add", props={"k": 6})
+        d.flush_update()
+        assert d.read_state("n") == 11
+        assert d.run("add", props={"k": 1}, flush_update=True) == 12
         assert d.read_state("n") == 12
+        assert not app.executor_running  # no update threads were started for it

@@ -4,6 +4,8 @@ tests of them; Motion's suite itself runs through tests/motion_suite)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +93,59 @@ def test_a_failed_update_is_a_runtime_error_as_in_motion() -> None:
         x.run("boom", flush_update=True)
     assert isinstance(info.value, tidal.UpdateFailedError)
     assert "ValueError: no" in info.value.failures[0].error
+
+
+def _db_component() -> Component:
+    """State holding a cursor on an in-memory database, carried across
+    processes only as a count (as in Motion's own example of this)."""
+    C = Component("DBComponent")
+
+    @C.init_state
+    def setup() -> dict[str, Any]:
+        cursor = sqlite3.connect(":memory:").cursor()
+        cursor.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        cursor.executemany("INSERT INTO users (name) VALUES (?)", [("John",), ("Jane",)])
+        return {"cursor": cursor, "fit_count": 0}
+
+    @C.save_state
+    def save(state: dict[str, Any]) -> dict[str, Any]:
+        return {"fit_count": state["fit_count"]}
+
+    @C.load_state
+    def load(saved: dict[str, Any]) -> dict[str, Any]:
+        return {"cursor": sqlite3.connect(":memory:").cursor(), "fit_count": saved["fit_count"]}
+
+    @C.serve("count")
+    def count(state: Any, props: Any) -> Any:
+        return state["cursor"].execute("SELECT COUNT(*) FROM users").fetchall()
+
+    @C.serve("something")
+    def something(state: Any, props: Any) -> Any:
+        return state["fit_count"]
+
+    @C.update("something")
+    def increment(state: Any, props: Any) -> dict[str, Any]:
+        return {"fit_count": state["fit_count"] + 1}
+
+    return C
+
+
+def test_objects_save_state_cannot_carry_stay_live_in_the_process_that_made_them(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'live.db'}"
+    tidal.set_default_app(tidal.App("live", store=store))
+    C = _db_component()
+    c = C("db")
+    assert c.run("count") == [(2,)]
+    c.run("something", props={"n": 1}, flush_update=True)
+    assert c.run("something", props={"n": 2}) == 1
+    assert c.run("count", props={"again": True}) == [(2,)]  # the same cursor, after an update
+    c.flush_update()
+    assert c.read_state("fit_count") == 2
+
+    # Another process sees what save_state kept: the count, and load_state's new cursor.
+    with tidal.App("live", store=store) as other:
+        fresh = _db_component()
+        fresh.bind(other)
+        assert fresh("db").read_state("fit_count") == 2
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            fresh("db").run("count")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .constants import FLUSH_POLL_SECONDS
 from .core.props import Properties, validate_props
 from .engine import serving
+from .engine.executor import Executor
 from .engine.runlog import Entry
 from .exceptions import (
     DefinitionError,
@@ -409,20 +410,28 @@ class Instance:
         self.app.wait_settled(name, self._id, deadline)
         return upto
 
+    def _apply_here(self) -> None:
+        """Run the ops queued so far for this instance in the calling thread,
+        batch by batch (a batch may be another instance's of the component),
+        until none of them is left that no one else holds."""
+        store, name = self.app.store, self.component.name
+        upto = store.last_op_id(name, self._id)
+        executor = Executor(self.app, threads=1, components=[name])
+        executor.drain(until=lambda: not store.pending(name, self._id, upto=upto))
+
     def flush_update(self, flow_key: str | None = None, timeout: float | None = None) -> None:
         """Wait until the update ops queued so far (of ``flow_key``, or of
         every flow) are applied. Raises :class:`UpdateFailedError`, with each
         traceback, if any of them failed since the last flush."""
-        if self.disable_update_task:
-            raise RuntimeError(
-                f"cannot flush {self!r}: it was created with disable_update_task=True, so its "
-                "updates run in other processes (tidal worker)"
-            )
         if flow_key is not None and flow_key not in self.component.update_routes:
             self._routes(flow_key)  # unknown flow -> UnknownFlowError
             return
         self.app.dispatch_changes()
-        if not self.app.executor_running:
+        if self.disable_update_task:
+            # As in Motion, the caller applies what is queued; ops that a
+            # worker holds the lease on are waited for below.
+            self._apply_here()
+        elif not self.app.executor_running:
             if self.update_task_type == "process":
                 self.app.start_process_worker()
             else:

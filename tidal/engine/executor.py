@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
@@ -41,8 +42,16 @@ log = logging.getLogger("tidal.executor")
 class Executor:
     """Runs update ops of the app's components in ``worker_threads`` threads."""
 
-    def __init__(self, app: Runtime, *, threads: int | None = None, idle_flag: Any = None) -> None:
+    def __init__(
+        self,
+        app: Runtime,
+        *,
+        threads: int | None = None,
+        idle_flag: Any = None,
+        components: list[str] | None = None,
+    ) -> None:
         self.app = app
+        self._only = components  # claim only these components' ops (None: every component's)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._threads_wanted = threads or app.settings.worker_threads
         self._threads: list[threading.Thread] = []
@@ -174,7 +183,11 @@ class Executor:
     # -- work -------------------------------------------------------------
 
     def runnable_components(self) -> list[str]:
-        return [name for name, comp in self.app.components.items() if comp.runs_in_background]
+        return [
+            name
+            for name, comp in self.app.components.items()
+            if comp.runs_in_background and (self._only is None or name in self._only)
+        ]
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many ops it held (0: no work)."""
@@ -208,11 +221,12 @@ class Executor:
                 self._active.pop(claim.token, None)
         return len(claim.ops)
 
-    def drain(self) -> int:
-        """Process batches until none is left; returns how many ran."""
+    def drain(self, until: Callable[[], bool] | None = None) -> int:
+        """Process batches until none is left (or ``until()`` says done);
+        returns how many ran."""
         n = 0
         try:
-            while self.run_once():
+            while not (until is not None and until()) and self.run_once():
                 n += 1
         finally:
             self._close_event_loop()
