@@ -4,6 +4,7 @@ tests of them; Motion's suite itself runs through tests/motion_suite)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,76 @@ def test_objects_save_state_cannot_carry_stay_live_in_the_process_that_made_them
         assert fresh("db").read_state("fit_count") == 2
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             fresh("db").run("count")
+
+
+def test_redis_params_read_motions_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOTION_REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("MOTION_REDIS_PORT", "6380")
+    monkeypatch.setenv("MOTION_REDIS_DB", "2")
+    monkeypatch.setenv("MOTION_REDIS_PASSWORD", "p@ss")
+    params = tidal.RedisParams()
+    assert params.dict() == {"host": "cache.internal", "port": 6380, "db": 2, "password": "p@ss"}
+    assert params.url == "redis://:p%40ss@cache.internal:6380/2"
+    assert tidal.RedisParams(host="h", port=1, db=0, password=None).url == "redis://h:1/0"
+    monkeypatch.setenv("MOTION_REDIS_PORT", "six")
+    with pytest.raises(tidal.ConfigError, match="MOTION_REDIS_PORT"):
+        tidal.RedisParams()
+
+
+def _copyable(app: tidal.App) -> Component:
+    C = app.component("Copied")
+
+    @C.init_state
+    def setup(n: int = 0) -> dict[str, Any]:
+        return {"n": n, "tags": ["a"]}
+
+    return C
+
+
+def test_copy_db_copies_every_instance_to_another_store(tmp_path: Path, redis_url: str) -> None:
+    secret = "copy-test-secret-key-0123456789abcdef"
+    src = tidal.App("copy", store=f"sqlite:///{tmp_path / 'src.db'}", secret_key=secret)
+    with src:
+        C = _copyable(src)
+        for i in range(3):
+            C(f"i{i}", {"n": i})
+        with tidal.App("copy", store=redis_url, secret_key=secret) as dest:
+            D = _copyable(dest)
+            D("i0", {"n": 99}).write_state({"extra": 1})  # replaced by the copy, stray key and all
+            assert asyncio.run(tidal.copy_db(src, dest, ["Copied"])) == 3
+            assert sorted(dest.store.list_instances("Copied")) == ["i0", "i1", "i2"]
+            dest.forget(D, "i0")
+            assert D("i0").read_state("n") == 0
+            assert D("i0").read_state("extra", "gone") == "gone"
+            assert D("i2").read_state("n") == 2
+            with pytest.raises(ValueError, match="same store"):
+                tidal.copy_state(src, src.store.url)
+
+
+def test_get_components_and_update_event_groups() -> None:
+    C = Component("Listed")
+
+    @C.update("bump")
+    def bump(state: Any, props: Any) -> dict[str, Any]:
+        return {"n": state.get("n", 0) + 1}
+
+    inst = C("x")
+    assert "Listed" in tidal.get_components()
+    inst.run("bump")
+    inst.run("bump")
+    events = tidal.UpdateEventGroup(inst, "bump")
+    events.wait()
+    assert inst.read_state("n") == 2
+
+
+def test_logging_level_is_honoured_and_checked() -> None:
+    C = Component("Logged")
+    logger = logging.getLogger("tidal")
+    before = logger.level
+    try:
+        C("x", logging_level="DEBUG")
+        assert logger.level == logging.DEBUG
+        with pytest.raises(tidal.DefinitionError, match="logging_level"):
+            C("y", logging_level="LOUD")
+    finally:
+        logger.setLevel(before)

@@ -1,12 +1,27 @@
 """Tidal: AI application state that keeps itself fresh.
 
 ``from tidal import Component, DiscardPolicy`` runs a Motion app unchanged.
+The public surface is listed, grouped, in ``__all__``; relations, the HTTP
+server and client, and the data-frame types load on first use, so that
+``import tidal`` stays quick.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from .app import App, default_app, set_default_app
-from .compat import StateMigrator, clear_instance, get_instances, inspect_state
+from .compat import (
+    RedisParams,
+    StateMigrator,
+    UpdateEventGroup,
+    clear_instance,
+    copy_db,
+    copy_state,
+    get_components,
+    get_instances,
+    inspect_state,
+)
 from .component import Component
 from .config import Settings
 from .core.policies import DiscardPolicy
@@ -42,63 +57,82 @@ ComponentInstance = Instance
 """Motion's name for an instance."""
 
 _LAZY = {
+    # Relations pull in pydantic, numpy and SQLAlchemy.
     "Record": "tidal.relations.record",
     "Vector": "tidal.relations.record",
     "Rows": "tidal.relations.rows",
     "Database": "tidal.relations.database",
     "Run": "tidal.relations.builtin",
     "Feedback": "tidal.relations.builtin",
+    # The HTTP side pulls in FastAPI and httpx.
     "Client": "tidal.client",
     "AsyncClient": "tidal.client",
     "create_app": "tidal.server",
+    # Motion's state types pull in pandas and pyarrow.
+    "MDataFrame": "tidal.tables",
+    "MTable": "tidal.tables",
 }
 
 
 def __getattr__(name: str) -> object:
-    # Relations pull in pydantic, numpy and SQLAlchemy: import them only when
-    # an app uses them, so that `import tidal` stays quick.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tidal' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tidal' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # Applications, components and instances
     "App",
-    "AsyncClient",
-    "Client",
-    "MissingPropError",
-    "PropsValidationError",
-    "create_app",
     "Component",
     "ComponentInstance",
-    "ConfigError",
-    "Database",
-    "Record",
-    "NotFoundError",
-    "RecordNotFoundError",
-    "RecordValidationError",
-    "Run",
-    "Rows",
-    "SchemaError",
-    "Vector",
-    "DefinitionError",
     "DiscardPolicy",
-    "FailedOp",
-    "Feedback",
-    "InitStateError",
     "Instance",
-    "LeaseLostError",
-    "MigrationResult",
-    "ReadOnlyError",
     "Properties",
     "Settings",
+    "default_app",
+    "set_default_app",
+    # Relations and the runs log
+    "Database",
+    "Feedback",
+    "Record",
+    "Rows",
+    "Run",
+    "Vector",
+    # Motion's helpers and state types
+    "MDataFrame",
+    "MTable",
+    "MigrationResult",
+    "RedisParams",
+    "StateMigrator",
+    "UpdateEventGroup",
+    "clear_instance",
+    "copy_db",
+    "copy_state",
+    "get_components",
+    "get_instances",
+    "inspect_state",
+    # Over HTTP
+    "AsyncClient",
+    "Client",
+    "create_app",
+    # Errors (tidal.exceptions draws their tree)
+    "ConfigError",
+    "DefinitionError",
+    "FailedOp",
+    "InitStateError",
+    "LeaseLostError",
+    "MissingPropError",
+    "NotFoundError",
+    "PropsValidationError",
+    "ReadOnlyError",
+    "RecordNotFoundError",
+    "RecordValidationError",
+    "SchemaError",
     "StateError",
     "StateIntegrityError",
-    "StateMigrator",
     "StateSerializationError",
     "StoreError",
     "TidalError",
@@ -107,9 +141,4 @@ __all__ = [
     "UpdateFailedError",
     "UpdateReturnError",
     "VersionConflictError",
-    "clear_instance",
-    "default_app",
-    "get_instances",
-    "inspect_state",
-    "set_default_app",
 ]

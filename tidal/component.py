@@ -3,12 +3,14 @@ that opens instances (``Counter("c1")``)."""
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from .constants import DEFAULT_CACHE_TTL
 from .core.component import CacheMode, ComponentSpec
+from .exceptions import DefinitionError
 from .instance import Instance
 
 if TYPE_CHECKING:
@@ -118,9 +120,17 @@ class Component(ComponentSpec):
     ) -> Instance:
         """Open the instance ``instance_id`` (a new random id if empty),
         creating its state with ``init_state(**init_state_params)`` if it does
-        not exist yet. ``logging_level``, ``redis_socket_timeout`` and
-        ``config_path`` are accepted for Motion compatibility."""
-        del logging_level, redis_socket_timeout, config_path
+        not exist yet. ``logging_level`` sets the level of Tidal's loggers
+        (``tidal.*``), as Motion does for its own; ``redis_socket_timeout``
+        and ``config_path`` are accepted for Motion compatibility (the store
+        URL says where Redis is)."""
+        del redis_socket_timeout, config_path
+        level = logging.getLevelName(logging_level.upper()) if isinstance(logging_level, str) else None
+        if not isinstance(level, int):
+            raise DefinitionError(
+                f"logging_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {logging_level!r}"
+            )
+        logging.getLogger("tidal").setLevel(level)
         return Instance(
             self,
             instance_id,
