@@ -9,4 +9,6 @@ fi
 .venv/bin/ruff check tidal tests benchmarks examples
 .venv/bin/ruff format --check tidal tests benchmarks examples
 .venv/bin/mypy
+# The layers of docs/architecture.md, and no import cycle (pyproject.toml, [tool.importlinter]).
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

@@ -23,7 +23,7 @@ import pytest
 from conftest import make_app
 
 import tidal
-from tidal.codec import Codec
+from tidal.codec import Codec, key_context, state_context
 from tidal.engine.executor import Executor
 from tidal.stores.sqlite import SQLiteStore
 
@@ -205,14 +205,14 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     s.close()
 
 
-def decode(raw: bytes) -> Any:
-    return Codec(SECRET.encode()).loads(raw)
+def decode(raw: bytes, component: str, instance: str, key: str) -> Any:
+    return Codec(SECRET.encode()).loads(raw, context=key_context(state_context(component, instance), key))
 
 
 def state_of(store: SQLiteStore, component: str, instance: str) -> dict[str, Any]:
     read = store.read_state(component, instance)
     assert read is not None, f"{component}/{instance} does not exist"
-    return {k: decode(v) for k, v in read.changed.items()}
+    return {k: decode(v, component, instance, k) for k, v in read.changed.items()}
 
 
 def lease_of(store: SQLiteStore, component: str, instance: str) -> float | None:
@@ -358,13 +358,18 @@ def test_a_reader_re_reads_only_the_keys_another_process_changed(
             return state["n"], float(state["big"][-1])
 
         decoded: Counter[str] = Counter()
-        real_decode = app.decode
+        real_decoder = app.decoder
 
-        def counting_decode(raw: bytes, key: str) -> Any:
-            decoded[key] += 1
-            return real_decode(raw, key)
+        def counting_decoder(component: str, instance: str) -> Any:
+            real_decode = real_decoder(component, instance)
 
-        app.decode = counting_decode  # type: ignore[method-assign]
+            def counting_decode(raw: bytes, key: str) -> Any:
+                decoded[key] += 1
+                return real_decode(raw, key)
+
+            return counting_decode
+
+        app.decoder = counting_decoder  # type: ignore[method-assign]
         reads: list[tuple[int, dict[str, int]]] = []
         real_read = app.store.read_state
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tidal
-from tidal.codec import Codec
+from tidal.codec import Codec, key_context, state_context
 from tidal.config import Settings
 from tidal.engine.executor import Executor
 from tidal.stores.redis import RedisStore
@@ -107,14 +107,14 @@ PROC = textwrap.dedent(
 )
 
 
-def decode(raw: bytes) -> Any:
-    return Codec(SECRET.encode()).loads(raw)
+def decode(raw: bytes, component: str, instance: str, key: str) -> Any:
+    return Codec(SECRET.encode()).loads(raw, context=key_context(state_context(component, instance), key))
 
 
 def state_of(store: RedisStore, component: str, instance: str) -> dict[str, Any]:
     read = store.read_state(component, instance)
     assert read is not None, f"{component}/{instance} does not exist"
-    return {k: decode(v) for k, v in read.changed.items()}
+    return {k: decode(v, component, instance, k) for k, v in read.changed.items()}
 
 
 @pytest.fixture

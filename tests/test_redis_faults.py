@@ -37,7 +37,7 @@ import pytest
 from servers import RedisServer, start_redis
 
 import tidal
-from tidal.codec import Codec
+from tidal.codec import Codec, key_context, state_context
 from tidal.component import Component
 from tidal.stores.redis import RedisStore
 
@@ -266,7 +266,8 @@ def state_of(store: RedisStore, component: str, instance: str) -> dict[str, Any]
     read = store.read_state(component, instance)
     assert read is not None, f"{component}/{instance} does not exist"
     codec = Codec(SECRET.encode())
-    return {k: codec.loads(v) for k, v in read.changed.items()}
+    place = state_context(component, instance)
+    return {k: codec.loads(v, context=key_context(place, k)) for k, v in read.changed.items()}
 
 
 def items(store: RedisStore, instance: str = "log") -> list[int]:

@@ -19,7 +19,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from servers import RedisClusterServers, start_redis_cluster
 
-from tidal.codec import Codec
+from tidal.codec import Codec, state_context
 from tidal.exceptions import ConfigError, StoreError
 from tidal.stores import NewOp, from_url
 from tidal.stores.redis import RedisClusterStore, RedisStore
@@ -334,6 +334,9 @@ def test_tidal_worker_runs_ops_enqueued_elsewhere_on_the_cluster(redis_cluster_u
         for name in ("t1", "t2", "t3", "t4"):
             assert store.pending("Tally", name) == 0
             read = store.read_state("Tally", name)
-            assert read is not None and Codec(SECRET.encode()).loads(read.changed["n"]) == 55
+            assert (
+                read is not None
+                and Codec(SECRET.encode()).loads(read.changed["n"], context=state_context("Tally", name, "n")) == 55
+            )
     finally:
         store.close()
