@@ -28,7 +28,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 class TidalError(Exception):
@@ -100,7 +100,9 @@ class UpdateReturnError(UpdateError, TypeError):
 
 @dataclass(frozen=True)
 class FailedOp:
-    """An update op that raised, as recorded in the store."""
+    """An update op that raised, as the store keeps it (with its traceback)
+    until it is retried or dropped: what ``UpdateFailedError.failures``,
+    ``store.failures`` and ``tidal.admin.failures`` give."""
 
     op_id: int
     component: str
@@ -109,6 +111,16 @@ class FailedOp:
     error: str
     """The traceback of the exception the op raised."""
     failed_at: float
+
+    @property
+    def summary(self) -> str:
+        """The traceback's last line."""
+        lines = self.error.strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def as_dict(self) -> dict[str, object]:
+        """This op as JSON-ready data."""
+        return asdict(self)
 
 
 class UpdateFailedError(UpdateError, RuntimeError):

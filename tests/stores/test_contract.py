@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tidal.exceptions import LeaseLostError, StoreError, VersionConflictError
-from tidal.stores import Failure, NewOp, QueueStats, Store
+from tidal.stores import NewOp, QueueStats, Store
 from tidal.stores.memory import MemoryStore
 from tidal.stores.redis import RedisStore
 from tidal.stores.sqlite import SQLiteStore
@@ -169,7 +169,7 @@ def test_delete_instance_removes_state_queue_failures_and_lease(store: Store) ->
     store.enqueue(C, "i1", "f", b"p2")
     held = claim(store, max_ops=1)
     assert held is not None
-    store.commit(C, "i1", {}, claim=held, failed=[Failure(held.op_ids[0], "boom")])
+    store.commit(C, "i1", {}, claim=held, failed={held.op_ids[0]: "boom"})
     assert claim(store) is not None  # i1's second op, leased
     store.enqueue(C, "i2", "f", b"q")
 
@@ -349,9 +349,7 @@ def test_commit_with_claim_retires_done_ops_keeps_failed_and_releases_the_lease(
     assert held is not None
     after = store.enqueue(C, "i1", "f", b"4")  # not part of the claim
     before = time.time()
-    version = store.commit(
-        C, "i1", {"a": b"new"}, claim=held, done=[ok1, ok2], failed=[Failure(bad, "Traceback: boom")]
-    )
+    version = store.commit(C, "i1", {"a": b"new"}, claim=held, done=[ok1, ok2], failed={bad: "Traceback: boom"})
     assert version == 2
     read = store.read_state(C, "i1")
     assert read is not None and read.changed == {"a": b"new"}
@@ -428,7 +426,7 @@ def test_commit_with_a_lost_lease_is_refused_and_writes_nothing(store: Store, ho
             deleted=["a"],
             claim=stale,
             done=ids[:2],
-            failed=[Failure(ids[2], "stale error")],
+            failed={ids[2]: "stale error"},
         )
     assert _snapshot(store) == before
     if holder is not None:
@@ -511,7 +509,7 @@ def test_pending_counts_queued_and_running_ops_by_flow_and_id(store: Store) -> N
     held = claim(store, max_ops=1)
     assert held is not None
     assert store.pending(C, "i1") == 3  # a claimed op is still pending until committed
-    store.commit(C, "i1", {}, claim=held, failed=[Failure(a1, "boom")])
+    store.commit(C, "i1", {}, claim=held, failed={a1: "boom"})
     assert store.pending(C, "i1") == 2  # failed ops are not pending
     assert store.pending(C, "i1", flow="a") == 1
     assert store.pending(C, "other") == 0
@@ -532,7 +530,7 @@ def test_last_op_id(store: Store) -> None:
     # Failed ops still count; done ones do not.
     held = claim(store)
     assert held is not None and held.instance == "i1"
-    store.commit(C, "i1", {}, claim=held, done=[b1], failed=[Failure(a1, "boom")])
+    store.commit(C, "i1", {}, claim=held, done=[b1], failed={a1: "boom"})
     assert store.last_op_id(C, "i1", flow="a") == a1
     assert store.last_op_id(C, "i1") == a1
     assert store.last_op_id(C, "i1", flow="b") == 0
@@ -561,7 +559,7 @@ def test_failures_filter_by_flow_and_id_range_oldest_first(store: Store) -> None
         claim=held,
         done=[ok],
         # recorded in a different order than enqueued
-        failed=[Failure(i, f"error {i}") for i in reversed(ids)],
+        failed={i: f"error {i}" for i in reversed(ids)},
     )
     assert [f.op_id for f in store.failures(C, "i1")] == ids
     assert [f.error for f in store.failures(C, "i1")] == [f"error {i}" for i in ids]
@@ -749,7 +747,7 @@ def test_queue_stats_count_pending_failed_and_the_oldest_op(store: Store) -> Non
 
     claim = store.claim(["Q"], "w", 5.0, 1)
     assert claim is not None and claim.op_ids == (first,)
-    store.commit("Q", "a", {}, claim=claim, failed=[Failure(first, "boom")])
+    store.commit("Q", "a", {}, claim=claim, failed={first: "boom"})
     stats = store.queue_stats(["Q"])["Q"]
     assert (stats.pending, stats.failed, stats.instances) == (2, 1, 2)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tidal.exceptions import VersionConflictError
-from tidal.stores import Failure, Store
+from tidal.stores import Store
 
 from .test_contract import LONG, OTHER, STORE_FACTORIES, C, make
 
@@ -119,7 +119,7 @@ def fail_ops(store: Store, instance: str, flows_payloads: list[tuple[str, bytes]
     ids = [store.enqueue(component, instance, flow, payload) for flow, payload in flows_payloads]
     held = store.claim([component], "worker", LONG, 100)
     assert held is not None and held.op_ids == tuple(ids)
-    store.commit(component, instance, {}, claim=held, failed=[Failure(i, f"boom {i}") for i in ids])
+    store.commit(component, instance, {}, claim=held, failed={i: f"boom {i}" for i in ids})
     return ids
 
 

@@ -26,8 +26,8 @@ One module per responsibility, all re-exported here:
 from __future__ import annotations
 
 from ..engine.freshness import Freshness
+from ..exceptions import FailedOp
 from .backlog import (
-    FailureInfo,
     InstanceQueue,
     RetryResult,
     drop_failed,
@@ -59,7 +59,7 @@ __all__ = [
     "rollback",
     "state",
     # queues and failed ops (backlog)
-    "FailureInfo",
+    "FailedOp",
     "Freshness",
     "InstanceQueue",
     "RetryResult",

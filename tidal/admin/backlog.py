@@ -8,29 +8,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..engine.freshness import Freshness, freshness
-from ..exceptions import NotFoundError
+from ..exceptions import FailedOp, NotFoundError
 from .common import AsDict, check_component, check_instance
 
 if TYPE_CHECKING:
     from ..app import App
-
-
-@dataclass(frozen=True)
-class FailureInfo(AsDict):
-    """A failed update op, kept with its traceback until retried or dropped."""
-
-    op_id: int
-    component: str
-    instance: str
-    flow: str
-    error: str
-    failed_at: float
-
-    @property
-    def summary(self) -> str:
-        """The traceback's last line."""
-        lines = self.error.strip().splitlines()
-        return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -50,7 +32,7 @@ class InstanceQueue(AsDict):
     component: str
     instance: str
     pending: int
-    failed: list[FailureInfo]
+    failed: list[FailedOp]
 
 
 def queues(app: App, comps: list[str] | None = None, window: timedelta = timedelta(minutes=5)) -> list[Freshness]:
@@ -64,16 +46,13 @@ def queues(app: App, comps: list[str] | None = None, window: timedelta = timedel
 
 def failures(
     app: App, comp: str, *, instance: str | None = None, flow: str | None = None, limit: int | None = 100
-) -> list[FailureInfo]:
+) -> list[FailedOp]:
     """Failed ops of ``comp`` (of one instance, of one flow), newest first."""
     if instance is not None:
         check_instance(app, comp, instance)
     else:
         check_component(app, comp)
-    return [
-        FailureInfo(f.op_id, f.component, f.instance, f.flow, f.error, f.failed_at)
-        for f in app.store.list_failures(comp, instance=instance, flow=flow, limit=limit)
-    ]
+    return [f for f in app.store.list_failures(comp, instance=instance, flow=flow, limit=limit)]
 
 
 def instance_queue(app: App, comp: str, instance: str) -> InstanceQueue:
@@ -106,11 +85,11 @@ def retry_failed(app: App, comp: str, op_id: int, *, instance: str | None = None
     return RetryResult(comp, owner, op_id, new_id)
 
 
-def drop_failed(app: App, comp: str, op_id: int, *, instance: str | None = None) -> FailureInfo:
+def drop_failed(app: App, comp: str, op_id: int, *, instance: str | None = None) -> FailedOp:
     """Forget a failed op; returns it as it was."""
     check_component(app, comp)
     owner = _find_failure(app, comp, op_id, instance)
     kept = next(f for f in app.store.failures(comp, owner) if f.op_id == op_id)
     if not app.store.drop_failed(comp, owner, op_id):
         raise NotFoundError("failed op", str(op_id), where=f"the failed ops of {comp}/{owner}")
-    return FailureInfo(kept.op_id, comp, owner, kept.flow, kept.error, kept.failed_at)
+    return FailedOp(kept.op_id, comp, owner, kept.flow, kept.error, kept.failed_at)

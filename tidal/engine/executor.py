@@ -27,7 +27,7 @@ from ..core.policies import should_discard
 from ..core.props import Properties
 from ..core.state import IMMUTABLE_TYPES, Snapshot, overlay
 from ..exceptions import LeaseLostError, StateSerializationError, StoreError, VersionConflictError
-from ..stores import Claim, Failure
+from ..stores import Claim
 from .runlog import Entry
 from .serving import call_sync
 
@@ -330,14 +330,14 @@ class Executor:
 
     def _apply(
         self, component: ComponentSpec, claim: Claim, snap: Snapshot
-    ) -> tuple[dict[str, bytes], list[int], list[Failure], int, list[Entry], dict[str, Any] | None]:
+    ) -> tuple[dict[str, bytes], list[int], dict[int, str], int, list[Entry], dict[str, Any] | None]:
         app = self.app
         layout = app.layout(component)
         encode = app.encoder(component, claim.instance)
         decode = app.decoder(component.name, claim.instance)
         changes: dict[str, bytes] = {}
         done: list[int] = []
-        failed: list[Failure] = []
+        failed: dict[int, str] = {}
         runs: list[Entry] = []
         bump = 0
         name, instance = component.name, claim.instance
@@ -395,7 +395,7 @@ class Executor:
             except Exception:
                 error = traceback.format_exc()
                 log.warning("update op %d of %s/%s failed:\n%s", op.id, claim.component, claim.instance, error)
-                failed.append(Failure(op.id, error))
+                failed[op.id] = error
                 runs.append(
                     Entry(
                         id="", component=name, instance=instance, flow=flow, kind="update", status="error",

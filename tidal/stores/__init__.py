@@ -6,12 +6,11 @@ import importlib
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigError
-from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
 __all__ = [
     "Claim",
     "ClaimedOp",
-    "Failure",
     "KeyInfo",
     "KeyVersion",
     "NewOp",

@@ -127,14 +127,6 @@ class KeyVersion:
     written_at: float | None
 
 
-@dataclass(frozen=True)
-class Failure:
-    """An op that failed, to record in a commit."""
-
-    op_id: int
-    error: str
-
-
 class Store(ABC):
     """Where state, queues and cache live. Pick one with
     :func:`tidal.stores.from_url`."""
@@ -175,14 +167,14 @@ class Store(ABC):
         deleted: Iterable[str] = (),
         claim: Claim | None = None,
         done: Sequence[int] = (),
-        failed: Sequence[Failure] = (),
+        failed: Mapping[int, str] | None = None,
         expected_version: int | None = None,
         bump: int = 1,
     ) -> int:
         """Atomically write ``changes``, drop ``deleted`` keys, advance the
         version by ``bump`` (when anything changed) and, with a ``claim``,
         retire its ops (``done`` and discarded ones are removed, ``failed``
-        ones kept with their error) and release its lease. Returns the new
+        ones, op id -> traceback, kept with it) and release its lease. Returns the new
         version.
 
         Raises LeaseLostError if the claim's lease is no longer held,

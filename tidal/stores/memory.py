@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
-from .base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .base import Claim, ClaimedOp, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 
 Key = tuple[str, str]
 
@@ -110,7 +110,7 @@ class MemoryStore(Store):
         deleted: Iterable[str] = (),
         claim: Claim | None = None,
         done: Sequence[int] = (),
-        failed: Sequence[Failure] = (),
+        failed: Mapping[int, str] | None = None,
         expected_version: int | None = None,
         bump: int = 1,
     ) -> int:
@@ -136,7 +136,7 @@ class MemoryStore(Store):
                     if k in rec.keys:
                         rec.write(k, None, now, keep)
             if claim is not None:
-                failures = {f.op_id: f.error for f in failed}
+                failures = dict(failed or {})
                 retired = set(claim.op_ids)
                 queue = self._queues.get(key, [])
                 for op in queue:

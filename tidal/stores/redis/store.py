@@ -27,7 +27,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ...exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
-from ..base import Claim, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from ..base import Claim, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 from .calls import Calls
 from .cluster import CLUSTER_ERRORS, ClusterPaths, ClusterVersions, connect_cluster
 from .connect import DEFAULT_NAMESPACE, connect, parse_url, safe_url
@@ -159,7 +159,7 @@ class RedisStore(Store):
         deleted: Iterable[str] = (),
         claim: Claim | None = None,
         done: Sequence[int] = (),
-        failed: Sequence[Failure] = (),
+        failed: Mapping[int, str] | None = None,
         expected_version: int | None = None,
         bump: int = 1,
     ) -> int:
@@ -178,9 +178,10 @@ class RedisStore(Store):
             args += [k, v]
         args += [len(deleted), *deleted]
         if claim is not None:
-            args += [len(claim.op_ids), *claim.op_ids, len(failed)]
-            for f in failed:
-                args += [f.op_id, f.error]
+            failures = failed or {}
+            args += [len(claim.op_ids), *claim.op_ids, len(failures)]
+            for op_id, error in failures.items():
+                args += [op_id, error]
         keys = [t + ":meta", t + ":vals", t + ":vers", t + ":lease", t + ":q", t + ":f", t + ":m", t + ":at"]
         with self.calls.io():
             if claim is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
-from ..base import Claim, ClaimedOp, Failure, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from ..base import Claim, ClaimedOp, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
 from .connections import Connections
 from .operators import OperatorVerbs
 from .schema import FAILED, SCHEMA
@@ -127,7 +127,7 @@ class SQLiteStore(Store):
         deleted: Iterable[str] = (),
         claim: Claim | None = None,
         done: Sequence[int] = (),
-        failed: Sequence[Failure] = (),
+        failed: Mapping[int, str] | None = None,
         expected_version: int | None = None,
         bump: int = 1,
     ) -> int:
@@ -173,7 +173,7 @@ class SQLiteStore(Store):
                     [(version, now, component, instance, k) for k in deleted],
                 )
             if claim is not None:
-                errors = {f.op_id: f.error for f in failed}
+                errors = dict(failed or {})
                 conn.executemany(
                     "UPDATE tidal_ops SET status=?, error=?, failed_at=? WHERE id=?",
                     [(FAILED, err, now, op_id) for op_id, err in errors.items()],
