@@ -51,6 +51,9 @@ _LAZY = {
     "Client": "tidal.client",
     "AsyncClient": "tidal.client",
     "create_app": "tidal.server",
+    # pandas and pyarrow (the `data` extra) load only with these.
+    "MDataFrame": "tidal.tables",
+    "MTable": "tidal.tables",
 }
 
 
@@ -92,6 +95,8 @@ __all__ = [
     "InitStateError",
     "Instance",
     "LeaseLostError",
+    "MDataFrame",
+    "MTable",
     "MigrationResult",
     "ReadOnlyError",
     "Properties",
