@@ -199,7 +199,9 @@ def test_signatures_with_defaults_or_varargs_are_accepted() -> None:
     assert C.flow_keys() == ["a", "b", "c"]
 
 
-def test_update_op_must_be_a_plain_function() -> None:
+def test_update_op_must_be_a_function_not_a_generator() -> None:
+    """Plain and async update ops are accepted (Motion runs both); generators
+    are refused at definition."""
     C = Component("NotPlain")
 
     def gen(state: Any, props: Any) -> Iterator[dict[str, Any]]:
@@ -211,10 +213,12 @@ def test_update_op_must_be_a_plain_function() -> None:
     async def agen(state: Any, props: Any) -> AsyncIterator[dict[str, Any]]:
         yield {}
 
-    for fn in (gen, coro, agen):
-        with pytest.raises(DefinitionError, match=f"{fn.__name__!r} must be a plain function"):
+    for fn in (gen, agen):
+        with pytest.raises(DefinitionError, match=f"{fn.__name__!r} must be a function .* not a generator"):
             C.update("k")(fn)
     assert C.update_routes == {}
+    C.update("k")(coro)
+    assert [r.fn for r in C.update_routes["k"]] == [coro]
 
 
 def test_serve_accepts_every_kind_and_records_it() -> None:

@@ -272,7 +272,9 @@ def test_a_forked_child_writes_its_own_runs_and_not_its_parents(tmp_path: Path) 
                     for i in range(100, 107):
                         e.run("echo", props={"i": i})
                     end = time.monotonic() + 60
-                    while runlog.stats().written < 7 and time.monotonic() < end:
+                    # A batch counts as pending until its rows are written: wait
+                    # for both counters to settle.
+                    while not (runlog.stats().written == 7 and runlog.pending == 0) and time.monotonic() < end:
                         time.sleep(0.05)
                     code = 0 if runlog.stats().written == 7 and runlog.pending == 0 else 3
                 finally:
@@ -318,11 +320,12 @@ def test_multiprocessing_children_write_their_runs_before_they_exit(tmp_path: Pa
         app.close()
 
 
-def _pool_task(i: int) -> int:
-    from tidal.app import _apps
+_POOL_APP: list[tidal.App] = []
+"""The app the pool's forked workers inherit (set before the pool starts)."""
 
-    app = next(a for a in list(_apps) if a.name == "forks" and not a._closed)
-    _echo_of(app).run("echo", props={"i": i})
+
+def _pool_task(i: int) -> int:
+    _echo_of(_POOL_APP[0]).run("echo", props={"i": i})
     return i
 
 
@@ -331,6 +334,7 @@ def test_pool_workers_stopped_by_sigterm_write_their_runs_first(tmp_path: Path) 
     the map: their buffered runs are written before they die."""
     app = _fork_app(tmp_path)
     _echo(app)
+    _POOL_APP[:] = [app]
     try:
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(2) as pool:

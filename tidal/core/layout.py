@@ -10,11 +10,12 @@ all of it on every commit.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..exceptions import InitStateError, UpdateReturnError
-from .state import Decode, Snapshot, UpdateState
+from .state import IMMUTABLE_TYPES, Decode, Snapshot, UpdateState
 
 Encode = Callable[[Any, str], bytes]
 
@@ -79,23 +80,18 @@ class WholeLayout:
         return self.snapshot(version, raw, base.decoder, base.instance_id)
 
     def update_state(self, raw: Mapping[str, bytes], decode: Decode, instance_id: str) -> UpdateState:
-        return self.state_from(self._loaded(raw, decode), decode, instance_id)
-
-    def state_from(self, values: Mapping[str, Any], decode: Decode, instance_id: str) -> UpdateState:
-        """An update op's state over live values (a shallow copy: the op's
-        returned keys never reach ``values``)."""
         state = UpdateState({}, decode, instance_id)
-        dict.update(state, values)
+        dict.update(state, self._loaded(raw, decode))
         return state
 
     def live_snapshot(
-        self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str, values: dict[str, Any]
+        self, version: int, raw: dict[str, bytes], decode: Decode, instance_id: str, unstorable: Mapping[str, Any]
     ) -> Snapshot:
-        """A snapshot whose values are the live objects this process holds
-        (what init_state or the last update here returned), not ``load_state``
-        of the stored bytes: objects that save_state cannot carry, such as a
-        connection to an in-memory database, stay with the process that made
-        them, and the stored form is only for other processes (as in Motion)."""
+        """A snapshot of the stored state (``load_state`` of the bytes) in
+        which the values that cannot be pickled are the live objects this
+        process holds (see :func:`unstorable`)."""
+        values = self._loaded(raw, decode)
+        values.update(unstorable)
         return Snapshot(version, raw, decode, instance_id=instance_id, values=values, whole=True)
 
     def encode(self, state: UpdateState, delta: Mapping[str, Any], encode: Encode) -> dict[str, bytes]:
@@ -105,6 +101,37 @@ class WholeLayout:
 
 
 Layout = KeyLayout | WholeLayout
+
+# Whether values of a type pickle, learnt once per type: the check runs on
+# every commit of a whole-state component.
+_PICKLES: dict[type, bool] = {}
+_ASSUMED = frozenset({dict, list, tuple, set, frozenset})
+
+
+def unstorable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that cannot be pickled (a connection, a cursor on an
+    in-memory database): ``save_state`` must leave them out, so the stored
+    state cannot carry them, and the process that made them keeps the live
+    objects in its snapshots and update ops' states (as Motion does), while
+    other processes get what ``load_state`` rebuilds. Plain data and
+    containers count as storable without a check (a cursor inside a list is
+    not found)."""
+    out = {}
+    for key, value in values.items():
+        kind = type(value)
+        if kind in IMMUTABLE_TYPES or kind in _ASSUMED:
+            continue
+        pickles = _PICKLES.get(kind)
+        if pickles is None:
+            try:
+                pickle.dumps(value, protocol=5)
+                pickles = True
+            except Exception:
+                pickles = False
+            _PICKLES[kind] = pickles
+        if not pickles:
+            out[key] = value
+    return out
 
 
 def check_delta(result: Any, where: str) -> Mapping[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
-from ..core.layout import KeyLayout, WholeLayout, check_delta
+from ..core.layout import KeyLayout, WholeLayout, check_delta, unstorable
 from ..core.policies import should_discard
 from ..core.props import Properties
 from ..core.state import IMMUTABLE_TYPES, Snapshot, overlay
@@ -344,9 +344,9 @@ class Executor:
         # Immutable values the batch's earlier ops returned, handed on as they
         # are rather than decoded again from their bytes for each op.
         carried: dict[str, Any] | None = {} if isinstance(layout, KeyLayout) else None
-        # A whole-state component's ops run on the live objects this process
-        # holds (see WholeLayout.live_snapshot), each op on a shallow copy.
-        live: dict[str, Any] | None = dict(snap.loaded) if isinstance(layout, WholeLayout) else None
+        # A whole-state component's ops each get a fresh load of the stored
+        # state, with the objects that cannot be stored (see unstorable) live.
+        live: dict[str, Any] | None = unstorable(snap.loaded) if isinstance(layout, WholeLayout) else None
         raw = snap.raw_items
         for op in claim.ops:
             t0, wall0 = time.perf_counter(), time.time()
@@ -363,10 +363,9 @@ class Executor:
                 background_serve = bool(mode and mode[0] == "serve")
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
-                if live is not None and isinstance(layout, WholeLayout):
-                    state = layout.state_from(live, decode, claim.instance)
-                else:
-                    state = layout.update_state(overlay(raw, changes), decode, claim.instance)
+                state = layout.update_state(overlay(raw, changes), decode, claim.instance)
+                if live:
+                    dict.update(state, live)
                 if carried:
                     dict.update(state, carried)
                 if background_serve:
@@ -407,7 +406,7 @@ class Executor:
                 continue
             changes.update(encoded)
             if live is not None and delta:
-                live = dict(dict.items(state))
+                live = unstorable(dict(dict.items(state)))
             if carried is not None:
                 for key, value in delta.items():
                     if type(value) in IMMUTABLE_TYPES:

@@ -20,7 +20,7 @@ from typing_extensions import TypeVar
 from .. import config, constants
 from ..codec import Codec, key_context, state_context
 from ..core.component import ComponentSpec
-from ..core.layout import KeyLayout, Layout, WholeLayout
+from ..core.layout import KeyLayout, Layout, WholeLayout, unstorable
 from ..core.state import Decode, Snapshot
 from ..exceptions import StoreError
 from ..stores import Store, from_url
@@ -149,9 +149,10 @@ class Runtime(Generic[C]):
         values = layout.encode_initial(state, self.encoder(component, instance))
         created, version = self.store.create_instance(component.name, instance, values)
         if created and isinstance(layout, WholeLayout):
-            # This process keeps the live objects init_state made (see WholeLayout.live_snapshot).
-            decode = self.decoder(component.name, instance)
-            self.install(component, layout.live_snapshot(version, dict(values), decode, instance, dict(state)))
+            live = unstorable(state)
+            if live:  # this process keeps the objects init_state made that cannot be stored
+                decode = self.decoder(component.name, instance)
+                self.install(component, layout.live_snapshot(version, dict(values), decode, instance, live))
         return created
 
     # -- relations --------------------------------------------------------
