@@ -448,3 +448,32 @@ def test_processes_using_the_log_for_the_first_time_at_once_store_every_run(tmp_
         assert app.sql("SELECT count(*), count(DISTINCT id) FROM runs").tuples() == [(80, 80)]
     finally:
         app.close()
+
+
+def test_an_outbox_table_another_process_created_meanwhile_is_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race on the outbox of changes (``tidal_changes``): seen in a
+    benchmark where a parent and its update process opened the database at once."""
+    first = _fork_app(tmp_path)
+    second = _fork_app(tmp_path)
+    try:
+        first.db  # noqa: B018 - the other process wins the race
+        seen: list[str] = []
+        dialect = type(first.db.engine.dialect)  # CREATE ... checkfirst asks the dialect
+        has_table = dialect.has_table
+
+        def looked_before(self: Any, conn: Any, name: str, *args: Any, **kwargs: Any) -> bool:
+            if name == "tidal_changes" and not seen:
+                seen.append(name)
+                return False
+            return bool(has_table(self, conn, name, *args, **kwargs))
+
+        monkeypatch.setattr(dialect, "has_table", looked_before)
+        second.db  # noqa: B018
+        assert seen == ["tidal_changes"]
+        _echo(second)("e").run("echo", props={"i": 1})
+        assert second.sql("SELECT count(*) FROM runs").scalar() == 1
+    finally:
+        first.close()
+        second.close()

@@ -88,14 +88,25 @@ class Outbox:
             sa.Column("flow", sa.String(255), primary_key=True),
             sa.Column("seen_at", sa.Double(), nullable=False),
         )
-        with self._begin() as conn:
-            self.changes.create(conn, checkfirst=True)
-            self.triggers.create(conn, checkfirst=True)
+        for table in (self.changes, self.triggers):
+            self._create(table)
         self._local: dict[str, set[tuple[str, str]]] = {}
         self._registry: dict[str, set[tuple[str, str]]] = {}
         self._registry_at = 0.0
         self._declared_at = 0.0
         self._lock = threading.Lock()
+
+    def _create(self, table: sa.Table) -> None:
+        """Create ``table`` unless it exists. Between the check and the
+        CREATE another process opening the same database may create it
+        (processes of one app start together): then theirs is used."""
+        try:
+            with self._begin() as conn:
+                table.create(conn, checkfirst=True)
+        except sa.exc.DBAPIError:
+            with self._begin() as conn:
+                if not sa.inspect(conn).has_table(table.name):
+                    raise
 
     # -- the registry -----------------------------------------------------
 
