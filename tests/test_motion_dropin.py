@@ -223,3 +223,14 @@ def test_logging_level_is_honoured_and_checked() -> None:
             C("y", logging_level="LOUD")
     finally:
         logger.setLevel(before)
+
+
+def test_two_components_of_one_name_in_the_update_process(tmp_path: Path) -> None:
+    """update_task_type='process': the forked child runs each definition's own ops too."""
+    tidal.set_default_app(tidal.App("proc", store=f"sqlite:///{tmp_path / 'proc.db'}"))
+    first = _counter("multiply", 3)
+    second = _counter("add", 44)
+    with first("a", update_task_type="process") as a, second("b", update_task_type="process") as b:
+        a.run("multiply", flush_update=True)
+        b.run("add", flush_update=True)
+        assert (a.read_state("value"), b.read_state("value")) == (3, 45)

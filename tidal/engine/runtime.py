@@ -113,7 +113,10 @@ class Runtime(Generic[C]):
             settings=self.settings,
             runs_log=self.runs_log_enabled,
         )
-        for component in self.components.values():
+        # Every definition alive here, so that ops queued through an earlier
+        # one of a shared name run its code there too; then the ones the
+        # names stand for, as here.
+        for component in [*self._definitions.values(), *self.components.values()]:
             runtime.register(component)
         return runtime
 
@@ -125,8 +128,17 @@ class Runtime(Generic[C]):
         stands for (for the HTTP API, the CLI, triggers and schedules); the
         earlier definition still runs the ops its own instances queue, as
         long as it is alive (see :meth:`definition`)."""
+        new = component.definition_id not in self._definitions
         self.components[component.name] = component
         self._definitions[component.definition_id] = component
+        if new and self._process_worker is not None:
+            # The update process is a fork of this one and knows only what was
+            # defined before it started: let the next instance that needs it
+            # start a new one.
+            with self._executor_lock:
+                worker, self._process_worker = self._process_worker, None
+            if worker is not None:
+                worker.stop()
         self._layouts.pop(component.name, None)
         if self._db is not None:
             for trigger in component.triggers:
