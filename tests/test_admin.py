@@ -193,6 +193,42 @@ def test_runs_tail_and_stats(app: tidal.App) -> None:
     assert serve.latency_p50_ms is not None and serve.latency_p50_ms <= serve.latency_p99_ms  # type: ignore[operator]
 
 
+def test_runs_log_health_names_runs_the_database_refused(app: tidal.App, tmp_path: Path) -> None:
+    Notes = define(app)
+    with Notes("n1") as n:
+        n.run("add", props={"item": "a"}, flush_update=True)
+    assert app.runlog is not None
+    app.runlog.flush()
+    health = admin.runs_log_health(app)
+    assert health is not None and health["healthy"] is True and health["warning"] is None
+    assert (health["written"], health["failed"], health["pending"]) == (2, 0, 0)
+    # The database itself refuses the runs rows of one instance: stored
+    # neither in full nor reduced, so counted as failed, with the error kept.
+    with app.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_runs BEFORE INSERT ON runs WHEN NEW.instance = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+    with Notes("bad") as b:
+        b.run("add", props={"item": "x"}, flush_update=True)
+    app.runlog.flush()
+    health = admin.runs_log_health(app)
+    assert health is not None and health["failed"] == 2 and health["pending"] == 0
+    assert health["warning"] is not None and health["warning"].startswith("2 runs could not be stored; last error at ")
+    assert "refused for the test" in health["warning"] and "refused for the test" in health["last_error"]
+    json.dumps(health)
+    # A writer that has stopped, or is behind, is named as such.
+    stuck = {**health, "alive": False, "healthy": False, "pending": 5, "failed": 0}
+    assert (admin.runs_log_warning(stuck) or "").startswith("the writer is not running (5 runs pending); last error")
+    behind = {**health, "healthy": False, "behind_s": 75.2, "failed": 0, "last_error": None}
+    assert admin.runs_log_warning(behind) == "the writer is 75 s behind (0 runs pending)"
+    quiet = tidal.App("quiet", store="memory://", home=tmp_path / "quiet", secret_key="k" * 32, runs_log=False)
+    try:
+        assert admin.runs_log_health(quiet) is None
+    finally:
+        quiet.close()
+
+
 def test_run_timeline_buckets_throughput_errors_and_lag(app: tidal.App) -> None:
     from tidal.relations.builtin import Run
 

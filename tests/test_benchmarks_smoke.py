@@ -35,3 +35,28 @@ def test_run_all_quick_memory(tmp_path: Path) -> None:
     for row in data["rows"]:
         if row["metric"] in ("miss_p50", "e2e", "write_p50", "p50", "one_trig", "lag200_p50", "miss_p50_on", "e2e_on"):
             assert row["values"]["memory"] > 0, row
+
+
+@pytest.mark.slow
+def test_instances_memory_quick() -> None:
+    """``python -m benchmarks.instances_memory --quick``: the memory table and
+    the cold / hot timings print, and every served value was the instance's own."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instances_memory", "--quick", "--instances", "600", "--bound", "100",
+         "--samples", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    for line in (
+        "snapshot_instances=100, 600 instances",
+        "       100 ",
+        "       600 ",
+        "cold instance",
+        "hot instance",
+    ):
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert "every served value was its own" in out

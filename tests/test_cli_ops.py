@@ -202,11 +202,18 @@ def test_runs_tail_and_stats(project: Path, env: dict[str, str]) -> None:
     assert [(r["instance"], r["kind"]) for r in errors] == [("b", "update")]
     assert "asked to fail" in errors[0]["error"]
     assert {r["instance"] for r in ok("runs", "tail", "--instance", "a", cwd=project, env=env)} == {"a"}
-    stats = ok("runs", "stats", "--component", "Tally", cwd=project, env=env)
+    shown = ok("runs", "stats", "--component", "Tally", cwd=project, env=env)
+    # This command's own runs-log writer (each process writes its own runs).
+    writer = shown["runs_log"]
+    assert writer["healthy"] is True and writer["warning"] is None and writer["failed"] == 0
+    stats = shown["flows"]
     by_kind = {s["kind"]: s for s in stats}
     assert (by_kind["serve"]["count"], by_kind["serve"]["errors"]) == (2, 0)
     assert (by_kind["update"]["count"], by_kind["update"]["errors"]) == (2, 1)
     assert by_kind["update"]["latency_p99_ms"] >= by_kind["update"]["latency_p50_ms"]
+    human = tidal("runs", "stats", cwd=project, env=env)
+    assert human.returncode == 0, human.stderr
+    assert "runs log (this process, pid " in human.stdout and "): healthy, " in human.stdout
 
     command = [*TIDAL, "runs", "tail", "--follow", "--json", "--interval", "0.1", "--limit", "1"]
     with subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, text=True) as follow:

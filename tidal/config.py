@@ -65,6 +65,31 @@ def history_versions() -> int:
         raise ValueError(f"TIDAL_HISTORY_VERSIONS must be a whole number >= 0, got {raw!r}") from None
 
 
+def _bound(variable: str, default: int) -> int:
+    raw = os.environ.get(variable)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def redis_versions_cached() -> int:
+    """``TIDAL_REDIS_VERSIONS_CACHED`` if set, else
+    :data:`~tidal.constants.REDIS_VERSIONS_CACHED`."""
+    return _bound("TIDAL_REDIS_VERSIONS_CACHED", constants.REDIS_VERSIONS_CACHED)
+
+
+def redis_enqueue_names_cached() -> int:
+    """``TIDAL_REDIS_ENQUEUE_NAMES_CACHED`` if set, else
+    :data:`~tidal.constants.REDIS_ENQUEUE_NAMES_CACHED`."""
+    return _bound("TIDAL_REDIS_ENQUEUE_NAMES_CACHED", constants.REDIS_ENQUEUE_NAMES_CACHED)
+
+
 @dataclass
 class Settings:
     """Tunables of one App; every field has a documented default in

@@ -61,6 +61,18 @@ the GIL and the write lock from the threads serving requests."""
 SMALL_BATCH = 64
 """Batches smaller than this are followed by a linger."""
 
+REDIS_VERSIONS_CACHED = 100_000
+"""Instances whose state version a Redis store keeps cached in a process
+(kept fresh by the server's invalidation pushes; about 200 bytes each). Past
+this the least recently read is dropped, so memory stays flat however many
+instances a long-running process meets; a dropped one costs one HGET the
+next time. Set with ``TIDAL_REDIS_VERSIONS_CACHED``."""
+
+REDIS_ENQUEUE_NAMES_CACHED = 10_000
+"""Instances whose enqueue keys a Redis store keeps formatted in a process
+(about 1 KB each; formatting them again costs a few microseconds), least
+recently used dropped first. Set with ``TIDAL_REDIS_ENQUEUE_NAMES_CACHED``."""
+
 HISTORY_VERSIONS = 5
 """Earlier versions kept per state key, so that an operator can look at them
 and roll a key back (``tidal state history`` / ``rollback``). Only keys a

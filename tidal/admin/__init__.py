@@ -19,7 +19,7 @@ One module per responsibility, all re-exported here:
 - :mod:`.backlog`: queue depth and lag, an instance's waiting ops, failed
   ops retried or dropped;
 - :mod:`.query`: read-only SQL;
-- :mod:`.runs_log`: runs, run statistics, the timeline;
+- :mod:`.runs_log`: runs, run statistics, the timeline, the writer's health;
 - :mod:`.common`: what they share (``as_dict()``, not-found checks).
 """
 
@@ -38,7 +38,17 @@ from .backlog import (
 )
 from .catalog import ComponentInfo, FlowInfo, InstanceInfo, component, components, instance, instances
 from .query import SqlResult, sql
-from .runs_log import RUN_STATUSES, RunInfo, RunStats, TimelineBucket, run_stats, run_timeline, runs
+from .runs_log import (
+    RUN_STATUSES,
+    RunInfo,
+    RunStats,
+    TimelineBucket,
+    run_stats,
+    run_timeline,
+    runs,
+    runs_log_health,
+    runs_log_warning,
+)
 from .state_keys import KeyState, KeyVersionInfo, RollbackResult, StateInfo, key_history, rollback, state
 
 __all__ = [
@@ -79,4 +89,6 @@ __all__ = [
     "run_stats",
     "run_timeline",
     "runs",
+    "runs_log_health",
+    "runs_log_warning",
 ]

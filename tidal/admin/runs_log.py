@@ -1,6 +1,6 @@
 """The runs log: the latest runs, statistics per component and flow
-(counts, errors, latency percentiles, feedback), and a timeline of
-throughput and update lag."""
+(counts, errors, latency percentiles, feedback), a timeline of throughput
+and update lag, and how the process's runs-log writer is doing."""
 
 from __future__ import annotations
 
@@ -143,6 +143,52 @@ def runs(
         )
         for r in rows
     ]
+
+
+def runs_log_health(app: App) -> dict[str, Any] | None:
+    """How this process's runs-log writer is doing: ``RunLog.stats()`` as a
+    dict (``written``, ``failed``, ``pending``, ``behind_s``, ``alive``,
+    ``last_error``, ... and ``healthy``) plus ``warning``, a sentence saying
+    what is wrong (see :func:`runs_log_warning`) or None. None when the app
+    keeps no runs log (``runs_log=False``).
+
+    The writer is per process: this is the calling process's, the one that
+    records the runs this process serves and applies (``/readyz`` and the
+    dashboard show the server's)."""
+    runlog = app.runlog
+    if runlog is None:
+        return None
+    health = runlog.stats().as_dict()
+    health["warning"] = runs_log_warning(health)
+    return health
+
+
+def runs_log_warning(health: dict[str, Any]) -> str | None:
+    """What is wrong with a runs-log writer, from its stats as a dict (this
+    process's, or another's from its ``/readyz``), or None when nothing is:
+    it is dead, behind, retrying after a database error, or runs were not
+    stored (``failed``, ``dropped``, ``lost``; these count since the process
+    started). The last error is named when there is one."""
+    problems = []
+    pending = health.get("pending", 0)
+    if not health.get("alive", True):
+        problems.append(f"the writer is not running ({pending} runs pending)")
+    elif not health.get("healthy", True):
+        problems.append(f"the writer is {health.get('behind_s', 0.0):.0f} s behind ({pending} runs pending)")
+    if health.get("retrying"):
+        problems.append("writing fails on a database error and is retried")
+    for name, what in (("failed", "could not be stored"), ("dropped", "were dropped (buffer full)"),
+                       ("lost", "were lost at shutdown")):  # fmt: skip
+        if health.get(name):
+            problems.append(f"{health[name]} runs {what}")
+    if not problems:
+        return None
+    text = "; ".join(problems)
+    if health.get("last_error"):
+        at = health.get("last_error_at")
+        when = f" at {datetime.fromtimestamp(at, UTC).isoformat(timespec='seconds')}" if at else ""
+        text += f"; last error{when}: {health['last_error']}"
+    return text
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -1,18 +1,21 @@
 """``tidal runs tail | stats``: the latest rows of the runs log, and
-latency, errors and feedback per component and flow."""
+latency, errors and feedback per component and flow, with how a runs-log
+writer is doing (this process's, or a server's with ``--url``)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from .output import emit, json_option, ms
+from .output import EXIT_FAILED, emit, json_option, ms
 from .target import app_options, open_app
 
 
@@ -90,25 +93,68 @@ def tail(
             return
 
 
+def _server_runs_log(url: str) -> dict[str, Any] | None:
+    """The runs-log writer of the `tidal serve` at ``url``, from its
+    ``/readyz`` (which needs no key), with ``warning`` added."""
+    import httpx  # only --url needs it, and every tidal command imports this module
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/readyz", timeout=10)
+        checks = response.json()["checks"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"cannot read the runs log's state from {url}/readyz: {exc}") from exc
+    health: dict[str, Any] | None = checks.get("runs_log")
+    if health is not None:
+        health = {k: v for k, v in health.items() if k not in ("ok", "required")}
+        health["warning"] = admin.runs_log_warning(health)
+    return health
+
+
+def _health_line(health: dict[str, Any] | None, where: str) -> str:
+    if health is None:
+        return f"runs log ({where}): none (the app runs with runs_log=False)"
+    if health["warning"] is not None:
+        return f"WARNING: runs log ({where}) is unhealthy: {health['warning']}"
+    return (
+        f"runs log ({where}): healthy, {health['written']} written, "
+        f"{health['pending']} pending, {health['failed']} failed"
+    )
+
+
 @runs.command("stats")
 @click.option("--component", default=None, help="Only this component.")
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
               help="Seconds of runs to look at.")  # fmt: skip
+@click.option("--url", default=None, metavar="URL",
+              help="A running `tidal serve` (e.g. http://127.0.0.1:8000): show its runs-log writer "
+                   "(from its /readyz) instead of this process's.")  # fmt: skip
 @app_options
 @json_option
-def stats(component: str | None, window: float, app_name: str, store: str | None, as_json: bool) -> None:
-    """Runs, errors, latency percentiles and feedback per component and flow."""
+def stats(component: str | None, window: float, url: str | None, app_name: str, store: str | None,
+          as_json: bool) -> None:  # fmt: skip
+    """Runs, errors, latency percentiles and feedback per component and
+    flow, and how the runs log's writer is doing: written, pending, failed,
+    the last error. Each process writes its own runs: without --url this is
+    the writer of this command's process; with --url, the server's. Exits 1
+    when the writer shown is dead, behind, retrying, or has failed to store
+    runs (JSON: {"flows": [...], "runs_log": {...} or null})."""
     with open_app(app_name, store) as app:
         rows = admin.run_stats(app, component=component, window=timedelta(seconds=window))
+        health = _server_runs_log(url) if url is not None else admin.runs_log_health(app)
+    where = f"server {url}" if url is not None else f"this process, pid {health['pid'] if health else '-'}"
     if as_json:
-        emit([r.as_dict() for r in rows])
-        return
-    table = Table("component", "flow", "kind", "runs", "errors", "p50", "p95", "p99", "feedback", "mean score")
-    for r in rows:
-        score = "-" if r.feedback_mean_score is None else f"{r.feedback_mean_score:.2f}"
-        table.add_row(r.component, r.flow, r.kind, str(r.count), str(r.errors), ms(r.latency_p50_ms),
-                      ms(r.latency_p95_ms), ms(r.latency_p99_ms), str(r.feedback_count), score)  # fmt: skip
-    Console().print(table)
+        emit({"flows": [r.as_dict() for r in rows], "runs_log": health})
+    else:
+        table = Table("component", "flow", "kind", "runs", "errors", "p50", "p95", "p99", "feedback", "mean score")
+        for r in rows:
+            score = "-" if r.feedback_mean_score is None else f"{r.feedback_mean_score:.2f}"
+            table.add_row(r.component, r.flow, r.kind, str(r.count), str(r.errors), ms(r.latency_p50_ms),
+                          ms(r.latency_p95_ms), ms(r.latency_p99_ms), str(r.feedback_count), score)  # fmt: skip
+        Console().print(table)
+        line = _health_line(health, where)
+        click.echo(line, err=line.startswith("WARNING"))
+    if health is not None and health["warning"] is not None:
+        sys.exit(EXIT_FAILED)
 
 
 COMMANDS = [runs]

@@ -222,6 +222,14 @@ def router(ctx: ServerContext) -> APIRouter:
         found = admin.run_stats(ctx.app, window=timedelta(seconds=window_s))
         return [s.as_dict() for s in found if principal.can(s.component)]
 
+    @api.get("/runs-log")
+    def runs_log(principal: Principal = Depends(ctx.principal)) -> dict[str, Any]:
+        """How the server's runs-log writer is doing (what ``/readyz`` shows
+        under ``checks.runs_log``): written, failed, pending, behind_s,
+        alive, the last error, ``healthy``, and ``warning`` (what is wrong,
+        or null). ``runs_log`` is null when the app keeps no runs log."""
+        return {"runs_log": admin.runs_log_health(ctx.app)}
+
     @api.get("/timeline")
     def timeline(
         component: list[str] | None = Query(None, description="Only these components."),

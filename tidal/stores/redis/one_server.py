@@ -9,19 +9,19 @@ commit, and the crash windows between the two steps do not exist."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from ...config import redis_enqueue_names_cached
 from ..base import Claim, NewOp
 from .calls import Calls
 from .keys import escape, to_ms
+from .lru import LRU
 from .paths import claim_from_reply
 from .two_step import CLAIM_CANDIDATES, CLAIM_ROUNDS, FENCE_AFTER_MS, TwoStepPaths
 from .versions import Versions
-
-ENQUEUE_NAMES_CACHED = 10_000
-"""Instances whose enqueue keys a store keeps formatted (all dropped when full)."""
 
 
 class OneServerPaths(TwoStepPaths):
@@ -30,9 +30,15 @@ class OneServerPaths(TwoStepPaths):
 
     single_slot = False
 
-    def __init__(self, calls: Calls, versions: Versions) -> None:
+    def __init__(self, calls: Calls, versions: Versions, *, names_cached: int | None = None) -> None:
         super().__init__(calls, versions)
-        self._enqueue_names: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        self.enqueue_names: LRU[tuple[str, str], tuple[list[str], list[str]]] = LRU(
+            names_cached if names_cached is not None else redis_enqueue_names_cached()
+        )
+        """Enqueue keys and arguments per instance, formatted once; the least
+        recently used dropped past its ``limit``
+        (:data:`~tidal.constants.REDIS_ENQUEUE_NAMES_CACHED`)."""
+        self._names_lock = threading.Lock()
 
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
         # The hot path of every run() that queues an update.
@@ -60,15 +66,14 @@ class OneServerPaths(TwoStepPaths):
         """Keys and leading arguments of ``one_server_enqueue.lua`` for an
         instance (cached: escaping and formatting them cost more than the
         call's other Python work)."""
-        got = self._enqueue_names.get((component, instance))
+        got = self.enqueue_names.get((component, instance))
         if got is None:
             names = self.calls.keys
             t = names.tag(component, instance)
             keys = [names.ids, t + ":m", t + ":q", t + ":flows", t + ":dd"]
             got = (keys, [names.global_tag, t, escape(component), instance, names.owner(component, instance)])
-            if len(self._enqueue_names) >= ENQUEUE_NAMES_CACHED:
-                self._enqueue_names.clear()
-            self._enqueue_names[(component, instance)] = got
+            with self._names_lock:
+                self.enqueue_names.put((component, instance), got)
         return got
 
     def claim(

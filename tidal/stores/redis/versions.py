@@ -12,6 +12,9 @@ from typing import Any, Protocol, cast
 
 import redis
 
+from ...config import redis_versions_cached
+from .lru import LRU
+
 log = logging.getLogger("tidal.stores.redis")
 
 VERSION_TRUST_S = 1.0
@@ -19,9 +22,6 @@ VERSION_TRUST_S = 1.0
 the server. The server's invalidation is what makes it stale; this bound only
 matters for a connection that died without the socket noticing (a peer gone
 without a word), which then serves no older version than this."""
-
-VERSION_CACHE_SIZE = 100_000
-"""Versions cached per store at most (all dropped when full)."""
 
 
 class Versions(Protocol):
@@ -63,13 +63,32 @@ class VersionCache:
     process forgets the version itself (:meth:`forget`), and nobody else
     waits on that commit's return."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, cached: int | None = None) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._conn: Any = None
-        self._known: dict[bytes, tuple[bytes | None, float]] = {}
+        self._known: LRU[bytes, tuple[bytes | None, float]] = LRU(
+            cached if cached is not None else redis_versions_cached()
+        )
         self.tracking = True
+
+    @property
+    def cached(self) -> int:
+        """Versions cached now."""
+        return len(self._known)
+
+    @property
+    def limit(self) -> int:
+        """The most versions cached (:data:`~tidal.constants.REDIS_VERSIONS_CACHED`):
+        past it the least recently read is dropped, and read from the server
+        again when asked for. Settable; lowering it drops the oldest at once."""
+        return self._known.limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        with self._lock:
+            self._known.limit = limit
 
     @property
     def connection(self) -> Any:
@@ -82,7 +101,7 @@ class VersionCache:
             self._known.clear()
         else:
             for key in keys:
-                self._known.pop(key, None)
+                self._known.pop(key)
 
     def _open(self) -> Any:
         pool = self._client.connection_pool
@@ -112,7 +131,8 @@ class VersionCache:
 
     def get(self, key: bytes) -> bytes | None:
         if self._pid != os.getpid():  # forked: the socket and what it told belong to the parent
-            self._pid, self._lock, self._conn, self._known = os.getpid(), threading.Lock(), None, {}
+            self._pid, self._lock, self._conn = os.getpid(), threading.Lock(), None
+            self._known = LRU(self._known.limit)
         if not self.tracking:
             return cast(bytes | None, self._client.hget(key, "v"))
         with self._lock:
@@ -141,15 +161,13 @@ class VersionCache:
             except BaseException:
                 self._drop()
                 raise
-            if len(self._known) >= VERSION_CACHE_SIZE:
-                self._known.clear()
-            self._known[key] = (value, now)
+            self._known.put(key, (value, now))
             return value
 
     def forget(self, key: bytes) -> None:
         """Drop one cached version (this process has just changed it)."""
         with self._lock:
-            self._known.pop(key, None)
+            self._known.pop(key)
 
     def close(self) -> None:
         with self._lock:

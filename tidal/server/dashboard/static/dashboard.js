@@ -347,10 +347,24 @@
     ];
   }
 
+  // The server's runs-log writer: a banner when it is dead, behind or failing to store runs.
+  function runsLogStatus(log) {
+    if (!log) return h("p", { class: "muted", id: "runs-log-status" }, "This app keeps no runs log.");
+    if (log.warning) {
+      return h("div", { class: "banner error", id: "runs-log-warning", role: "alert" },
+        h("b", null, "Runs log unhealthy: "), log.warning,
+        h("div", { class: "muted" }, `${log.written} written, ${log.pending} pending, ${log.failed} failed, `
+          + `${log.dropped} dropped, ${log.lost} lost (server process ${log.pid}; counts since it started)`));
+    }
+    return h("p", { class: "muted", id: "runs-log-status" },
+      `Runs log writer: healthy, ${log.written} written, ${log.pending} pending, ${log.failed} failed.`);
+  }
+
   async function runs(params) {
     const query = new URLSearchParams();
     for (const name of ["component", "status", "kind"]) if (params.get(name)) query.set(name, params.get(name));
-    const [overviewData, stats, latest] = await Promise.all([call("overview"), call("stats"), call("runs?" + query)]);
+    const [overviewData, stats, latest, writer] = await Promise.all([call("overview"), call("stats"),
+      call("runs?" + query), call("runs-log")]);
     const select = (name, options) => {
       const el = h("select", { name, id: "filter-" + name },
         options.map(([value, label]) => h("option", { value, selected: (params.get(name) || "") === value }, label)));
@@ -374,6 +388,7 @@
       h("td", null, r.error ? h("code", { class: "preview" }, r.error.trim().split("\n").pop()) : "")));
     return [
       h("h1", null, "Runs"),
+      runsLogStatus(writer.runs_log),
       h("section", null, h("h2", null, "Latency, errors and feedback, last hour"),
         table(["Component", "Flow", "Kind", "Runs#", "Errors#", "p50#", "p95#", "p99#", "Feedback#", "Mean score#"],
           statRows.length ? statRows : [empty(10, "No runs in the last hour.")], { id: "stats" })),
