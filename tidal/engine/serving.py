@@ -54,6 +54,9 @@ def remember(app: Runtime, component: ComponentSpec, key: CacheKey, props: Prope
     """Cache ``result`` (and what the serve op added to ``props``) under ``key``."""
     ttl = component.cache_ttl
     saved = dict(props)
+    # orjson hands back its props key in a ~4 KB buffer: a kept key is copied
+    # to its own size (10,000 cached results would otherwise hold ~40 MB of keys).
+    key = (key[0], key[1], key[2], bytes(memoryview(key[3])), key[4])
     app.cache.set(key, result, saved, ttl)
     if app.shared_cache:
         try:
