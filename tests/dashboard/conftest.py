@@ -1,17 +1,21 @@
 """Fixtures of the dashboard tests: a real `tidal serve` process on a free
-loopback port with seeded state, runs, feedback and failed update ops; an
-App in the test process on the same store (to check what the dashboard
-shows against ``tidal.admin``); one headless Chromium for the session."""
+loopback port with seeded state, runs, feedback and failed update ops; SQL
+on its SQLite file and an App in the test process on the same store (to
+check what the dashboard shows without going through ``tidal.admin``, which
+the dashboard's routes call); one headless Chromium for the session."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +24,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 from servers import free_port
 
 import tidal
-from tidal import admin
 from tidal.client import Client
 
 from .browser import console_errors, start_browser
@@ -34,7 +37,9 @@ class DashServer:
 
     url: str
     app: tidal.App
-    """An App on the server's store, in the test process."""
+    """An App on the server's store, in the test process (its codec decodes stored values)."""
+    db: Path
+    """The server's SQLite file: its store's tables and its relations (``runs``, ``feedback``)."""
     fail_file: Path
     """While it exists, Docs' index update fails on props with ``fail``."""
     keys: dict[str, str] = field(default_factory=dict)
@@ -42,6 +47,38 @@ class DashServer:
 
     def page(self, fragment: str = "/") -> str:
         return f"{self.url}/dashboard/#{fragment}"
+
+    # What the store holds, read with SQL on the file: the oracle the tests
+    # compare the dashboard with (the schema is in tidal/stores/sqlite/schema.py).
+
+    def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(self.db, timeout=10)) as conn:
+            conn.execute("PRAGMA query_only = 1")
+            return conn.execute(query, params).fetchall()
+
+    def failed_ops(self, component: str) -> dict[int, str]:
+        """Failed ops of ``component``: op id -> instance."""
+        rows = self.sql("SELECT id, instance FROM tidal_ops WHERE component = ? AND status = 1", component)
+        return dict(rows)
+
+    def version(self, component: str, instance: str) -> int:
+        query = "SELECT version FROM tidal_instances WHERE component = ? AND instance = ?"
+        ((version,),) = self.sql(query, component, instance)
+        return int(version)
+
+    def keys_of(self, component: str, instance: str) -> dict[str, tuple[int, bytes]]:
+        """The live keys of an instance: key -> (version written at, stored bytes)."""
+        rows = self.sql(
+            "SELECT key, version, value FROM tidal_state WHERE component = ? AND instance = ? AND value IS NOT NULL",
+            component,
+            instance,
+        )
+        return {key: (version, value) for key, version, value in rows}
+
+    def value(self, component: str, instance: str, key: str) -> Any:
+        """A state key's current value, read with SQL and decoded by the codec."""
+        raw = self.keys_of(component, instance)[key][1]
+        return self.app.decoder(component, instance)(raw, key)
 
 
 def _cli(env: dict[str, str], store: str, *args: str) -> str:
@@ -117,9 +154,9 @@ def _start(tmp: Path, *, auth: bool) -> Iterator[DashServer]:
             time.sleep(0.1)
         seed(url, keys.get("admin"))
         app = tidal.App("dash", store=store, home=home)
-        checked = app
-        wait_for(lambda: len(admin.failures(checked, "Docs")) == 2, "the two failed index ops")
-        yield DashServer(url, app, fail_file, keys)
+        server = DashServer(url, app, tmp / "dash.db", fail_file, keys)
+        wait_for(lambda: len(server.failed_ops("Docs")) == 2, "the two failed index ops")
+        yield server
     finally:
         if app is not None:
             app.close()

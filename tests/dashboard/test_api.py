@@ -1,6 +1,8 @@
 """The dashboard's page and JSON routes, in process: what they answer, and
 that they keep the API's auth (401 without credentials, 403 beyond the
-key's scope, writes refused to read-only keys, lists filtered by scope)."""
+key's scope, writes refused to read-only keys, lists filtered by scope).
+The routes call ``tidal.admin``; what they answer is checked against what
+the fixture wrote and the store's own verbs, not against ``tidal.admin``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from conftest import make_app
 from fastapi.testclient import TestClient
 
 import tidal
-from tidal import admin
 from tidal.server import Auth, KeyStore, Scope, create_app
 
 
@@ -86,7 +87,12 @@ def test_page_and_assets_are_served_with_a_strict_policy(app: tidal.App) -> None
         assert bare.get("/dashboard/api/overview").status_code == 404
 
 
-def test_data_routes_answer_from_tidal_admin(app: tidal.App) -> None:
+def failed_instances(app: tidal.App) -> list[str]:
+    """The instances of Notes' failed ops, oldest first, as the store lists them."""
+    return [f.instance for f in reversed(app.store.list_failures("Notes"))]
+
+
+def test_data_routes_answer_what_the_store_holds(app: tidal.App) -> None:
     with TestClient(create_app(app)) as http:
         overview = http.get("/dashboard/api/overview").json()
         by_name = {c["name"]: c for c in overview["components"]}
@@ -95,7 +101,17 @@ def test_data_routes_answer_from_tidal_admin(app: tidal.App) -> None:
         comp = http.get("/dashboard/api/components/Notes").json()
         assert [(i["instance"], i["version"], i["keys"]) for i in comp["instances"]] == [("A", 2, 1), ("B", 2, 1)]
         inst = http.get("/dashboard/api/components/Notes/instances/A").json()
-        assert inst["state"] == {**admin.state(app, "Notes", "A", values=True).as_dict(), "size": inst["state"]["size"]}
+        (items,) = app.store.describe_state("Notes", "A") or []
+        assert (items.key, items.version) == ("items", 2)  # the fixture's one successful update
+        assert inst["state"] == {
+            "component": "Notes",
+            "instance": "A",
+            "version": 2,
+            "keys": [
+                {"key": "items", "version": 2, "size": items.size, "written_at": items.written_at, "value": "['x']"}
+            ],
+            "size": items.size,
+        }
         assert [f["summary"] for f in inst["failures"]] == ["RuntimeError: cannot add y"]
         history = http.get("/dashboard/api/components/Notes/instances/A/history", params={"key": "items"}).json()
         assert [v["version"] for v in history] == [2, 1] and history[0]["current"]
@@ -117,7 +133,7 @@ def test_data_routes_answer_from_tidal_admin(app: tidal.App) -> None:
         assert wrong.status_code == 404  # B's op is not A's
         dropped = http.post(f"/dashboard/api/components/Notes/instances/B/failures/{failed['B']['op_id']}/drop")
         assert dropped.status_code == 200
-        assert [f.instance for f in admin.failures(app, "Notes")] in (["A"], [])  # A's retry fails again or is queued
+        assert failed_instances(app) in (["A"], [])  # A's retry fails again or is queued
 
         runs = http.get("/dashboard/api/runs", params={"status": "error"}).json()
         assert {r["instance"] for r in runs} == {"A", "B"} and all(r["kind"] == "update" for r in runs)
@@ -161,7 +177,8 @@ def test_read_only_key_reads_but_cannot_retry_drop_or_roll_back(
         assert refused.status_code == 403 and "may not write" in refused.json()["message"]
     rollback = secured.post(f"{base}/rollback", json={"key": "items", "version": 1}, headers=bearer(key))
     assert rollback.status_code == 403
-    assert len(admin.failures(app, "Notes")) == 2 and admin.instance(app, "Notes", "A").version == 2
+    assert failed_instances(app) == ["A", "B"] and app.store.get_version("Notes", "A") == 2
+    assert app.store.pending("Notes", "A") == 0 and app.store.pending("Notes", "B") == 0
 
 
 def test_scoped_key_sees_only_what_it_reaches(secured: TestClient, keys: KeyStore) -> None:

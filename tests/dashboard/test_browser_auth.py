@@ -11,8 +11,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tidal import admin
-
 from .browser import console_errors, screenshot
 from .conftest import DashServer, wait_until_rendered
 
@@ -54,24 +52,26 @@ def test_read_only_key_sees_the_queue_but_retry_is_refused(dash_auth: DashServer
     sign_in(browser, dash_auth.keys["reader"])
     wait_until_rendered(browser, "#/queue")
     assert "key reader · read-only" in browser.find_element(By.ID, "who").text
-    failed = admin.failures(dash_auth.app, "Docs")
+    failed = dash_auth.failed_ops("Docs")  # op id -> instance, read with SQL
+    assert sorted(failed.values()) == ["doc-a", "doc-b"]
     cards = browser.find_elements(By.CSS_SELECTOR, "#failures .failure")
-    assert {c.get_attribute("data-op-id") for c in cards} == {str(f.op_id) for f in failed}
+    assert {c.get_attribute("data-op-id") for c in cards} == {str(op_id) for op_id in failed}
 
-    target = failed[0]
-    card = browser.find_element(By.CSS_SELECTOR, f".failure[data-op-id='{target.op_id}']")
+    op_id, instance = min(failed.items())
+    card = browser.find_element(By.CSS_SELECTOR, f".failure[data-op-id='{op_id}']")
     card.find_element(By.CSS_SELECTOR, "button.retry").click()
     WebDriverWait(browser, 10).until(lambda d: "Refused (403)" in d.find_element(By.ID, "notice").text)
     notice = browser.find_element(By.ID, "notice")
     assert "error" in (notice.get_attribute("class") or "")
-    assert f"key 'reader' may not write to Docs/{target.instance}" in notice.text
-    assert [f.op_id for f in admin.failures(dash_auth.app, "Docs")] == [f.op_id for f in failed]  # nothing re-queued
+    assert f"key 'reader' may not write to Docs/{instance}" in notice.text
+    assert dash_auth.failed_ops("Docs") == failed  # nothing re-queued
+    assert dash_auth.sql("SELECT count(*) FROM tidal_ops WHERE component = 'Docs' AND status = 0") == [(0,)]
     screenshot(browser, "queue-read-only")
     # The browser logs the refused request itself; that one entry is expected, any other is an error.
-    assert console_errors(browser, allowed=(f"/failures/{target.op_id}/retry", "403")) == []
+    assert console_errors(browser, allowed=(f"/failures/{op_id}/retry", "403")) == []
 
     headers = {"Authorization": f"Bearer {dash_auth.keys['reader']}"}
-    retry = f"{dash_auth.url}/dashboard/api/components/Docs/instances/{target.instance}/failures/{target.op_id}/retry"
+    retry = f"{dash_auth.url}/dashboard/api/components/Docs/instances/{instance}/failures/{op_id}/retry"
     assert httpx.post(retry, headers=headers).status_code == 403
     assert httpx.get(f"{dash_auth.url}/dashboard/api/queue", headers=headers).status_code == 200
 
@@ -85,8 +85,15 @@ def test_write_key_can_retry(dash_auth: DashServer, browser: WebDriver) -> None:
     WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.ID, "api-key"))
     sign_in(browser, dash_auth.keys["admin"])
     wait_until_rendered(browser, "#/queue")
-    target = admin.failures(dash_auth.app, "Docs")[0]
-    card = browser.find_element(By.CSS_SELECTOR, f".failure[data-op-id='{target.op_id}']")
+    failed = dash_auth.failed_ops("Docs")
+    op_id, instance = min(failed.items())
+    card = browser.find_element(By.CSS_SELECTOR, f".failure[data-op-id='{op_id}']")
     card.find_element(By.CSS_SELECTOR, "button.retry").click()
     WebDriverWait(browser, 10).until(lambda d: "queued again as op" in d.find_element(By.ID, "notice").text)
-    assert target.op_id not in {f.op_id for f in admin.failures(dash_auth.app, "Docs")}
+    notice = browser.find_element(By.ID, "notice").text
+    assert op_id not in dash_auth.failed_ops("Docs")
+    # Queued again under a fresh, larger id, for the same instance (it may have run and failed again meanwhile).
+    requeued = dash_auth.sql(
+        "SELECT id FROM tidal_ops WHERE component = 'Docs' AND instance = ? AND id > ?", instance, max(failed)
+    )
+    assert len(requeued) == 1 and f"queued again as op {requeued[0][0]}" in notice
