@@ -31,7 +31,8 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
 
 C = "Comp"
 OTHER = "Other"
-SHORT = 0.2  # lease seconds, for the tests about expiry
+SHORT = 0.2  # lease / ttl seconds, for tests that only need it to run out (sleeping never ends early)
+WINDOW = 1.0  # lease / ttl seconds, for tests that also check it still holds: room for a loaded machine's slow calls
 LONG = 30.0  # lease seconds, for everything else
 
 
@@ -51,8 +52,11 @@ def claim(store: Store, lease: float = LONG, max_ops: int = 100, components: tup
     return store.claim(list(components), "worker", lease, max_ops)
 
 
-def expire() -> None:
-    time.sleep(SHORT + 0.1)
+def expire(ttl: float = SHORT, since: float | None = None) -> None:
+    """Sleep until a lease or ttl of ``ttl`` seconds, granted before
+    ``since`` (``time.monotonic()``, default now), has run out, and 0.1 s more."""
+    start = time.monotonic() if since is None else since
+    time.sleep(max(0.0, start + ttl + 0.1 - time.monotonic()))
 
 
 # -- state --------------------------------------------------------------------
@@ -328,10 +332,11 @@ def test_claim_counts_newer_ops_of_the_same_flow(store: Store) -> None:
 def test_ops_of_an_expired_lease_are_handed_out_again(store: Store) -> None:
     make(store)
     ids = [store.enqueue(C, "i1", "f", b"x") for _ in range(2)]
-    first = claim(store, lease=SHORT)
+    first = claim(store, lease=WINDOW)
+    granted = time.monotonic()
     assert first is not None and first.op_ids == tuple(ids)
     assert claim(store) is None
-    expire()
+    expire(WINDOW, granted)
     late = store.enqueue(C, "i1", "f", b"late")
     second = claim(store)
     assert second is not None
@@ -439,12 +444,13 @@ def test_commit_with_a_lost_lease_is_refused_and_writes_nothing(store: Store, ho
 def test_renew_extends_a_held_lease(store: Store) -> None:
     make(store)
     store.enqueue(C, "i1", "f", b"x")
-    held = claim(store, lease=SHORT)
+    held = claim(store, lease=WINDOW)
+    granted = time.monotonic()
     assert held is not None
     old_expiry = held.expires_at
     assert store.renew(held, LONG) is True
     assert held.expires_at > old_expiry + 1
-    expire()
+    expire(WINDOW, granted)  # the first lease would have run out by now
     assert claim(store) is None  # still ours
     assert store.commit(C, "i1", {"a": b"1"}, claim=held, done=held.op_ids) == 2
 
@@ -586,10 +592,11 @@ def test_cache_get_and_set(store: Store) -> None:
 
 
 def test_cache_entries_expire_after_their_ttl(store: Store) -> None:
-    store.cache_set(b"short", b"s", SHORT)
+    store.cache_set(b"short", b"s", WINDOW)
+    granted = time.monotonic()
     store.cache_set(b"long", b"l", LONG)
     assert store.cache_get(b"short") == b"s"
-    expire()
+    expire(WINDOW, granted)
     assert store.cache_get(b"short") is None
     assert store.cache_get(b"long") == b"l"
     # An expired key can be set again.
@@ -702,13 +709,14 @@ def test_a_dedupe_key_outlives_its_op(store: Store) -> None:
 
 def test_dedupe_keys_expire_after_their_ttl(store: Store) -> None:
     make(store)
-    first = store.enqueue_many([op(dedupe="short", dedupe_ttl=SHORT), op(dedupe="long", dedupe_ttl=LONG)])
+    first = store.enqueue_many([op(dedupe="short", dedupe_ttl=WINDOW), op(dedupe="long", dedupe_ttl=LONG)])
+    granted = time.monotonic()
     assert None not in first
-    assert store.enqueue_many([op(dedupe="short", dedupe_ttl=SHORT), op(dedupe="long", dedupe_ttl=LONG)]) == [
+    assert store.enqueue_many([op(dedupe="short", dedupe_ttl=WINDOW), op(dedupe="long", dedupe_ttl=LONG)]) == [
         None,
         None,
     ]
-    expire()
+    expire(WINDOW, granted)
     again = store.enqueue_many([op(dedupe="short", dedupe_ttl=LONG), op(dedupe="long", dedupe_ttl=LONG)])
     assert again[0] is not None and again[0] > max(i for i in first if i is not None)
     assert again[1] is None  # an expired key does not take others with it
