@@ -1,7 +1,9 @@
 """Hostile and out-of-scope requests: values no store can hold, 404s that
 must not leak other tenants' names, instance scope on the built-in
 relations, state that fails its HMAC, bodies and paths that do not parse,
-and the error shape every refusal has."""
+and the error shape every refusal has. The checks on values, bodies and
+paths run twice: on the embedded SQLite app, and on an app with ``redis://``
+state and PostgreSQL relations (what scale-out serves from)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import pickle
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,13 +20,14 @@ from fastapi.testclient import TestClient
 from pydantic import Field
 
 import tidal
+from tidal.config import Settings
 from tidal.exceptions import ConfigError
 from tidal.relations.builtin import Feedback, Run
 from tidal.server import create_app
 from tidal.server.auth import JWT_SECRET_ENV, Auth, Scope, issue_token
 from tidal.server.keys import KeyStore
 
-from .sample import Purchase
+from .sample import Purchase, define
 
 SECRET = "test-secret-with-enough-length-for-hs256!"
 
@@ -54,6 +58,38 @@ def client(api: FastAPI) -> Iterator[TestClient]:
 def secured(sample_app: tidal.App, keys: KeyStore) -> Iterator[TestClient]:
     api = create_app(sample_app, relations=[Tally], auth=Auth(keys, jwt_secret=SECRET))
     with TestClient(api, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(params=["sqlite", "redis+postgresql"])
+def backend_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tidal.App]:
+    """The sample app on SQLite, or on ``redis://`` state with its relations in PostgreSQL."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sample_app")
+        return
+    app = tidal.App(
+        "served",
+        store=request.getfixturevalue("redis_url"),
+        db=request.getfixturevalue("pg_url"),
+        home=tmp_path / "home",
+        settings=Settings(lease_seconds=2.0, sweep_seconds=0.2),
+    )
+    try:
+        define(app)
+        app.db.register(Purchase)
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def backend_api(backend_app: tidal.App) -> FastAPI:
+    return create_app(backend_app, relations=[Tally], max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+def backend_client(backend_api: FastAPI) -> Iterator[TestClient]:
+    with TestClient(backend_api, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -89,8 +125,9 @@ def assert_error(answer: Any, status: int | tuple[int, ...], code: str | None = 
     ],
 )
 def test_unstorable_record_values_are_422_naming_the_field(
-    client: TestClient, sample_app: tidal.App, body: str, field: str
+    backend_client: TestClient, backend_app: tidal.App, body: str, field: str
 ) -> None:
+    client, sample_app = backend_client, backend_app
     one = assert_error(raw_json(client, "/relations/tally", body), 422, "validation_error")
     assert field in one["message"] and one["detail"][0]["loc"][:3] == ["body", 0, field]
     batch = assert_error(raw_json(client, "/relations/tally/batch", f'[{{"n": 1}}, {body}]'), 422)
@@ -101,7 +138,8 @@ def test_unstorable_record_values_are_422_naming_the_field(
 
 
 @pytest.mark.parametrize(("where", "field"), [(f'{{"n": {2**70}}}', "n"), ('{"note": "\\udc80"}', "note")])
-def test_unstorable_filter_values_are_422_naming_the_field(client: TestClient, where: str, field: str) -> None:
+def test_unstorable_filter_values_are_422_naming_the_field(backend_client: TestClient, where: str, field: str) -> None:
+    client = backend_client
     answer = raw_json(client, "/relations/tally/query", f'{{"where": {where}}}')
     assert field in assert_error(answer, 422, "validation_error")["message"]
 
@@ -196,7 +234,10 @@ def test_state_failing_its_hmac_is_a_clear_error_and_cannot_be_rolled_back_to(
 # -- 5. depth, bodies, paths, the JWT secret --------------------------------------------
 
 
-def test_props_nested_too_deep_are_422_and_the_depth_is_configurable(client: TestClient, sample_app: tidal.App) -> None:
+def test_props_nested_too_deep_are_422_and_the_depth_is_configurable(
+    backend_client: TestClient, backend_app: tidal.App
+) -> None:
+    client, sample_app = backend_client, backend_app
     deep = "[" * 900 + "]" * 900
     for path in ("/components/Echo/instances/d/flows/echo", "/components/Echo/instances/d/flows/echo/stream"):
         answer = raw_json(client, path, f'{{"props": {{"x": {deep}}}}}')
@@ -211,16 +252,23 @@ def test_props_nested_too_deep_are_422_and_the_depth_is_configurable(client: Tes
 @pytest.mark.parametrize(
     "body", ["[" * 1200 + "]" * 1200, b'{"props": {"x": "\xff"}}', b"\xef\xbb\xbf{}\xff", '{"props": '], ids=str
 )
-def test_bodies_that_do_not_parse_answer_the_error_shape(client: TestClient, body: str | bytes) -> None:
+def test_bodies_that_do_not_parse_answer_the_error_shape(
+    backend_client: TestClient, backend_app: tidal.App, body: str | bytes
+) -> None:
+    client = backend_client
     body_text = body if isinstance(body, str) else body.decode("latin-1")
     for path in ("/components/Echo/instances/p/flows/echo", "/relations/tally", "/relations/purchase/query"):
         answer = raw_json(client, path, body)
         assert "detail" not in answer.json() or "error" in answer.json(), answer.text
         assert_error(answer, (400, 422)), (path, body_text[:20])
+    assert backend_app.store.list_instances("Echo") == [] and backend_app.query(Tally) == []
 
 
 @pytest.mark.parametrize("segment", ["%FF", "a%C3", "%ED%B3%80", "%C0%AF"])
-def test_instance_paths_that_are_not_utf8_are_refused(client: TestClient, sample_app: tidal.App, segment: str) -> None:
+def test_instance_paths_that_are_not_utf8_are_refused(
+    backend_client: TestClient, backend_app: tidal.App, segment: str
+) -> None:
+    client, sample_app = backend_client, backend_app
     answer = client.post(f"/components/Echo/instances/{segment}/flows/echo", json={"props": {}})
     assert_error(answer, 400, "invalid_path")
     assert sample_app.store.list_instances("Echo") == []
@@ -304,8 +352,9 @@ def _paths(api: FastAPI, segment: str) -> Iterator[tuple[str, str]]:
 
 
 def test_hostile_inputs_on_every_route_answer_the_error_shape_and_write_nothing(
-    api: FastAPI, client: TestClient, sample_app: tidal.App
+    backend_api: FastAPI, backend_client: TestClient, backend_app: tidal.App
 ) -> None:
+    api, client, sample_app = backend_api, backend_client, backend_app
     sample_app.components["Echo"]("kept").run("echo", {"x": 1})
     sample_app.insert(Tally(n=1))
     sample_app.runlog.flush()
