@@ -187,7 +187,9 @@ def servers(folder: Path, *, access_log: bool, compare: Path | None) -> Iterator
         argv = [sys.executable, "-m", "uvicorn", "bare_app:api", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--log-level", "info", log_flag]
         with log.open("wb") as out:
-            proc = subprocess.Popen(argv, env=_env(here, folder / "bare"), stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+            proc = subprocess.Popen(
+                argv, env=_env(here, folder / "bare"), stdout=out, stderr=subprocess.STDOUT, cwd=folder
+            )
         bare = Server("bare", f"http://127.0.0.1:{port}", proc)
         started.append(bare)
         _wait_ready(bare, "/docs", log)
@@ -222,9 +224,7 @@ def verify(target: Target) -> None:
     """One request, checked: the endpoints must do their work (and auth pass)."""
     import httpx
 
-    response = httpx.request(
-        target.method, target.url, content=target.body, headers=dict(target.headers), timeout=10
-    )
+    response = httpx.request(target.method, target.url, content=target.body, headers=dict(target.headers), timeout=10)
     check(response.status_code == 200, f"{target.name}: HTTP {response.status_code}: {response.text[:300]}")
     if target.body is not None:
         data = response.json()
@@ -344,7 +344,9 @@ def report(title: str, results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_path", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.http_path", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per endpoint, access log off only")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per endpoint (default 3; 1 with --quick)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per endpoint and round (default 5)")
@@ -355,8 +357,11 @@ def main(argv: list[str] | None = None) -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     use_wrk = shutil.which("wrk") is not None and not args.python_load
-    print(f"load: {'wrk -t1' if use_wrk else 'python (httpx/asyncio)'}, {CONNECTIONS} connections; "
-          f"{rounds} round(s) of {seconds:g} s per endpoint, interleaved", flush=True)
+    print(
+        f"load: {'wrk -t1' if use_wrk else 'python (httpx/asyncio)'}, {CONNECTIONS} connections; "
+        f"{rounds} round(s) of {seconds:g} s per endpoint, interleaved",
+        flush=True,
+    )
     modes = [False] if args.quick or args.no_access_log_on else [False, True]
     with scratch_dir("tidal-bench-http-") as folder:
         for access_log in modes:
