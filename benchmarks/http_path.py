@@ -332,7 +332,7 @@ def report(title: str, results: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"### {title}",
         "",
-        "| endpoint | req/s (rounds) | req/s median | p50 ms | p99 ms | bare endpoint / this |",
+        "| endpoint | req/s (rounds) | req/s median | p50 ms | p99 ms | slower than bare by |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, r in results.items():

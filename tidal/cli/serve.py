@@ -63,7 +63,7 @@ def user_relations() -> list[type[Record]]:
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
-    help="uvicorn's access log (a line per request, at --log-level info); off saves ~15% per request.",
+    help="uvicorn's access log (a line per request, at --log-level info); off spares each request writing one.",
 )
 def serve(
     target: str,
