@@ -59,6 +59,12 @@ def user_relations() -> list[type[Record]]:
 )
 @click.option("--no-docs", is_flag=True, help="Serve no /openapi.json and /docs (they need no auth).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="uvicorn's access log (a line per request, at --log-level info); off spares each request writing one.",
+)
 def serve(
     target: str,
     app_name: str,
@@ -71,6 +77,7 @@ def serve(
     max_body_bytes: int | None,
     no_docs: bool,
     log_level: str,
+    access_log: bool,
 ) -> None:
     """Serve the components defined in TARGET (a module or .py file, or
     TARGET:app naming its tidal.App) over HTTP.
@@ -109,7 +116,7 @@ def serve(
     click.echo(f"serving {', '.join(sorted(app.components))} of app {app.name!r} on http://{host}:{port}", err=True)
     click.echo(f"auth: {mode}; updates: {'tidal worker' if no_updates else 'this process'}", err=True)
     try:
-        uvicorn.run(api, host=host, port=port, log_level=log_level)
+        uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=access_log)
     finally:
         app.close()
 

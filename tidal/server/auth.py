@@ -85,6 +85,16 @@ class Auth:
         ``TIDAL_JWT_SECRET`` is set."""
         return cls(KeyStore(app.db), jwt_secret or os.environ.get(JWT_SECRET_ENV) or None)
 
+    def cached(self, bearer: str | None, api_key: str | None) -> Principal | None:
+        """The caller behind an API key found valid moments ago (see
+        :meth:`KeyStore.cached`), without reading the database; None when
+        :meth:`authenticate` must decide (it may read the database)."""
+        credential = api_key or bearer
+        if not credential or self.keys is None or not credential.startswith("tidal_"):
+            return None
+        record = self.keys.cached(credential)
+        return None if record is None else Principal("key", record.name or record.id, record.scope)
+
     def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
         """The caller behind these credentials; APIError 401 if none are valid."""
         credential = api_key or bearer

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..relations.builtin import Feedback, Run
@@ -84,16 +85,21 @@ class ServerContext:
             raise not_found("relation", name, known)
         return cls
 
-    def principal(
+    async def principal(
         self,
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
         api_key: str | None = Security(_api_key),
     ) -> Principal:
         """FastAPI dependency: the caller (401 if auth is on and they show
-        no valid credentials)."""
+        no valid credentials). A key verified moments ago is answered on the
+        event loop; anything else (a database read) in a worker thread."""
         if self.auth is None:
             return OPEN
-        return self.auth.authenticate(bearer.credentials if bearer else None, api_key)
+        token = bearer.credentials if bearer else None
+        found = self.auth.cached(token, api_key)
+        if found is not None:
+            return found
+        return await run_in_threadpool(self.auth.authenticate, token, api_key)
 
 
 def runnable_flows(comp: Component) -> list[str]:

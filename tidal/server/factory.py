@@ -12,6 +12,7 @@ from . import dashboard as dashboard_routes
 from . import errors
 from .auth import Auth
 from .context import ServerContext, default_relations
+from .fastlane import FastLane
 from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit, PathCheck
 from .routes import components as component_routes
 from .routes import flows as flow_routes
@@ -79,6 +80,7 @@ def create_app(
     )
     api.state.tidal = ctx
     errors.install(api)
+    api.add_middleware(FastLane, ctx=ctx, api=api)  # innermost: inside the path and size checks
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     api.add_middleware(PathCheck)
     for module in (system_routes, component_routes, flow_routes, relation_routes):

@@ -7,6 +7,14 @@ usable key; checking compares digests in constant time.
 
 Table ``tidal_api_keys``: id (primary key), name, digest, scope (JSON: see
 :class:`tidal.server.scopes.Scope`), created_at, revoked_at (NULL while valid).
+
+A key found valid is remembered for ``cache_seconds`` (5 s by default), keyed
+by its digest, so that a server answers repeat callers without a database
+read per request. Revocation is still honoured: revoking through any
+KeyStore of this process forgets that key in every KeyStore at once; a
+revocation made by another process (``tidal keys revoke``) takes effect here
+within ``cache_seconds``. Keys that fail are never remembered (each such
+request reads the table, as before).
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -29,6 +40,13 @@ if TYPE_CHECKING:
 
 TABLE = "tidal_api_keys"
 PREFIX = "tidal_"
+DEFAULT_CACHE_SECONDS = 5.0
+"""How long a key found valid is trusted without reading the table again."""
+CACHE_MAX = 10_000
+"""Most keys one KeyStore remembers; past it, the oldest are forgotten."""
+
+_stores: weakref.WeakSet[KeyStore] = weakref.WeakSet()
+_stores_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -70,8 +88,15 @@ def _parse(key: str) -> str | None:
 class KeyStore:
     """The API keys of one app, in its relations database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> None:
         self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKey]] = {}
+        """digest of a key -> (monotonic deadline, its record), for keys found valid."""
+        self._forgotten = 0
+        """Counts :meth:`forget` calls: a verdict read before one is not cached after it."""
+        with _stores_lock:
+            _stores.add(self)
         metadata = sa.MetaData()
         self.table = sa.Table(
             TABLE,
@@ -121,22 +146,57 @@ class KeyStore:
                 .values(revoked_at=datetime.now(UTC))
             )
             row = conn.execute(sa.select(self.table).where(self.table.c.id == key_id)).mappings().first()
+        _forget(key_id)  # before answering: no request after this one is let in by a cache
         if row is None:
             raise RecordNotFoundError(f"no API key {key_id!r}; see `tidal keys list`")
         del done
         return self._record(row)
 
+    def cached(self, key: str) -> ApiKey | None:
+        """The record of ``key`` if it was found valid less than
+        ``cache_seconds`` ago (and not revoked in this process since), else
+        None: then :meth:`verify` must decide. Reads no database."""
+        hit = self._cache.get(_digest(key))
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            self._cache.pop(_digest(key), None)
+            return None
+        return hit[1]
+
     def verify(self, key: str) -> ApiKey | None:
-        """The active key matching ``key``, else None (unknown, wrong or revoked)."""
+        """The active key matching ``key``, else None (unknown, wrong or
+        revoked). Answers from the cache when it can (see :meth:`cached`)."""
         key_id = _parse(key)
         if key_id is None:
             return None
+        record = self.cached(key)
+        if record is not None:
+            return record
+        digest = _digest(key)
+        forgotten = self._forgotten
         with self.db.connect() as conn:
             row = conn.execute(sa.select(self.table).where(self.table.c.id == key_id)).mappings().first()
-        if row is None or not hmac.compare_digest(row["digest"], _digest(key)):
+        if row is None or not hmac.compare_digest(row["digest"], digest):
             return None
         record = self._record(row)
-        return record if record.active else None
+        if not record.active:
+            return None
+        if self.cache_seconds > 0 and forgotten == self._forgotten:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.pop(next(iter(self._cache)), None)
+            self._cache[digest] = (time.monotonic() + self.cache_seconds, record)
+        return record
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop cached verdicts: of the key ``key_id``, or of every key."""
+        self._forgotten += 1
+        if key_id is None:
+            self._cache.clear()
+            return
+        for digest, (_, record) in list(self._cache.items()):
+            if record.id == key_id:
+                self._cache.pop(digest, None)
 
     @staticmethod
     def _record(row: sa.RowMapping) -> ApiKey:
@@ -147,3 +207,11 @@ class KeyStore:
             created_at=row["created_at"],
             revoked_at=row["revoked_at"],
         )
+
+
+def _forget(key_id: str) -> None:
+    """Forget ``key_id`` in every KeyStore of this process (it was revoked)."""
+    with _stores_lock:
+        stores = list(_stores)
+    for store in stores:
+        store.forget(key_id)
