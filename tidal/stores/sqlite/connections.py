@@ -8,6 +8,7 @@ transaction, which in WAL mode sees one consistent committed snapshot.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -38,6 +39,12 @@ class ThreadState(threading.local):
         self.versions = {}
 
 
+_inherited: list[sqlite3.Connection] = []
+"""Connections a forked child inherited from its parent: kept here so that
+the child never closes them (closing one acts on the file's locks and WAL as
+if this process had opened it; SQLite connections must not cross a fork)."""
+
+
 class Connections:
     """The connections of one store to its file."""
 
@@ -45,6 +52,7 @@ class Connections:
         self.path = path
         self.url = url
         self._busy_ms = busy_timeout_ms
+        self._pid = os.getpid()
         self.local = ThreadState()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -131,6 +139,19 @@ class Connections:
                 if time.monotonic() > deadline:
                     raise StoreError(f"{self.url} stayed locked by another process for {self._busy_ms} ms") from exc
             pause = min(pause * 2, 0.005)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's connections (the forking
+        thread's would otherwise be this process's main thread's) and locks
+        (a parent's thread may have held one at the fork)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._all_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        _inherited.extend(self._all)
+        self._all = []
+        self.local = ThreadState()
 
     def close(self) -> None:
         self._closed = True
