@@ -676,6 +676,7 @@ def _before_fork() -> None:
     a multiprocessing parent). Done in the forking thread, so that no import
     is half done in another thread at the fork."""
     if any(runlog._pid == os.getpid() and not runlog._stop.is_set() for runlog in list(_logs)):
+        # lazy: loaded here, before the fork, for the children
         from ..relations import builtin, database  # noqa: F401
     # No batch of runs half written at the fork (SQLite's per-process lock
     # bookkeeping would leave the child's database locked: see
