@@ -416,6 +416,58 @@ def mp_child(spec: dict[str, Any]) -> None:
         inst.shutdown()
 
 
+def forked(spec: dict[str, Any]) -> dict[str, Any]:
+    """A parent that has used the library (opened a counter, run an update
+    on it and flushed, its update task left running) forks ``procs``
+    children (multiprocessing, fork start method), as gunicorn or a
+    multiprocessing pool do; each opens the same instance, runs ``updates``
+    updates on it, flushes and shuts down. Timed from the first fork to the
+    last child's exit, then the counter is read in the parent (it must be
+    procs x updates + 1). Each trial uses a new instance and new children in
+    the same parent; the first trial's time is reported on its own too.
+    Times are in nanoseconds."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs, n = spec["procs"], spec["updates"]
+    out: dict[str, list[int]] = {"wall": [], "final": []}
+    for t in range(spec["trials"]):
+        iid = f"fork-{t}"
+        inst = Counter(instance_id=iid)  # the parent's use: its update task runs
+        inst.run("inc", props={"i": -1})
+        inst.flush_update("inc")
+        t0 = clock()
+        children = [ctx.Process(target=forked_child, args=(iid, n)) for _ in range(procs)]
+        for c in children:
+            c.start()
+        for c in children:
+            c.join(600)
+        wall = clock() - t0
+        codes = [c.exitcode for c in children]
+        for c in children:
+            if c.exitcode is None:
+                c.kill()
+                c.join()
+        check(all(code == 0 for code in codes), f"children exited with {codes} (their stderr is above)")
+        reader = Counter(instance_id=iid, disable_update_task=True)
+        final = reader.read_state("n")
+        reader.shutdown()
+        inst.shutdown()
+        out["wall"].append(wall)
+        out["final"].append(final)
+        log(f"forked trial {t}: {wall / 1e6:,.0f} ms, counter {final} of {procs * n + 1}")
+    return {**out, "expected": procs * n + 1}
+
+
+def forked_child(iid: str, n: int) -> None:
+    inst = Counter(instance_id=iid)
+    pid = os.getpid()
+    for i in range(n):
+        inst.run("inc", props={"pid": pid, "i": i})
+    inst.flush_update("inc")
+    inst.shutdown()
+
+
 WORKLOADS = {
     "serve": serve,
     "update": update,
@@ -423,6 +475,7 @@ WORKLOADS = {
     "large_state": large_state,
     "lifecycle": lifecycle,
     "multiproc": multiproc,
+    "forked": forked,
 }
 CHILDREN = {"xproc-reader": xproc_reader, "mp-child": mp_child}
 

@@ -71,6 +71,7 @@ def specs(quick: bool) -> dict[str, dict[str, int]]:
             "large_state": {"mb": 4, "writes": 5, "updates": 5, "warm": 2, "xproc_rounds": 3},
             "lifecycle": {"rounds": 1, "instances": 30, "warm": 3},
             "multiproc": {"procs": 2, "instances": 2, "increments": 30},
+            "forked": {"trials": 3, "procs": 2, "updates": 150},
         }
     return {
         "serve": {"rounds": 3, "calls": 5_000, "warm": 500},
@@ -79,6 +80,7 @@ def specs(quick: bool) -> dict[str, dict[str, int]]:
         "large_state": {"mb": 64, "writes": 40, "updates": 40, "warm": 3, "xproc_rounds": 20},
         "lifecycle": {"rounds": 1, "instances": 1_000, "warm": 20},
         "multiproc": {"procs": 4, "instances": 4, "increments": 250},
+        "forked": {"trials": 7, "procs": 2, "updates": 150},
     }
 
 
@@ -129,6 +131,12 @@ def summarise(workload: str, raw: dict[str, Any]) -> dict[str, float]:
             "rate": raw["updates"] / raw["flushed_s"],
             "rate_exit": raw["updates"] / raw["wall_s"],
         }
+    if workload == "forked":
+        return {
+            "wall": common.ms(common.median(raw["wall"])),
+            "first": common.ms(raw["wall"][0]),
+            "lost": max(raw["expected"] - f for f in raw["final"]),
+        }
     raise ValueError(workload)
 
 
@@ -145,6 +153,10 @@ def tidal_problems(workload: str, raw: dict[str, Any], summary: dict[str, float]
             out.append(f"n is {raw['update_n_after']} after run + flush, expected {raw['update_n_expected']}")
         if raw["xproc_stale"]:
             out.append(f"the second process read a stale value {raw['xproc_stale']} times")
+    elif workload == "forked":
+        for final in raw["final"]:
+            if final != raw["expected"]:
+                out.append(f"counter {final} after the children, expected {raw['expected']}")
     elif workload == "multiproc":
         for inst, got in raw["observed"].items():
             if got != raw["expected_each"]:

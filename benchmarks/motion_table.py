@@ -17,7 +17,7 @@ LABELS = {
     "tidal-redis": "Tidal redis",
     "tidal-redis-cluster": "Tidal redis cluster",
 }
-WORKLOADS = ("serve", "update", "update_process", "large_state", "lifecycle", "multiproc")
+WORKLOADS = ("serve", "update", "update_process", "large_state", "lifecycle", "multiproc", "forked")
 
 # -- rows -------------------------------------------------------------------
 
@@ -76,6 +76,11 @@ METRICS: dict[str, list[CmpMetric]] = {
         CmpMetric("rate", "updates/s, all processes (go to last flush_update)", "updates/s", higher_is_better=True),
         CmpMetric("rate_exit", "updates/s, all processes (go to last exit)", "updates/s", higher_is_better=True),
     ],
+    "forked": [
+        CmpMetric("wall", "first fork to last child's exit, median of trials", "ms", target=5),
+        CmpMetric("first", "the same, first trial (the parent's first fork)", "ms"),
+        CmpMetric("lost", "updates missing from the counter (worst trial)", "updates", target=0, exact=True),
+    ],
 }
 
 TITLES = {
@@ -85,6 +90,7 @@ TITLES = {
     "large_state": "small commit next to a large state",
     "lifecycle": "instance lifecycle",
     "multiproc": "multi-process counter",
+    "forked": "children forked from a parent that used the library, updating one instance",
 }
 
 

@@ -61,6 +61,10 @@ class LocalCache:
         with self._lock:
             self._entries.clear()
 
+    def after_fork_in_child(self) -> None:
+        """A parent's thread may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -102,10 +102,22 @@ class ProcessWorker:
             pause = min(pause * 2, 0.01)
         return True
 
+    def _close_pipe(self) -> None:
+        fd, self._write_end = self._write_end, -1
+        if fd >= 0:  # once: the number may name another file afterwards
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def forsake(self) -> None:
+        """In a process forked from the one that started the worker: close
+        this process's copy of the pipe's write end (the worker must see the
+        pipe close when its parent goes, whoever else was forked) and leave
+        the worker alone; it is not this process's child."""
+        self._close_pipe()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Let the child finish its batch and exit."""
-        with contextlib.suppress(OSError):
-            os.close(self._write_end)
+        self._close_pipe()
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.terminate()

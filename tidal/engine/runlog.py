@@ -247,6 +247,7 @@ class RunLog:
         if closed:
             self._stop.set()
         self._write_lock = threading.Lock()
+        self._held_for_fork = False
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
         self._writes = 0
@@ -665,12 +666,39 @@ def _unavailable(exc: BaseException) -> bool:
 # -- processes --------------------------------------------------------------
 
 
+def _before_fork() -> None:
+    """Load what the writer needs (SQLAlchemy, pydantic, numpy for the Run
+    record: ~0.5 s of imports, deferred until the first write) before a
+    process whose runs log is in use forks: once here, instead of in every
+    child, which writes the runs of its updates (at the latest when it
+    exits) and would otherwise pay for the imports there, each child
+    competing with its siblings for the CPU (a gunicorn master that served,
+    a multiprocessing parent). Done in the forking thread, so that no import
+    is half done in another thread at the fork."""
+    if any(runlog._pid == os.getpid() and not runlog._stop.is_set() for runlog in list(_logs)):
+        # lazy: loaded here, before the fork, for the children
+        from ..relations import builtin, database  # noqa: F401
+    # No batch of runs half written at the fork (SQLite's per-process lock
+    # bookkeeping would leave the child's database locked: see
+    # tidal.stores.sqlite.connections): each log's write lock, for a bounded time.
+    for runlog in list(_logs):
+        if runlog._pid == os.getpid():
+            runlog._held_for_fork = runlog._write_lock.acquire(timeout=10.0)
+
+
+def _after_fork_in_parent() -> None:
+    for runlog in list(_logs):
+        if getattr(runlog, "_held_for_fork", False):
+            runlog._held_for_fork = False
+            runlog._write_lock.release()
+
+
 def _after_fork_in_child() -> None:
     for runlog in list(_logs):
         runlog._fresh_process()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def _flush_all(timeout: float | None = None) -> None:

@@ -372,6 +372,7 @@ class Runtime(Generic[C]):
                     executor = Executor(self)
                     executor.start()
                     self._executor = executor
+                    _stop_at_exit()
         return self._executor
 
     @property
@@ -471,6 +472,28 @@ class Runtime(Generic[C]):
         if self._db is not None:
             self._db.close()
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (a gunicorn worker, a multiprocessing child):
+        drop the parent's background helpers, whose threads do not exist
+        here (the executor starts afresh on first need, as in a new
+        process), and the update process, which is the parent's child; new
+        locks, since a parent's thread may have held one at the fork; and
+        the store's connections, which belong to the parent."""
+        self._executor = None
+        self._dispatcher = None
+        self._scheduler = None
+        worker, self._process_worker = self._process_worker, None
+        if worker is not None:
+            worker.forsake()
+        self._executor_lock = threading.Lock()
+        self._helpers_lock = threading.RLock()
+        self.dispatch_lock = threading.Lock()
+        self._committed = threading.Condition()
+        self._settling = {}
+        self._snapshots.lock = self._snap_lock = threading.Lock()
+        self.cache.after_fork_in_child()
+        self.store.after_fork_in_child()
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
@@ -489,3 +512,29 @@ def _close_all() -> None:
     # the buffered runs.
     for runtime in list(_open):
         runtime.close()
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_open):
+        runtime._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_exit_hooked_pid: int | None = None
+
+
+def _stop_at_exit() -> None:
+    """Once per process, when its first executor starts: close the runtimes
+    at multiprocessing's exit too. Its children end with ``os._exit``, past
+    atexit, and an executor left running there would take its batch in hand
+    down with it, leaving the batch's lease for the other processes to wait
+    out. A child's registry starts empty, so this is done in the child; the
+    priority is above the runs log's (which writes what the close records)."""
+    global _exit_hooked_pid
+    if _exit_hooked_pid == os.getpid():
+        return
+    _exit_hooked_pid = os.getpid()
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _close_all, exitpriority=20)

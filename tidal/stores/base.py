@@ -296,5 +296,12 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the store is unusable afterwards."""
 
+    def after_fork_in_child(self) -> None:  # noqa: B027 - optional hook
+        """Called in a forked child (by the Runtime that holds the store,
+        before anything else runs there): drop what belongs to the parent,
+        its connections and the locks its threads may have held at the fork,
+        without closing them (that would act on the parent's). The store
+        then opens its own on next use. Idempotent."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"

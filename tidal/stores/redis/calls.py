@@ -6,6 +6,8 @@ claim index hints, whose failure is only logged."""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +37,16 @@ class Calls:
         self.scripts = Scripts(client)
         self.direct = DirectScripts(client)
         self.closed = False
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new pool for the client (its connections
+        and lock are the parent's) and new direct connections."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None and getattr(pool, "pid", None) != os.getpid():
+            if hasattr(pool, "_fork_lock"):  # held at the fork by a parent's thread: never released here
+                pool._fork_lock = threading.Lock()
+            pool.reset()
+        self.direct.after_fork_in_child()
 
     @contextmanager
     def io(self) -> Iterator[None]:

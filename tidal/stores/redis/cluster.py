@@ -167,6 +167,11 @@ class ClusterVersions:
         for cache in list(self._nodes.values()):
             cache.forget(key)
 
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        for cache in list(self._nodes.values()):
+            cache.after_fork_in_child()
+
     def close(self) -> None:
         with self._lock:
             nodes, self._nodes = self._nodes, {}

@@ -106,6 +106,14 @@ class DirectScripts:
             conn.disconnect()
             raise
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's connections (each thread's
+        slot checks the pid, but the forking thread's would be this process's
+        main thread's) without closing them, and its lock."""
+        self._lock = threading.Lock()
+        self._open = weakref.WeakSet()
+        self._slot = _Slot()
+
     def connections(self) -> list[Any]:
         """The connections of live threads (for tests)."""
         with self._lock:

@@ -40,6 +40,9 @@ class OneServerPaths(TwoStepPaths):
         (:data:`~tidal.constants.REDIS_ENQUEUE_NAMES_CACHED`)."""
         self._names_lock = threading.Lock()
 
+    def after_fork_in_child(self) -> None:
+        self._names_lock = threading.Lock()
+
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
         # The hot path of every run() that queues an update.
         keys, head = self._instance_names(component, instance)

@@ -67,6 +67,10 @@ class Paths(ABC):
         except redis.RedisError as exc:
             log.warning("Redis store %s: no reply after a commit: %s", safe_url(self.calls.url), exc)
 
+    def after_fork_in_child(self) -> None:  # noqa: B027 - optional hook
+        """In a forked child: new locks (a parent's thread may have held one
+        at the fork)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Close what these paths opened beyond the client."""
 

@@ -110,6 +110,16 @@ class RedisStore(Store):
             self.calls.client.close()
             self.paths.close()
 
+    def after_fork_in_child(self) -> None:
+        # Nothing of the parent's is closed here: its sockets are the
+        # parent's too. redis-py's pools start afresh in a new process on
+        # their next use (they check the pid), but a lock of theirs held at
+        # the fork by a thread of the parent would stay held here: reset
+        # them now. A cluster client's per-node pools check the pid on use.
+        self.calls.after_fork_in_child()
+        self.versions.after_fork_in_child()
+        self.paths.after_fork_in_child()
+
     # -- state ------------------------------------------------------------
 
     def get_version(self, component: str, instance: str) -> int | None:

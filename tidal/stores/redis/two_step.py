@@ -89,6 +89,9 @@ class TwoStepPaths(Paths):
         super().__init__(calls, versions)
         self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
 
+    def after_fork_in_child(self) -> None:
+        self._stripes = [threading.Lock() for _ in range(ENQUEUE_STRIPES)]
+
     def enqueue(self, component: str, instance: str, flow: str, payload: bytes) -> int:
         op_id = self.enqueue_many([NewOp(component, instance, flow, payload)])[0]
         assert op_id is not None  # no dedupe key, so never skipped

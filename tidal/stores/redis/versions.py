@@ -30,6 +30,7 @@ class Versions(Protocol):
 
     def get(self, key: bytes) -> bytes | None: ...
     def forget(self, key: bytes) -> None: ...
+    def after_fork_in_child(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -129,10 +130,17 @@ class VersionCache:
         if conn is not None:
             conn.disconnect()
 
-    def get(self, key: bytes) -> bytes | None:
-        if self._pid != os.getpid():  # forked: the socket and what it told belong to the parent
+    def after_fork_in_child(self) -> None:
+        """Forked: the tracking socket and what it told belong to the parent
+        (not closed here: it is the parent's too), and a parent's thread may
+        have held the lock at the fork."""
+        if self._pid != os.getpid():
             self._pid, self._lock, self._conn = os.getpid(), threading.Lock(), None
             self._known = LRU(self._known.limit)
+
+    def get(self, key: bytes) -> bytes | None:
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
         if not self.tracking:
             return cast(bytes | None, self._client.hget(key, "v"))
         with self._lock:
@@ -166,6 +174,8 @@ class VersionCache:
 
     def forget(self, key: bytes) -> None:
         """Drop one cached version (this process has just changed it)."""
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
         with self._lock:
             self._known.pop(key)
 

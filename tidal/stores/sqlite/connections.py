@@ -8,9 +8,12 @@ transaction, which in WAL mode sees one consistent committed snapshot.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +41,12 @@ class ThreadState(threading.local):
         self.versions = {}
 
 
+_inherited: list[sqlite3.Connection] = []
+"""Connections a forked child inherited from its parent: kept here so that
+the child never closes them (closing one acts on the file's locks and WAL as
+if this process had opened it; SQLite connections must not cross a fork)."""
+
+
 class Connections:
     """The connections of one store to its file."""
 
@@ -45,6 +54,7 @@ class Connections:
         self.path = path
         self.url = url
         self._busy_ms = busy_timeout_ms
+        self._pid = os.getpid()
         self.local = ThreadState()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -54,6 +64,8 @@ class Connections:
         # retries, which would cap a busy process at a few thousand writes
         # a second. Other processes still meet at SQLite's lock.
         self._wlock = threading.Lock()
+        self._held_for_fork = False
+        _every.add(self)
 
     def conn(self) -> sqlite3.Connection:
         """The calling thread's connection."""
@@ -132,6 +144,36 @@ class Connections:
                     raise StoreError(f"{self.url} stayed locked by another process for {self._busy_ms} ms") from exc
             pause = min(pause * 2, 0.005)
 
+    def before_fork(self) -> None:
+        """Take this process's write turn, so that no write transaction of
+        ours is under way at the fork: SQLite keeps, per process, which of
+        its connections hold the WAL's locks, and a child that inherited
+        "held by another connection" for the write lock would find the
+        database locked forever (every new connection of the child shares
+        that bookkeeping). Bounded: a turn held past it is left (logged)."""
+        self._held_for_fork = self._wlock.acquire(timeout=FORK_WAIT_S)
+        if not self._held_for_fork:
+            log.warning("%s: forking while a write of this process is under way", self.url)
+
+    def after_fork_in_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._wlock.release()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's connections (the forking
+        thread's would otherwise be this process's main thread's) and locks
+        (a parent's thread may have held one at the fork)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._held_for_fork = False
+        self._all_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        _inherited.extend(self._all)
+        self._all = []
+        self.local = ThreadState()
+
     def close(self) -> None:
         self._closed = True
         with self._all_lock:
@@ -140,3 +182,30 @@ class Connections:
             with contextlib.suppress(sqlite3.ProgrammingError):
                 conn.close()
         self.local = ThreadState()
+
+
+FORK_WAIT_S = 10.0
+"""How long a fork waits for a write transaction of this process to end."""
+
+log = logging.getLogger("tidal.stores.sqlite")
+
+_every: weakref.WeakSet[Connections] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for db in list(_every):
+        if db._pid == os.getpid() and not db._closed:
+            db.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for db in list(_every):
+        db.after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_every):
+        db.after_fork_in_child()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -58,6 +58,9 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self.db.close()
 
+    def after_fork_in_child(self) -> None:
+        self.db.after_fork_in_child()
+
     # -- state ------------------------------------------------------------
 
     def get_version(self, component: str, instance: str) -> int | None:
