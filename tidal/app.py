@@ -10,15 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import constants
+from . import constants, relations
 from .component import Component, use_default_app
 from .core.component import CacheMode, ComponentSpec
 from .engine.dispatch import trigger_op
+from .engine.freshness import Freshness, freshness
 from .engine.runtime import Runtime
 from .exceptions import DefinitionError, RecordNotFoundError
 
 if TYPE_CHECKING:
-    from .engine.freshness import Freshness
     from .relations import Record, Rows
     from .relations.builtin import Feedback
 
@@ -196,15 +196,12 @@ class App(Runtime[Component]):
             @Ranker.update(on=tidal.Feedback, instance=lambda f: f.instance)
             def learn(state, props): ...
         """
-        # lazy: the built-in relations load pydantic and numpy
-        from .relations.builtin import Feedback, Run
-
         self.flush_runs(always=True)
-        run = self.get(Run, run_id)
+        run = self.get(relations.Run, run_id)
         if run is None:
             raise RecordNotFoundError(f"no run {run_id!r} in the runs log of app {self.name!r}")
         stored: Feedback = self.insert(
-            Feedback(
+            relations.Feedback(
                 run_id=run_id,
                 component=run.component,
                 instance=run.instance,
@@ -223,8 +220,6 @@ class App(Runtime[Component]):
         oldest pending op's wait, failures, and enqueue-to-commit lag
         (p50 / p99) of update runs in the last ``window``. See
         :class:`tidal.engine.freshness.Freshness`."""
-        from .engine.freshness import freshness  # lazy: loads SQLAlchemy and numpy
-
         return freshness(self, components, window)
 
     # -- lifecycle --------------------------------------------------------

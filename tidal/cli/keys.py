@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .. import server
 from ..exceptions import RecordNotFoundError
 from .target import app_options, db_option, open_app
 
@@ -26,10 +27,8 @@ def _scope_options(fn: Any) -> Any:
 
 
 def _scope(components: tuple[str, ...], instances: tuple[str, ...], relations: tuple[str, ...], write: bool) -> Any:
-    from ..server.auth import Scope  # lazy: the server's modules load FastAPI
-
     restricted = bool(components or instances)
-    return Scope(
+    return server.Scope(
         components=components or ("*",),
         instances=instances or ("*",),
         relations=relations or (() if restricted else ("*",)),
@@ -60,11 +59,9 @@ def keys_create(
     as_json: bool,
 ) -> None:
     """Create a key (read-only unless --write) and print it once."""
-    from ..server.keys import KeyStore  # lazy: the server's modules load FastAPI
-
     app = open_app(app_name, store, db)
     try:
-        key, record = KeyStore(app.db).create(name, _scope(components, instances, relations, write))
+        key, record = server.KeyStore(app.db).create(name, _scope(components, instances, relations, write))
     finally:
         app.close()
     if as_json:
@@ -83,11 +80,9 @@ def keys_list(app_name: str, store: str | None, db: str | None, as_json: bool) -
     from rich.console import Console
     from rich.table import Table
 
-    from ..server.keys import KeyStore  # lazy: the server's modules load FastAPI
-
     app = open_app(app_name, store, db)
     try:
-        records = KeyStore(app.db).list()
+        records = server.KeyStore(app.db).list()
     finally:
         app.close()
     if as_json:
@@ -115,11 +110,9 @@ def keys_list(app_name: str, store: str | None, db: str | None, as_json: bool) -
 @db_option
 def keys_revoke(key_id: str, app_name: str, store: str | None, db: str | None) -> None:
     """Revoke the key KEY_ID: it stops working at once."""
-    from ..server.keys import KeyStore  # lazy: the server's modules load FastAPI
-
     app = open_app(app_name, store, db)
     try:
-        record = KeyStore(app.db).revoke(key_id)
+        record = server.KeyStore(app.db).revoke(key_id)
     except RecordNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -142,12 +135,12 @@ def keys_token(
     subject: str,
 ) -> None:
     """Print a JWT with this scope, signed with TIDAL_JWT_SECRET."""
-    from ..server.auth import JWT_SECRET_ENV, issue_token  # lazy: the server's modules load FastAPI
-
-    secret = os.environ.get(JWT_SECRET_ENV)
+    secret = os.environ.get(server.JWT_SECRET_ENV)
     if not secret:
-        raise click.ClickException(f"set {JWT_SECRET_ENV} (the server must have the same one)")
-    click.echo(issue_token(secret, _scope(components, instances, relations, write), ttl_seconds=ttl, subject=subject))
+        raise click.ClickException(f"set {server.JWT_SECRET_ENV} (the server must have the same one)")
+    click.echo(
+        server.issue_token(secret, _scope(components, instances, relations, write), ttl_seconds=ttl, subject=subject)
+    )
 
 
 COMMANDS = [keys]

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .. import relations, server
 from .target import app_options, db_option, load_app, require_components
 
 if TYPE_CHECKING:
-    from ..relations import Record  # lazy: SQLAlchemy, only once a server starts
+    from ..relations import Record
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
@@ -31,10 +32,8 @@ def is_loopback(host: str) -> bool:
 def user_relations() -> list[type[Record]]:
     """Record classes defined outside Tidal in this process (what the
     loaded TARGET defines or imports)."""
-    from ..relations import Record  # lazy: SQLAlchemy, only once a server starts
-
     found: list[type[Record]] = []
-    todo = list(Record.__subclasses__())
+    todo = list(relations.Record.__subclasses__())
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
@@ -91,19 +90,14 @@ def serve(
         )
     import uvicorn
 
-    # lazy: FastAPI and the server load only when one starts, not for `tidal --help`
-    from ..server import DEFAULT_MAX_BODY_BYTES
-    from ..server.auth import JWT_SECRET_ENV, Auth
-    from ..server.factory import create_app
-
     app = load_app(target, app_name, store, db=db)
     require_components(app, target)
-    auth = Auth.for_app(app) if api_key_required else None
-    api = create_app(
+    auth = server.Auth.for_app(app) if api_key_required else None
+    api = server.create_app(
         app,
         auth=auth,
         relations=user_relations(),
-        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        max_body_bytes=max_body_bytes or server.DEFAULT_MAX_BODY_BYTES,
         run_updates=not no_updates,
         openapi=not no_docs,
     )
@@ -112,7 +106,7 @@ def serve(
         app.executor  # noqa: B018
     mode = "off (loopback only)"
     if auth is not None:
-        mode = "API keys" + (" and JWTs" if auth.jwt_secret else f" (set {JWT_SECRET_ENV} to accept JWTs)")
+        mode = "API keys" + (" and JWTs" if auth.jwt_secret else f" (set {server.JWT_SECRET_ENV} to accept JWTs)")
     click.echo(f"serving {', '.join(sorted(app.components))} of app {app.name!r} on http://{host}:{port}", err=True)
     click.echo(f"auth: {mode}; updates: {'tidal worker' if no_updates else 'this process'}", err=True)
     try:

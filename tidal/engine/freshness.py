@@ -9,10 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import sqlalchemy as sa
-
-from ..relations.builtin import Run
+from .. import relations
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -56,17 +53,23 @@ def freshness(
     runlog = app.runlog
     if runlog is not None and names:
         runlog.flush()
-        table = app.db.relation(Run).table
+        table = app.db.relation(relations.Run).table
         since = datetime.now(UTC) - window
-        query = sa.select(table.c.component, table.c.waited_ms, table.c.latency_ms).where(
-            table.c.kind == "update",
-            table.c.started_at >= since,
-            table.c.component.in_(names),
-            table.c.waited_ms.is_not(None),
+        query = (
+            table.select()
+            .with_only_columns(table.c.component, table.c.waited_ms, table.c.latency_ms)
+            .where(
+                table.c.kind == "update",
+                table.c.started_at >= since,
+                table.c.component.in_(names),
+                table.c.waited_ms.is_not(None),
+            )
         )
         with app.db.connect() as conn:
             for component, waited, latency in conn.execute(query):
                 lags[component].append(float(waited) + float(latency or 0.0))
+    import numpy as np  # a third-party import deferred: numpy costs ~100 ms at `import tidal`
+
     now = time.time()
     out = []
     for name in names:

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from .. import relations
+
 if TYPE_CHECKING:
     from .runtime import Runtime
 
@@ -99,9 +101,7 @@ def _sqlite_time(epoch: float) -> str:
 
 
 def _run_columns() -> list[str]:
-    from ..relations.builtin import Run  # lazy: pydantic and numpy, not loaded by import tidal
-
-    return [*Run.model_fields]
+    return [*relations.Run.model_fields]
 
 
 def _default(value: Any) -> Any:
@@ -460,10 +460,8 @@ class RunLog:
     def _write(self, entries: list[Entry]) -> None:
         """Insert ``entries`` in one transaction (text over ``max_text``
         cut, counted in ``truncated``)."""
-        from ..relations.builtin import Run  # lazy: pydantic and numpy, not loaded by import tidal
-
         db = self.app.db
-        table = db.relation(Run).table
+        table = db.relation(relations.Run).table
         if db.dialect == "sqlite":
             self.truncated += self._write_sqlite(db, table, entries)
             return
@@ -538,10 +536,8 @@ class RunLog:
         """Delete runs older than the retention period."""
         if self._retention is None:
             return 0
-        from ..relations.builtin import Run  # lazy: pydantic and numpy, not loaded by import tidal
-
         db = self.app.db
-        table = db.relation(Run).table
+        table = db.relation(relations.Run).table
         cutoff = datetime.now(UTC) - self._retention
         with db.begin() as conn:
             return int(conn.execute(table.delete().where(table.c.created_at < cutoff)).rowcount or 0)
@@ -676,8 +672,7 @@ def _before_fork() -> None:
     a multiprocessing parent). Done in the forking thread, so that no import
     is half done in another thread at the fork."""
     if any(runlog._pid == os.getpid() and not runlog._stop.is_set() for runlog in list(_logs)):
-        # lazy: loaded here, before the fork, for the children
-        from ..relations import builtin, database  # noqa: F401
+        relations.load()  # here, before the fork, for the children
     # No batch of runs half written at the fork (SQLite's per-process lock
     # bookkeeping would leave the child's database locked: see
     # tidal.stores.sqlite.connections): each log's write lock, for a bounded time.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
 
-from .. import config, constants
+from .. import config, constants, relations
 from ..codec import Codec, key_context, state_context
 from ..core.component import ComponentSpec
 from ..core.layout import KeyLayout, Layout, WholeLayout, unstorable
@@ -28,11 +28,11 @@ from .cache import LocalCache, Recent
 from .dispatch import Dispatcher
 from .executor import Executor
 from .process import ProcessWorker
+from .runlog import RunLog
 from .schedule import Scheduler
 
 if TYPE_CHECKING:
     from ..relations.database import Database
-    from .runlog import RunLog
 
 
 C = TypeVar("C", bound=ComponentSpec, default=Any)
@@ -175,15 +175,12 @@ class Runtime(Generic[C]):
         if self._db is None:
             with self._helpers_lock:
                 if self._db is None:
-                    # lazy: SQLAlchemy costs ~200 ms, paid only by apps that use relations
-                    from ..relations.database import Database
-
                     # By default relations share the SQLite store's file; other
                     # stores get an in-memory SQLite database.
                     url = self._db_url
                     if url is None:
                         url = self.store.url if self.store.url.startswith("sqlite:///") else "sqlite://"
-                    database = Database(url)
+                    database = relations.Database(url)  # SQLAlchemy loads here, on first use
                     database.on_change.append(self.on_relation_change)
                     for component in self.components.values():
                         for trigger in component.triggers:
@@ -204,8 +201,6 @@ class Runtime(Generic[C]):
         if self._runlog is None and self._runs_enabled and not self._closed:
             with self._helpers_lock:
                 if self._runlog is None:
-                    from .runlog import RunLog  # lazy: loads pydantic and numpy for the Run record
-
                     self._runlog = RunLog(self, retention=self._runs_retention)
         return self._runlog
 

@@ -1,10 +1,48 @@
 """Relations: typed tables of application data (documents, queries, feedback)
-stored in SQL, whose changes can trigger update ops."""
+stored in SQL, whose changes can trigger update ops.
+
+The package loads its modules on first use of a name (SQLAlchemy, pydantic
+and numpy cost ~300 ms), so that the engine can hold ``tidal.relations`` and
+``import tidal`` stays quick for apps without relations: one table below,
+the same mechanism as ``tidal.stores.SCHEMES`` and ``tidal._LAZY``.
+"""
 
 from __future__ import annotations
 
-from .database import Database
-from .record import Record, Vector, relation_name
-from .rows import Rows
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["Database", "Record", "Rows", "Vector", "relation_name"]
+if TYPE_CHECKING:
+    from .builtin import Feedback, Run
+    from .database import Database
+    from .record import Record, Vector, relation_name
+    from .rows import Rows
+
+_MODULES = {
+    "Database": ".database",
+    "Record": ".record",
+    "Vector": ".record",
+    "relation_name": ".record",
+    "Rows": ".rows",
+    "Run": ".builtin",
+    "Feedback": ".builtin",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tidal.relations' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def load() -> None:
+    """Load every module of the package now (before a fork, so that children
+    do not each pay for it)."""
+    for name in _MODULES:
+        __getattr__(name)
+
+
+__all__ = ["Database", "Feedback", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
