@@ -10,11 +10,11 @@ import pytest
 
 import tidal
 from tidal.config import Settings
-from tidal.engine.cache import Recent
+from tidal.lru import LRU
 
 
 def test_recent_drops_the_least_recently_used() -> None:
-    recent: Recent[str, int] = Recent(2)
+    recent: LRU[str, int] = LRU(2)
     recent.put("a", 1)
     recent.put("b", 2)
     assert recent.get("a") == 1  # a is now the most recent

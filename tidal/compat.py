@@ -92,11 +92,13 @@ def clear_instance(instance_name: str, app: App | None = None) -> bool:
 
 def get_components(app: App | None = None) -> list[str]:
     """Names of the components that run in ``app`` (the default app unless
-    given): those bound to it, and those defined on the default app."""
-    app = app or default_app()
-    names = set(app.components)
-    if app is default_app():
-        names.update(c.name for c in defined_components() if not c.bound or c.app is app)
+    given): those bound to it and, for the default app, those defined without
+    an app, which bind to it on first use."""
+    target = app or default_app()
+    names = set(target.components)
+    for component in defined_components():
+        if (component.bound and component.app is target) or (not component.bound and app is None):
+            names.add(component.name)
     return sorted(names)
 
 

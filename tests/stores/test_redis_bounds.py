@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tidal.config import redis_enqueue_names_cached, redis_versions_cached
+from tidal.lru import LRU
 from tidal.stores.redis import RedisStore
-from tidal.stores.redis.lru import LRU
 from tidal.stores.redis.one_server import OneServerPaths
 
 C = "Comp"

@@ -1,5 +1,4 @@
-"""What a process keeps in memory: the in-process tier of the serve-result
-cache, and the snapshots of the instances it served lately.
+"""The in-process tier of the serve-result cache.
 
 Entries are keyed by (component, instance, flow, canonical props, state
 version) in the default mode, so an update makes old entries unreachable
@@ -14,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 CacheKey = tuple[str, str, str, bytes, int]
 
@@ -67,48 +66,3 @@ class LocalCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Recent(Generic[K, V]):
-    """A dict of at most ``limit`` items that drops the least recently used
-    one first: the process's snapshots, so that a server meeting millions of
-    instances keeps memory flat (a dropped instance costs one full read of
-    its state the next time it is served).
-
-    ``get`` runs on every serve, without the lock: moving a hit to the end is
-    one C call on an OrderedDict, and a concurrent ``pop`` between the lookup
-    and the move is harmless (the KeyError is ignored). Writers hold
-    :attr:`lock` around a read-then-``put``."""
-
-    __slots__ = ("_items", "limit", "lock")
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self.limit = limit
-        self.lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per serve
-                self._items.move_to_end(key)
-            except KeyError:
-                pass
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        items = self._items
-        items[key] = value
-        items.move_to_end(key)
-        while len(items) > self.limit:
-            items.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        self._items.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._items)

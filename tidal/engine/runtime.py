@@ -23,8 +23,9 @@ from ..core.component import ComponentSpec
 from ..core.layout import KeyLayout, Layout, WholeLayout, unstorable
 from ..core.state import Decode, Snapshot
 from ..exceptions import StoreError
+from ..lru import LRU
 from ..stores import Store, from_url
-from .cache import LocalCache, Recent
+from .cache import LocalCache
 from .dispatch import Dispatcher
 from .executor import Executor
 from .process import ProcessWorker
@@ -79,9 +80,12 @@ class Runtime(Generic[C]):
         self.components: dict[str, C] = {}
         self._definitions: weakref.WeakValueDictionary[str, C] = weakref.WeakValueDictionary()
         self.cache = LocalCache(self.settings.local_cache_entries)
-        self._snapshots: Recent[tuple[str, str], Snapshot] = Recent(self.settings.snapshot_instances)
+        # The snapshots of the instances served lately (least recently used
+        # dropped: a dropped one costs a full read of its state when served
+        # again). Serves read without the lock; writers hold it.
+        self._snapshots: LRU[tuple[str, str], Snapshot] = LRU(self.settings.snapshot_instances)
         self._layouts: dict[str, Layout] = {}
-        self._snap_lock = self._snapshots.lock
+        self._snap_lock = threading.Lock()
         self._committed = threading.Condition()
         self._settling: dict[tuple[str, str], int] = {}
         """(component, instance) -> batches of this process's executor between
@@ -485,7 +489,7 @@ class Runtime(Generic[C]):
         self.dispatch_lock = threading.Lock()
         self._committed = threading.Condition()
         self._settling = {}
-        self._snapshots.lock = self._snap_lock = threading.Lock()
+        self._snap_lock = threading.Lock()
         self.cache.after_fork_in_child()
         self.store.after_fork_in_child()
 

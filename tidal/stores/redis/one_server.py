@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...config import redis_enqueue_names_cached
+from ...lru import LRU
 from ..base import Claim, NewOp
 from .calls import Calls
 from .keys import escape, to_ms
-from .lru import LRU
 from .paths import claim_from_reply
 from .two_step import CLAIM_CANDIDATES, CLAIM_ROUNDS, FENCE_AFTER_MS, TwoStepPaths
 from .versions import Versions

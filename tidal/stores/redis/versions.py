@@ -13,7 +13,7 @@ from typing import Any, Protocol, cast
 import redis
 
 from ...config import redis_versions_cached
-from .lru import LRU
+from ...lru import LRU
 
 log = logging.getLogger("tidal.stores.redis")
 

@@ -1,9 +1,7 @@
-"""A small least-recently-used map: what the Redis store keeps per instance
-(key names for enqueue, cached versions) stays within a bound however many
-instances a long-running process meets.
-
-The engine has its own (``tidal.engine.cache.Recent``); stores may not
-import the engine, and what they need is smaller."""
+"""A small least-recently-used map, so that what a process keeps per instance
+stays within a bound however many instances a long-running process meets:
+the engine's snapshots, the Redis store's key names and cached versions.
+At the bottom layer, so that the stores and the engine share it."""
 
 from __future__ import annotations
 
