@@ -64,6 +64,7 @@ _LAZY = {
     "Database": "tidal.relations.database",
     "Run": "tidal.relations.builtin",
     "Feedback": "tidal.relations.builtin",
+    "ModelCall": "tidal.relations.builtin",
     # The HTTP side pulls in FastAPI and httpx.
     "Client": "tidal.client",
     "AsyncClient": "tidal.client",
@@ -97,6 +98,7 @@ __all__ = [
     # Relations and the runs log
     "Database",
     "Feedback",
+    "ModelCall",
     "Record",
     "Rows",
     "Run",

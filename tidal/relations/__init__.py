@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .builtin import Feedback, Run
+    from .builtin import Feedback, ModelCall, Run
     from .database import Database
     from .record import Record, Vector, relation_name
     from .rows import Rows
@@ -26,6 +26,7 @@ _MODULES = {
     "Rows": ".rows",
     "Run": ".builtin",
     "Feedback": ".builtin",
+    "ModelCall": ".builtin",
 }
 
 
@@ -45,4 +46,4 @@ def load() -> None:
         __getattr__(name)
 
 
-__all__ = ["Database", "Feedback", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
+__all__ = ["Database", "Feedback", "ModelCall", "Record", "Rows", "Run", "Vector", "load", "relation_name"]

@@ -1,4 +1,5 @@
-"""The built-in relations every app has: ``runs`` and ``feedback``."""
+"""The built-in relations every app has: ``runs``, ``feedback`` and
+``model_calls``."""
 
 from __future__ import annotations
 
@@ -46,3 +47,47 @@ class Feedback(Record):
     score: float | None = None
     label: str | None = None
     comment: str | None = None
+
+
+class ModelCall(Record):
+    """One call of a model (the ``model_calls`` relation), written by the
+    runs log with the run it was made in (``run_id``; empty outside ops)."""
+
+    __relation__ = "model_calls"
+
+    run_id: str = ""
+    component: str = ""
+    instance: str = ""
+    flow: str = ""
+    model: str
+    """The model's name as the endpoint knows it."""
+    endpoint: str
+    """The endpoint's base URL (no credentials)."""
+    operation: str = "chat"
+    """``chat``, ``completion``, ``embedding`` or ``stream``."""
+    status: str = "ok"
+    """``ok`` or ``error``."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the provider served from its own prompt cache."""
+    cost: float = 0.0
+    """US dollars, from the price table (0 for unknown or local models)."""
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    """Time to the first token of a streamed call."""
+    retries: int = 0
+    cache_hit: str | None = None
+    """``exact`` or ``semantic`` when the response came from Tidal's cache."""
+    similarity: float | None = None
+    """For a semantic cache hit: the similarity that matched."""
+    params: Any = None
+    """The sampling settings sent (temperature, top_p, seed, ...)."""
+    error: str | None = None
+    started_at: datetime | None = None
+    parent_call: str | None = None
+    """For a tool call's child calls and for sampling candidates: the call
+    they belong to."""
+    note: Any = None
+    """What a helper decided (best-of-n's winner and scores, a tool call's
+    arguments and child run), as JSON."""
