@@ -11,7 +11,7 @@ it belongs to and what the caller may reach.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class CurrentRun(NamedTuple):
@@ -23,6 +23,9 @@ class CurrentRun(NamedTuple):
     flow: str
     kind: str
     """``serve`` or ``update``."""
+    runtime: Any
+    """The app (``tidal.engine.runtime.Runtime``) whose op this is: where
+    what the op does is recorded, cached and rate-limited."""
 
 
 class CallerScope(Protocol):

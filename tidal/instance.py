@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from .constants import FLUSH_POLL_SECONDS
+from .context import CurrentRun, current_run
 from .core.props import Properties, validate_props
 from .engine import serving
 from .engine.executor import Executor
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .core.state import Snapshot
 
 log = logging.getLogger("tidal.instance")
+
+Started = tuple[float, float, str]
+"""When a run started (``perf_counter``, epoch seconds) and its run id."""
 
 
 class Instance:
@@ -142,7 +146,7 @@ class Instance:
         result: Any,
         hit: bool,
         snap: Snapshot | None,
-        started: tuple[float, float],
+        started: Started,
     ) -> None:
         if key is not None and not hit:
             serving.remember(self.app, self.component, key, p, result)
@@ -163,7 +167,7 @@ class Instance:
         result: Any,
         hit: bool,
         snap: Snapshot | None,
-        started: tuple[float, float],
+        started: Started,
         error: str | None = None,
     ) -> None:
         """Record this run in the runs log and remember its id for this thread."""
@@ -171,7 +175,7 @@ class Instance:
         runlog = self.app.runlog
         if runlog is None:
             return
-        run_id = runlog.new_id()
+        run_id = started[2] or runlog.new_id()
         # The Entry's fields in order, made without NamedTuple's __new__ (a
         # fifth of its cost with keywords): this is every serve's path.
         runlog.record(
@@ -199,8 +203,17 @@ class Instance:
         )
         self._local.run_id = run_id
 
-    def _failed(self, flow_key: str, p: Properties, snap: Snapshot | None, started: tuple[float, float]) -> None:
+    def _failed(self, flow_key: str, p: Properties, snap: Snapshot | None, started: Started) -> None:
         self._log(flow_key, p, None, False, snap, started, traceback.format_exc())
+
+    def _start(self, flow_key: str) -> tuple[Started, CurrentRun]:
+        """When a serve run starts, and the run its op runs in (its id is
+        known before the op runs, so that a model call in it can name it)."""
+        runlog = self.app.runlog
+        run_id = runlog.new_id() if runlog is not None else ""
+        return (time.perf_counter(), time.time(), run_id), CurrentRun(
+            run_id, self.component.name, self._id, flow_key, "serve", self.app
+        )
 
     @property
     def last_run_id(self) -> str | None:
@@ -227,15 +240,18 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
-        started = (time.perf_counter(), time.time())
+        started, ctx = self._start(flow_key)
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
+            token = current_run.set(ctx)
             try:
                 result = serving.call_sync(serve, snap, p)
             except Exception:
                 self._failed(flow_key, p, snap, started)
                 raise
+            finally:
+                current_run.reset(token)
         self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             self.flush_update(flow_key)
@@ -255,15 +271,18 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        started = (time.perf_counter(), time.time())
+        started, ctx = self._start(flow_key)
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
+            token = current_run.set(ctx)
             try:
                 result = await serving.call_async(serve, snap, p)
             except Exception:
                 self._failed(flow_key, p, snap, started)
                 raise
+            finally:
+                current_run.reset(token)
         self._finish(flow_key, has_updates, p, key, result, hit, snap, started)
         if flush_update and has_updates:
             await asyncio.to_thread(self.flush_update, flow_key)
@@ -288,7 +307,7 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
-        started = (time.perf_counter(), time.time())
+        started, ctx = self._start(flow_key)
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if hit:
             yield from result
@@ -296,7 +315,7 @@ class Instance:
             assert snap is not None
             items: list[Any] = []
             try:
-                yield from serving.iterate(serve, snap, p, items)
+                yield from serving.within(ctx, serving.iterate(serve, snap, p, items))
             except Exception:
                 self._failed(flow_key, p, snap, started)
                 raise
@@ -318,7 +337,7 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        started = (time.perf_counter(), time.time())
+        started, ctx = self._start(flow_key)
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         streams = serve is not None and serve.kind in ("gen", "agen")
         if hit:
@@ -328,7 +347,7 @@ class Instance:
             assert snap is not None
             items: list[Any] = []
             try:
-                async for item in serving.aiterate(serve, snap, p, items):
+                async for item in serving.awithin(ctx, serving.aiterate(serve, snap, p, items)):
                     yield item
             except Exception:
                 self._failed(flow_key, p, snap, started)

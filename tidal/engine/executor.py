@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import BATCH_LINGER_SECONDS, COMMIT_RETRIES, SMALL_BATCH
+from ..context import CurrentRun, current_run
 from ..core.layout import KeyLayout, WholeLayout, check_delta, unstorable
 from ..core.policies import should_discard
 from ..core.props import Properties
@@ -279,7 +280,7 @@ class Executor:
                     for entry in runs:
                         runlog.record(
                             entry._replace(
-                                id=runlog.new_id(),
+                                id=entry.id or runlog.new_id(),
                                 version_read=snap.version,
                                 version_written=version if entry.status == "ok" else None,
                             )
@@ -348,9 +349,14 @@ class Executor:
         # state, with the objects that cannot be stored (see unstorable) live.
         live: dict[str, Any] | None = unstorable(snap.loaded) if isinstance(layout, WholeLayout) else None
         raw = snap.raw_items
+        runlog = app.runlog
         for op in claim.ops:
             t0, wall0 = time.perf_counter(), time.time()
             flow, props, ran = "?", None, False
+            # The run's id is known before its ops run, so that what they do
+            # (a model call) can name the run it belongs to.
+            run_id = runlog.new_id() if runlog is not None else ""
+            token = current_run.set(CurrentRun(run_id, name, instance, "?", "update", app))
             try:
                 flow, props, *mode = app.codec.loads(op.payload, what=("payload of op", op.id))
                 if not isinstance(props, Properties):
@@ -363,6 +369,7 @@ class Executor:
                 background_serve = bool(mode and mode[0] == "serve")
                 if not routes and not background_serve:
                     raise LookupError(f"component {component.name} has no update op for flow {flow!r}")
+                current_run.set(CurrentRun(run_id, name, instance, flow, "update", app))
                 state = layout.update_state(overlay(raw, changes), decode, claim.instance)
                 if live:
                     dict.update(state, live)
@@ -397,13 +404,15 @@ class Executor:
                 failed[op.id] = error
                 runs.append(
                     Entry(
-                        id="", component=name, instance=instance, flow=flow, kind="update", status="error",
+                        id=run_id, component=name, instance=instance, flow=flow, kind="update", status="error",
                         props=props, result=None, cached=False, version_read=None, version_written=None,
                         op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=error,
                         waited=wall0 - op.enqueued_at,
                     )
                 )  # fmt: skip
                 continue
+            finally:
+                current_run.reset(token)
             changes.update(encoded)
             if live is not None and delta:
                 live = unstorable(dict(dict.items(state)))
@@ -419,7 +428,7 @@ class Executor:
             status = "ok" if ran or background_serve else "discarded"
             runs.append(
                 Entry(
-                    id="", component=name, instance=instance, flow=flow, kind="update", status=status,
+                    id=run_id, component=name, instance=instance, flow=flow, kind="update", status=status,
                     props=props, result=sorted(delta), cached=False, version_read=None, version_written=None,
                     op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=None,
                     waited=wall0 - op.enqueued_at,

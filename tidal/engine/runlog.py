@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from .. import relations
+from ..types import RecordClass
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -224,6 +225,8 @@ class RunLog:
     ) -> None:
         self.app = app
         self._buffer: deque[Entry] = deque()
+        self._rows: deque[tuple[RecordClass, dict[str, Any]]] = deque()
+        """Rows of other relations that belong with the runs (``model_calls``)."""
         self._flush_seconds = flush_seconds
         self._batch = batch
         self._max_buffer = max_buffer
@@ -241,6 +244,7 @@ class RunLog:
         self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count(1)
         self._buffer.clear()
+        self._rows.clear()
         self._wake = threading.Event()
         closed = self._stop.is_set()
         self._stop = threading.Event()
@@ -289,6 +293,18 @@ class RunLog:
             if not self._thread.is_alive():
                 self._start(restart=True)
             self._wake.set()
+
+    def record_row(self, relation: RecordClass, row: dict[str, Any]) -> None:
+        """Buffer a row of another relation that is written with the runs
+        (a model call of a run): ``row`` holds the relation's columns
+        (``created_at`` and ``updated_at`` are filled in when missing). Same
+        bound as ``record``."""
+        if len(self._rows) >= self._max_buffer:
+            self.dropped += 1
+            return
+        self._rows.append((relation, row))
+        if self._thread is None:
+            self._start()
 
     def _start(self, restart: bool = False) -> None:
         with self._started:
@@ -355,7 +371,52 @@ class RunLog:
                     self.purge()
                 except Exception as exc:  # the runs are written; purging waits for the next time
                     self._failure(exc, retrying=False)
+        while self._rows:
+            total += self._write_rows()
         return total
+
+    def _write_rows(self) -> int:
+        """Write up to a batch of the other relations' rows: in one
+        transaction, else row by row, dropping (and counting in ``failed``)
+        a row the database refuses. Only a failure of the database itself
+        puts them back."""
+        taken: list[tuple[RecordClass, dict[str, Any]]] = []
+        while self._rows and len(taken) < self._batch:
+            taken.append(self._rows.popleft())
+        now = datetime.now(UTC)
+        for _, row in taken:
+            row.setdefault("created_at", now)
+            row.setdefault("updated_at", now)
+        db = self.app.db
+        try:
+            self._insert(db, taken)
+            return len(taken)
+        except Exception as exc:
+            if _unavailable(exc):
+                self._rows.extendleft(reversed(taken))
+                self._failure(exc, retrying=True)
+                raise
+        for i, item in enumerate(taken):
+            try:
+                self._insert(db, [item])
+            except Exception as exc:
+                if _unavailable(exc):
+                    self._rows.extendleft(reversed(taken[i:]))
+                    self._failure(exc, retrying=True)
+                    raise
+                self.failed += 1
+                self._failure(exc, retrying=False)
+                log.error("a %s row could not be stored and is dropped: %s", item[0].relation(), _describe(exc))
+        return len(taken)
+
+    @staticmethod
+    def _insert(db: Any, rows: list[tuple[RecordClass, dict[str, Any]]]) -> None:
+        by_relation: dict[RecordClass, list[dict[str, Any]]] = {}
+        for relation, row in rows:
+            by_relation.setdefault(relation, []).append(row)
+        with db.begin() as conn:
+            for relation, values in by_relation.items():
+                conn.execute(db.relation(relation).table.insert(), values)
 
     def _write_batch(self, entries: list[Entry]) -> None:
         """Store a batch, or account for every run of it: only a failure of
@@ -569,15 +630,16 @@ class RunLog:
             _on_sigterm(signal.SIGTERM, None)  # SIGTERM came during this flush (see _on_sigterm)
 
     def _lose(self, why: str) -> None:
-        lost = len(self._buffer)
+        lost = len(self._buffer) + len(self._rows)
         self._buffer.clear()
+        self._rows.clear()
         self.lost += lost
         log.error("%d runs of app %r lost at shutdown: %s", lost, self.app.name, why)
 
     @property
     def pending(self) -> int:
         """Runs not yet in the database: buffered, or (as 1) a batch being written."""
-        return len(self._buffer) + int(self._writing)
+        return len(self._buffer) + len(self._rows) + int(self._writing)
 
     def stats(self) -> RunLogStats:
         """The writer's counters and state (see ``RunLogStats``); cheap, and

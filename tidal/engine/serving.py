@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..codec import props_key
+from ..context import CurrentRun, current_run
 from ..core.component import ComponentSpec, ServeRoute
 from ..core.props import Properties
 from ..core.state import Snapshot
@@ -100,6 +101,34 @@ async def call_async(route: ServeRoute, state: Snapshot, props: Properties) -> A
     if kind == "gen":
         return list(route.fn(state, props))
     return route.fn(state, props)
+
+
+def within(run: CurrentRun, items: Iterator[Any]) -> Iterator[Any]:
+    """``items`` with each step of the iterator run as part of ``run``: the
+    context is set around each ``next`` only, so the consumer's code between
+    items never sees it, and an abandoned generator leaves nothing set."""
+    while True:
+        token = current_run.set(run)
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        finally:
+            current_run.reset(token)
+        yield item
+
+
+async def awithin(run: CurrentRun, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Async twin of :func:`within`."""
+    while True:
+        token = current_run.set(run)
+        try:
+            item = await anext(items)
+        except StopAsyncIteration:
+            return
+        finally:
+            current_run.reset(token)
+        yield item
 
 
 async def _collect(agen: AsyncIterator[Any]) -> list[Any]:
