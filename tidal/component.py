@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .constants import DEFAULT_CACHE_TTL
@@ -32,6 +33,17 @@ def use_default_app(provider: Callable[[], App]) -> None:
 def defined_components() -> list[Component]:
     """Every component defined in this process (what ``tidal worker`` serves)."""
     return sorted(_defined, key=lambda c: c.name)
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """A flow of a component, named to be run by someone else (a model's
+    tool call): see :meth:`Component.flow`."""
+
+    component: Component
+    flow: str
+    instance: str | None = None
+    description: str | None = None
 
 
 class Component(ComponentSpec):
@@ -106,6 +118,15 @@ class Component(ComponentSpec):
         # watched (its changes reach the outbox) and the helpers run.
         if self._app is not None:
             self._app.register(self)
+
+    def flow(self, key: str, *, instance: str | None = None, description: str | None = None) -> FlowRef:
+        """This component's flow ``key`` as a thing to hand on, e.g. to a
+        model as a tool (``llm.chat(messages, tools=[Orders.flow("status")])``).
+        ``instance`` binds the instance it runs on (else the caller, or the
+        model, names one)."""
+        if key not in self.serve_routes and key not in self.update_routes:
+            raise DefinitionError(f"component {self.name} has no flow {key!r}; known flows: {self.flow_keys()}")
+        return FlowRef(self, key, instance, description)
 
     def __call__(
         self,
