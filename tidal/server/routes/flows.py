@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from ...component import Component
+from ...context import caller_scope
 from ...core.props import validate_props
 from ...engine.runlog import jsonable
 from ...exceptions import MissingPropError, PropsValidationError, StateIntegrityError, UpdateFailedError
@@ -95,6 +96,10 @@ async def run_flow(
     A sync op takes one trip to a worker thread for the checks, the run and
     the version (each trip costs a GIL hand-over, some 0.1 ms or more under
     load); an async op is checked and opened in one, run on the event loop."""
+    # What the op does on the caller's behalf (a model's tool calls) stays
+    # within the caller's scope. Set in this request's own task context,
+    # which worker-thread calls copy.
+    caller_scope.set(principal.scope)
     opts = {k: bool(getattr(body, k, False)) for k in ("ignore_cache", "force_refresh", "flush_update")}
     serve = comp.serve_routes.get(flow)
     if serve is not None and serve.kind in ASYNC_KINDS:
@@ -149,6 +154,7 @@ async def stream_flow(
     """Run ``flow`` and stream NDJSON: ``{"item": …}`` per item, then
     ``{"done": true, "run_id": …, "version": …}``, or ``{"error": …}`` if
     the op fails midway."""
+    caller_scope.set(principal.scope)  # as in run_flow
     props = await run_in_threadpool(_open, ctx, comp, instance, flow, principal, body)
     opts = {k: bool(getattr(body, k, False)) for k in ("ignore_cache", "force_refresh", "flush_update")}
     inst = await run_in_threadpool(_instance, ctx, comp, instance)
