@@ -60,3 +60,19 @@ def test_instances_memory_quick() -> None:
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
     assert "every served value was its own" in out
+
+
+@pytest.mark.slow
+def test_rate_limit_quick() -> None:
+    """``python -m benchmarks.rate_limit --quick`` on SQLite and memory: four
+    takers keep to the bucket's budget (a run that grants more fails)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.rate_limit", "--quick", "--stores", "sqlite", "memory", "--calls", "100"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    for line in ("sqlite        hammer:", "sqlite        paced :", "memory        paced :", "refused take"):
+        assert line in proc.stdout, f"{line!r} missing from:\n{proc.stdout}"

@@ -13,6 +13,9 @@ verb is atomic. Per-instance ordering and fencing live here, in ``claim`` and
   held: a worker that lost its lease cannot commit, so an op that was re-run
   elsewhere is applied exactly once.
 
+It also keeps the app's shared rate limits (``rate_take``), so that every
+process of the app draws on one budget per bucket.
+
 Each store implementation is checked by the one contract suite in
 ``tests/stores/test_contract.py``.
 """
@@ -290,6 +293,29 @@ class Store(ABC):
     @abstractmethod
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
         """Cache ``value`` for ``ttl`` seconds."""
+
+    # -- rate limits ------------------------------------------------------
+
+    @abstractmethod
+    def rate_take(self, bucket: str, amount: float, limit: float, period: float) -> float:
+        """Take ``amount`` units (1 for a request, n for tokens) from
+        ``bucket``, whose budget is ``limit`` units per ``period`` seconds,
+        shared by every process that uses this store. Returns 0.0 when taken;
+        else nothing is taken and it returns the seconds to wait before the
+        same call could succeed (if nobody else takes meanwhile).
+
+        The budget is a bucket of ``limit`` units refilled at ``limit /
+        period`` a second: a full bucket grants ``limit`` at once, and over
+        any ``t`` seconds a bucket grants at most ``limit * (1 + t / period)``
+        (GCRA, see :mod:`tidal.stores.rates`). One atomic step of O(1) cost;
+        a bucket left alone is forgotten once it is full again. A bucket
+        holds no limit of its own: callers sharing it pass the same
+        ``limit`` and ``period``. Times are the Redis server's clock on
+        Redis, ``time.time()`` otherwise.
+
+        Raises ValueError, naming the argument, when ``limit`` or ``period``
+        is not positive, ``amount`` is negative, or ``amount`` is more than
+        ``limit`` (it could never be taken)."""
 
     # -- lifecycle --------------------------------------------------------
 

@@ -11,6 +11,8 @@ Layout (all under one lock, so every verb is atomic):
 * ``_failed[(component, instance)]``: failed ops, kept for inspection
 * ``_leases[(component, instance)]``: ``(token, expires_at)``
 * ``_cache[key]``: ``(value, expires_at)``
+* ``_rates[bucket]``: the bucket's GCRA time (:mod:`~tidal.stores.rates`);
+  full buckets are purged every ``PURGE_EVERY`` takes
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import FailedOp, LeaseLostError, StoreError, VersionConflictError
 from .base import Claim, ClaimedOp, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from .rates import PURGE_EVERY, check_rate, gcra
 
 Key = tuple[str, str]
 
@@ -72,6 +75,8 @@ class MemoryStore(Store):
         self._cache: dict[bytes, tuple[bytes, float]] = {}
         self._dedupe: dict[str, float] = {}
         self._dedupe_purge_at = 1024
+        self._rates: dict[str, float] = {}
+        self._rate_takes = 0
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -361,3 +366,17 @@ class MemoryStore(Store):
 
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
         self._cache[key] = (value, time.time() + ttl)
+
+    # -- rate limits ------------------------------------------------------
+
+    def rate_take(self, bucket: str, amount: float, limit: float, period: float) -> float:
+        check_rate(amount, limit, period)
+        with self._lock:
+            now = time.time()
+            tat, wait = gcra(self._rates.get(bucket), now, amount, limit, period)
+            if not wait and tat > now:  # else the bucket is full: nothing to keep
+                self._rates[bucket] = tat
+            self._rate_takes += 1
+            if self._rate_takes % PURGE_EVERY == 0:
+                self._rates = {b: t for b, t in self._rates.items() if t > now}
+            return wait

@@ -113,6 +113,10 @@ class ClusterPaths(TwoStepPaths):
     def pipeline(self) -> Any:
         return None  # redis-py blocks EVALSHA in a cluster pipeline
 
+    def run(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        # A cluster script goes direct to its key's node by itself (_ClusterScript).
+        return script(keys=keys, args=args)
+
     def barrier(self, tag: str) -> None:
         """A round trip to the node of ``tag``'s slot (see the module docs)."""
         try:

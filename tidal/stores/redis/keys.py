@@ -49,7 +49,10 @@ Global, in the hash slot of the tag ``G = {ns}``::
     G:dedupe:<key>         STR   owner "component:instance", with the dedupe ttl
 
 Cache entries are ``ns:cache:<key>`` strings with a Redis TTL and no hash
-tag, so that they spread over a cluster's slots.
+tag, so that they spread over a cluster's slots. The buckets of shared rate
+limits are ``ns:rate:<bucket>`` strings, without hash tag too: the bucket's
+GCRA time in microseconds of the server's clock (``rate_take.lua``), expiring
+when the bucket is full again.
 
 Each script (``scripts/*.lua``) touches the keys of one hash slot only,
 except the one-server scripts (``one_server_*.lua``), which touch an
@@ -87,6 +90,10 @@ class KeyNames:
         """``G``: the tag of the global keys."""
         self.ids = self.global_tag + ":ids"
         self.cache_prefix = self.escaped_namespace.encode() + b":cache:"
+
+    def rate(self, bucket: str) -> str:
+        """``ns:rate:<bucket>``: a shared rate limit's bucket."""
+        return f"{self.escaped_namespace}:rate:{escape(bucket)}"
 
     def tag(self, component: str, instance: str) -> str:
         """``T``: the tag of an instance's keys."""

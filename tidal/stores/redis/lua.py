@@ -71,6 +71,8 @@ class Scripts:
         self.instance_history: Script = register(source("instance_history"))
         self.instance_retry: Script = register(source("instance_retry"))
         self.instance_drop_failed: Script = register(source("instance_drop_failed"))
+        # One key of its own slot.
+        self.rate_take: Script = register(source("rate_take"))
         # One server only: two slots in one script (see one_server.py).
         self.one_server_enqueue: Script = register(source("one_server_enqueue"))
         self.one_server_commit: Script = register(source("one_server_commit"))

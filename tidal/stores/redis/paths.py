@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from ..base import Claim, ClaimedOp, NewOp
 from .calls import Calls
@@ -56,6 +57,12 @@ class Paths(ABC):
     @abstractmethod
     def after_claimed_commit(self, component: str, instance: str, tag: str, reply: Any) -> None:
         """What follows a worker's commit that went through."""
+
+    def run(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        """Run a single-slot script on the calling thread's direct
+        connection (:mod:`~tidal.stores.redis.direct`), inside
+        :meth:`Calls.io`; its reply."""
+        return self.calls.direct(script, keys, args)
 
     def barrier(self, tag: str) -> None:
         """One round trip after a write of ``tag``'s ``T:meta``, so that it

@@ -28,6 +28,7 @@ from redis.cluster import RedisCluster
 
 from ...exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
 from ..base import Claim, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from ..rates import check_rate
 from .calls import Calls
 from .cluster import CLUSTER_ERRORS, ClusterPaths, ClusterVersions, connect_cluster
 from .connect import DEFAULT_NAMESPACE, connect, parse_url, safe_url
@@ -273,6 +274,17 @@ class RedisStore(Store):
                 self.calls.client.delete(self.keys.cache_prefix + key)
             else:
                 self.calls.client.set(self.keys.cache_prefix + key, value, px=to_ms(ttl))
+
+    # -- rate limits ------------------------------------------------------
+
+    def rate_take(self, bucket: str, amount: float, limit: float, period: float) -> float:
+        check_rate(amount, limit, period)
+        # Microseconds of the server's clock (see rate_take.lua); floats
+        # travel as repr(), exactly.
+        args = [float(amount), float(limit), float(period) * 1e6]
+        with self.calls.io():
+            wait_us = self.paths.run(self.scripts.rate_take, [self.keys.rate(bucket)], args)
+        return int(wait_us) / 1e6
 
     # -- off the hot path: see operators.py --------------------------------
 

@@ -18,6 +18,9 @@ opens its file::
     tidal_leases    (component, instance) -> token, expires_at
     tidal_dedupe    key -> expires_at: dedupe keys of enqueued triggers and ticks
     tidal_cache     key -> expires_at, value
+    tidal_rates     bucket -> tat: each shared rate limit's GCRA time (see
+                    tidal.stores.rates); a row whose tat has passed is a full
+                    bucket, and is purged (through the index on tat)
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ CREATE TABLE IF NOT EXISTS tidal_dedupe (key TEXT PRIMARY KEY, expires_at REAL N
 CREATE INDEX IF NOT EXISTS tidal_dedupe_by_expiry ON tidal_dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS tidal_cache (
     key BLOB PRIMARY KEY, expires_at REAL NOT NULL, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tidal_rates (bucket TEXT PRIMARY KEY, tat REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tidal_rates_by_tat ON tidal_rates (tat);
 """
 
 

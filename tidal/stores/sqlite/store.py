@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ...exceptions import ConfigError, FailedOp, LeaseLostError, StoreError, VersionConflictError
 from ..base import Claim, ClaimedOp, KeyInfo, KeyVersion, NewOp, QueueStats, StateRead, Store
+from ..rates import PURGE_EVERY, check_rate, gcra
 from .connections import Connections
 from .operators import OperatorVerbs
 from .schema import FAILED, SCHEMA
@@ -43,6 +44,7 @@ class SQLiteStore(Store):
         self.url = f"sqlite:///{self.path}"
         self.db = Connections(self.path, self.url, busy_timeout_ms=busy_timeout_ms)
         self.operators = OperatorVerbs(self.db)
+        self._rate_takes = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self.db.conn()
         self.db.busy(lambda: conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;"))
@@ -359,6 +361,25 @@ class SQLiteStore(Store):
 
     def cache_set(self, key: bytes, value: bytes, ttl: float) -> None:
         self.db.exec1("INSERT OR REPLACE INTO tidal_cache VALUES (?, ?, ?)", (key, time.time() + ttl, value))
+
+    # -- rate limits ------------------------------------------------------
+
+    def rate_take(self, bucket: str, amount: float, limit: float, period: float) -> float:
+        check_rate(amount, limit, period)
+        conn = self.db.conn()
+        self._rate_takes += 1
+        purge = self._rate_takes % PURGE_EVERY == 0
+        with self.db.write(conn):
+            # Read the clock once the write lock is ours: takes are then
+            # ordered by the time they use, across processes.
+            now = time.time()
+            row = conn.execute("SELECT tat FROM tidal_rates WHERE bucket=?", (bucket,)).fetchone()
+            tat, wait = gcra(None if row is None else row[0], now, amount, limit, period)
+            if not wait and tat > now:  # else the bucket is full: nothing to keep
+                conn.execute("INSERT OR REPLACE INTO tidal_rates VALUES (?, ?)", (bucket, tat))
+            if purge:
+                conn.execute("DELETE FROM tidal_rates WHERE tat<?", (now,))
+        return wait
 
     # -- off the hot path: see operators.py --------------------------------
 
