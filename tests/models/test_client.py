@@ -366,3 +366,17 @@ def test_embeddings_through_the_endpoint(standin: Any, app: Any) -> None:
     assert v.shape[0] == 3
     assert v[0] @ v[1] > v[0] @ v[2]
     assert calls(app)[0]["operation"] == "embedding"
+
+
+def test_rate_limits_are_shared_through_the_apps_store(standin: Any, app: Any) -> None:
+    a = models.connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
+    b = models.connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
+    a.chat("one")
+    b.chat("two")
+    # Two per minute are spent (between both clients): the next would wait ~30 s.
+    with pytest.raises(ModelCallError, match="rate limit"):
+        a.chat("three")
+    assert len(standin.requests()) == 2
+    # The bucket is the app store's: another app's store has its own.
+    other = models.connect(standin.base_url + "#stand-in", rpm=2, timeout=1)
+    assert other.chat("four").text
