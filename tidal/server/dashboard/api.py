@@ -248,7 +248,7 @@ def router(ctx: ServerContext) -> APIRouter:
 
     @api.get("/models/usage")
     def models_usage(
-        window_s: float = Query(86_400.0, gt=0, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
+        window_s: float = Query(86_400.0, ge=1, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
         by: Literal["model", "flow", "instance-day"] | None = Query(None, description="Only this grouping."),
         limit: int = Query(INSTANCE_DAYS_SHOWN, ge=1, le=100_000, description="Instance-day rows at most."),
         principal: Principal = Depends(ctx.principal),
@@ -274,7 +274,7 @@ def router(ctx: ServerContext) -> APIRouter:
     @api.get("/components/{component}/models")
     def component_models(
         component: str,
-        window_s: float = Query(86_400.0, gt=0, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
+        window_s: float = Query(86_400.0, ge=1, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
         principal: Principal = Depends(ctx.principal),
     ) -> dict[str, Any]:
         """One component's model calls over the window: per flow and per model."""
