@@ -20,6 +20,8 @@ One module per responsibility, all re-exported here:
   ops retried or dropped;
 - :mod:`.query`: read-only SQL;
 - :mod:`.runs_log`: runs, run statistics, the timeline, the writer's health;
+- :mod:`.model_usage`: model calls' cost, tokens and latency per model, per
+  flow, per instance and day; a run's calls;
 - :mod:`.common`: what they share (``as_dict()``, not-found checks).
 """
 
@@ -37,6 +39,18 @@ from .backlog import (
     retry_failed,
 )
 from .catalog import ComponentInfo, FlowInfo, InstanceInfo, component, components, instance, instances
+from .model_usage import (
+    GROUPINGS,
+    InstanceDayUsage,
+    ModelCallInfo,
+    ModelUsage,
+    RunModelTotals,
+    calls_of_run,
+    run_model_totals,
+    usage_by_flow,
+    usage_by_instance_day,
+    usage_by_model,
+)
 from .query import SqlResult, sql
 from .runs_log import (
     RUN_STATUSES,
@@ -91,4 +105,15 @@ __all__ = [
     "runs",
     "runs_log_health",
     "runs_log_warning",
+    # model calls: cost, tokens, latency (model_usage)
+    "GROUPINGS",
+    "InstanceDayUsage",
+    "ModelCallInfo",
+    "ModelUsage",
+    "RunModelTotals",
+    "calls_of_run",
+    "run_model_totals",
+    "usage_by_flow",
+    "usage_by_instance_day",
+    "usage_by_model",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import demo, flows, keys, queue, runs, serve, sql, state, worker
+from . import demo, flows, keys, model_usage, queue, runs, serve, sql, state, worker
 from .output import TidalGroup
 
 
@@ -32,5 +32,16 @@ def _register(group: click.Group) -> None:
 
 
 _register(main)
+
+
+# Until `tidal models` (tidal/cli/models.py, with `tidal models serve`) lands:
+# the group that `tidal models usage` belongs to. The merge keeps one group.
+@main.group("models")
+def models() -> None:
+    """Models: what their calls cost, their tokens and latency."""
+
+
+for _command in model_usage.MODEL_COMMANDS:
+    models.add_command(_command)
 
 __all__ = ["main"]

@@ -84,6 +84,11 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
+def usd(value: float) -> str:
+    """US dollars for a table cell: cents, or four decimals under a cent."""
+    return "$0" if value == 0 else f"${value:.4f}" if value < 0.01 else f"${value:.2f}"
+
+
 def when(epoch: float | None) -> str:
     """Epoch seconds as UTC date and time for a table cell; ``-`` when unknown."""
     if epoch is None:

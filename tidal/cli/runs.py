@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import admin
-from .output import EXIT_FAILED, emit, json_option, ms
+from ..app import App
+from .output import EXIT_FAILED, emit, json_option, ms, usd
 from .target import app_options, open_app
 
 
@@ -24,15 +25,24 @@ def runs() -> None:
     """The runs log: every serve and update run."""
 
 
-def _table(rows: list[admin.RunInfo]) -> Table:
-    table = Table("started", "component", "instance", "flow", "kind", "status", "latency", "error")
+def _table(rows: list[admin.RunInfo], totals: dict[str, admin.RunModelTotals]) -> Table:
+    table = Table("started", "component", "instance", "flow", "kind", "status", "latency", "model cost", "tokens",
+                  "error")  # fmt: skip
     for r in rows:
         error = (r.error or "").strip().splitlines()
+        used = totals.get(r.id)
         table.add_row(
             (r.started_at or "")[:23], r.component, r.instance, r.flow, r.kind, r.status, ms(r.latency_ms),
-            error[-1] if error else "",
+            usd(used.cost) if used else "-", f"{used.tokens:,}" if used else "-", error[-1] if error else "",
         )  # fmt: skip
     return table
+
+
+def _as_dicts(app: App, rows: list[admin.RunInfo]) -> list[dict[str, Any]]:
+    """Runs as JSON, each with ``models``: its model calls' calls, tokens
+    and cost, or None when it called no model."""
+    totals = admin.run_model_totals(app, [r.id for r in rows])
+    return [{**r.as_dict(), "models": totals[r.id].as_dict() if r.id in totals else None} for r in rows]
 
 
 @runs.command("tail")
@@ -65,14 +75,14 @@ def tail(
     with open_app(app_name, store) as app:
         rows = list(reversed(admin.runs(app, limit=limit, **filters)))
         if as_json and not follow:
-            emit([r.as_dict() for r in rows])
+            emit(_as_dicts(app, rows))
             return
         console = Console()
         if as_json:
-            for r in rows:
-                click.echo(json.dumps(r.as_dict(), default=str))
+            for line in _as_dicts(app, rows):
+                click.echo(json.dumps(line, default=str))
         else:
-            console.print(_table(rows))
+            console.print(_table(rows, admin.run_model_totals(app, [r.id for r in rows])))
         if not follow:
             return
         last = rows[-1].created_at if rows else None
@@ -81,14 +91,14 @@ def tail(
             while True:
                 time.sleep(interval)
                 fresh = [r for r in reversed(admin.runs(app, limit=1000, after=last, **filters)) if r.id not in seen]
-                for r in fresh:
-                    seen.add(r.id)
-                    if as_json:
-                        click.echo(json.dumps(r.as_dict(), default=str))
+                seen.update(r.id for r in fresh)
+                if fresh and as_json:
+                    for line in _as_dicts(app, fresh):
+                        click.echo(json.dumps(line, default=str))
                 if fresh:
                     last = fresh[-1].created_at
                     if not as_json:
-                        console.print(_table(fresh))
+                        console.print(_table(fresh, admin.run_model_totals(app, [r.id for r in fresh])))
         except KeyboardInterrupt:
             return
 

@@ -4,7 +4,9 @@ on through :mod:`tidal.admin`, with the API's auth.
 Reading needs a key (or JWT) whose scope reaches the component (and, for
 instance data, the instance); retry, drop and rollback need write on the
 instance. Lists show only what the caller's scope reaches. Aggregates
-(queue depth, lag, run statistics, the timeline) are per component.
+(queue depth, lag, run statistics, the timeline, model usage per model and
+per flow) are per component; model usage per instance and day, and a run's
+model calls, list only the instances the caller reaches.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ INSTANCES_SHOWN = 200
 
 FAILURES_SHOWN = 100
 """Failed ops listed per component at most."""
+
+INSTANCE_DAYS_SHOWN = 200
+"""Rows of model usage per instance and day listed at most by default."""
+
+MODEL_WINDOW_MAX_S = 90 * 86_400
+"""The longest window of model usage one request may ask for."""
 
 _Instance = Path(pattern=INSTANCE_PATTERN)
 
@@ -81,6 +89,20 @@ def _instances(ctx: ServerContext, comp: str, principal: Principal) -> tuple[lis
 def _failures(ctx: ServerContext, comp: str, principal: Principal, instance: str | None = None) -> list[dict[str, Any]]:
     found = admin.failures(ctx.app, comp, instance=instance, limit=FAILURES_SHOWN)
     return [{**f.as_dict(), "summary": f.summary} for f in found if principal.can(comp, f.instance)]
+
+
+def _scoped(ctx: ServerContext, principal: Principal) -> list[str] | None:
+    """The components a scoped caller reads; None (all, calls made outside
+    any component included) for an unscoped one."""
+    return None if principal.scope is None else _readable(ctx, principal)
+
+
+def _with_model_totals(ctx: ServerContext, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals = admin.run_model_totals(ctx.app, [r["id"] for r in runs])
+    for r in runs:
+        found = totals.get(r["id"])
+        r["models"] = None if found is None else {"calls": found.calls, "tokens": found.tokens, "cost": found.cost}
+    return runs
 
 
 def router(ctx: ServerContext) -> APIRouter:
@@ -210,7 +232,60 @@ def router(ctx: ServerContext) -> APIRouter:
         if component is not None:
             principal.require(component)
         found = admin.runs(ctx.app, component=component, status=status, kind=kind, limit=limit)
-        return [r.as_dict() for r in found if principal.can(r.component, r.instance)]
+        shown = [r.as_dict() for r in found if principal.can(r.component, r.instance)]
+        return _with_model_totals(ctx, shown)
+
+    @api.get("/runs/{run_id}/models")
+    def run_models(
+        run_id: str,
+        limit: int = Query(100, ge=1, le=1000),
+        principal: Principal = Depends(ctx.principal),
+    ) -> list[dict[str, Any]]:
+        """The model calls made in one run, newest first (empty for a run
+        that called no model, or one the caller may not read)."""
+        found = admin.calls_of_run(ctx.app, run_id, limit=limit)
+        return [c.as_dict() for c in found if principal.can(c.component, c.instance)]
+
+    @api.get("/models/usage")
+    def models_usage(
+        window_s: float = Query(86_400.0, ge=1, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
+        by: Literal["model", "flow", "instance-day"] | None = Query(None, description="Only this grouping."),
+        limit: int = Query(INSTANCE_DAYS_SHOWN, ge=1, le=100_000, description="Instance-day rows at most."),
+        principal: Principal = Depends(ctx.principal),
+    ) -> dict[str, Any]:
+        """Model calls over the window: per model and per component and flow
+        (calls, errors, tokens, cost, latency p50/p95, time to first token,
+        cache hits, retries), and per instance and day (calls, tokens, cost;
+        the costliest of the newest day first, ``truncated`` past ``limit``).
+        Only the groupings asked for with ``by`` (default: all three)."""
+        window, names = timedelta(seconds=window_s), _scoped(ctx, principal)
+        body: dict[str, Any] = {"window_s": window_s}
+        if by in (None, "model"):
+            body["models"] = [u.as_dict() for u in admin.usage_by_model(ctx.app, window=window, components=names)]
+        if by in (None, "flow"):
+            body["flows"] = [u.as_dict() for u in admin.usage_by_flow(ctx.app, window=window, components=names)]
+        if by in (None, "instance-day"):
+            days = admin.usage_by_instance_day(ctx.app, window=window, components=names)
+            days = [d for d in days if principal.can(d.component, d.instance)]
+            body["instance_days"] = [d.as_dict() for d in days[:limit]]
+            body["truncated"] = len(days) > limit
+        return body
+
+    @api.get("/components/{component}/models")
+    def component_models(
+        component: str,
+        window_s: float = Query(86_400.0, ge=1, le=MODEL_WINDOW_MAX_S, description="Seconds of model calls."),
+        principal: Principal = Depends(ctx.principal),
+    ) -> dict[str, Any]:
+        """One component's model calls over the window: per flow and per model."""
+        comp = ctx.component(component, principal)
+        principal.require(comp.name)
+        window, names = timedelta(seconds=window_s), [comp.name]
+        return {
+            "window_s": window_s,
+            "flows": [u.as_dict() for u in admin.usage_by_flow(ctx.app, window=window, components=names)],
+            "models": [u.as_dict() for u in admin.usage_by_model(ctx.app, window=window, components=names)],
+        }
 
     @api.get("/stats")
     def stats(

@@ -41,6 +41,9 @@
     const d = typeof v === "number" ? new Date(v * 1000) : new Date(v);
     return d.toLocaleString();
   }
+  const usd = (v) => (v === null || v === undefined ? "–" : v === 0 ? "$0" : v < 0.01 ? "$" + v.toFixed(4) : "$" + v.toFixed(2));
+  const pct = (v) => (v === null || v === undefined ? "–" : Math.round(v * 100) + "%");
+  const count = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString());
   const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
   function table(headers, rows, attrs) {
@@ -231,8 +234,23 @@
     ];
   }
 
+  // Model calls per flow (or per model): cost, tokens, latency, cache hits.
+  function usageRows(rows, key) {
+    return rows.map((u) => h("tr", { "data-usage": key(u) },
+      h("td", null, key(u) || "(outside flows)"), num(count(u.calls), { class: "num calls" }),
+      num(u.errors, { class: u.errors ? "num bad" : "num" }), num(count(u.tokens), { class: "num tokens" }),
+      num(usd(u.cost), { class: "num cost", "data-cost": u.cost }), num(ms(u.latency_p50_ms), { class: "num p50" }),
+      num(ms(u.latency_p95_ms), { class: "num p95" }), num(ms(u.ttft_p50_ms)),
+      num(pct(u.cache_hit_rate), { class: "num cache-hits" }), num(u.retries)));
+  }
+  const USAGE_HEADERS = ["Calls#", "Errors#", "Tokens#", "Cost#", "p50#", "p95#", "TTFT p50#", "Cache hits#", "Retries#"];
+
+  function usageTable(first, rows, key, id, none) {
+    return table([first, ...USAGE_HEADERS], rows.length ? usageRows(rows, key) : [empty(10, none)], { id });
+  }
+
   async function component(name) {
-    const data = await call(`components/${enc(name)}`);
+    const [data, models] = await Promise.all([call(`components/${enc(name)}`), call(`components/${enc(name)}/models`)]);
     const c = data.component, f = data.freshness;
     const instances = data.instances.map((i) => h("tr", { "data-instance": i.instance },
       h("td", null, h("a", { href: `#/components/${enc(c.name)}/instances/${enc(i.instance)}`, class: "instance-link" }, i.instance)),
@@ -243,6 +261,8 @@
         h("div", null, h("b", null, f.pending), "queued"), h("div", null, h("b", null, ms(f.lag_p50_ms)), "lag p50"),
         h("div", null, h("b", null, ms(f.lag_p99_ms)), "lag p99"), h("div", null, h("b", null, f.failed), "failed")) : null,
       h("section", null, h("h2", null, "Flows"), flowList(c.flows)),
+      h("section", null, h("h2", null, "Model calls per flow, last day"),
+        usageTable("Flow", models.flows, (u) => u.flow, "component-models", "No model calls in the last day.")),
       h("section", null, h("h2", null, `Instances (${c.instances})`),
         table(["Instance", "Version#", "Keys#", "Size#"], instances.length ? instances : [empty(4, "No instances yet.")],
           { id: "instances" }),
@@ -360,6 +380,25 @@
       `Runs log writer: healthy, ${log.written} written, ${log.pending} pending, ${log.failed} failed.`);
   }
 
+  // A run's model calls, in a row under it (the button toggles it).
+  async function showCalls(runId, row, button) {
+    const next = row.nextElementSibling;
+    if (next && next.classList.contains("calls")) {
+      next.remove();
+      return;
+    }
+    const found = await call(`runs/${enc(runId)}/models`);
+    const rows = found.map((c) => h("tr", { "data-call": c.id },
+      h("td", null, when(c.started_at)), h("td", null, c.model), h("td", null, c.operation),
+      h("td", { class: "status-" + c.status }, c.status), num(count(c.prompt_tokens)), num(count(c.completion_tokens)),
+      num(usd(c.cost)), num(ms(c.latency_ms)), num(ms(c.ttft_ms)), h("td", null, c.cache_hit || ""), num(c.retries),
+      h("td", null, c.error ? h("code", { class: "preview" }, c.error) : "")));
+    const inner = table(["Started", "Model", "Operation", "Status", "Prompt#", "Completion#", "Cost#", "Latency#", "TTFT#",
+      "Cache", "Retries#", "Error"], rows.length ? rows : [empty(12, "No model calls.")], { class: "calls-table" });
+    row.after(h("tr", { class: "calls", "data-calls-of": runId }, h("td", { colspan: 11 }, inner)));
+    button.blur();
+  }
+
   async function runs(params) {
     const query = new URLSearchParams();
     for (const name of ["component", "status", "kind"]) if (params.get(name)) query.set(name, params.get(name));
@@ -385,6 +424,9 @@
       h("td", null, h("a", { href: `#/components/${enc(r.component)}/instances/${enc(r.instance)}` }, r.instance)),
       h("td", null, r.flow), h("td", null, r.kind), h("td", { class: "status-" + r.status }, r.status),
       num(ms(r.latency_ms)), num(r.waited_ms === null ? "–" : ms(r.waited_ms)),
+      h("td", { class: "num run-cost" }, r.models ? h("button", { class: "calls-button", title: "Show the model calls",
+        onclick: (event) => showCalls(r.id, event.target.closest("tr"), event.target).catch(failed) }, usd(r.models.cost)) : "–"),
+      num(r.models ? count(r.models.tokens) : "–"),
       h("td", null, r.error ? h("code", { class: "preview" }, r.error.trim().split("\n").pop()) : "")));
     return [
       h("h1", null, "Runs"),
@@ -397,8 +439,42 @@
           select("component", [["", "all"], ...overviewData.components.map((c) => [c.name, c.name])]),
           select("status", [["", "all"], ["ok", "ok"], ["error", "error"], ["discarded", "discarded"]]),
           select("kind", [["", "all"], ["serve", "serve"], ["update", "update"]])),
-        table(["Started", "Component", "Instance", "Flow", "Kind", "Status", "Latency#", "Waited#", "Error"],
-          runRows.length ? runRows : [empty(9, "No runs match.")], { id: "runs" })),
+        table(["Started", "Component", "Instance", "Flow", "Kind", "Status", "Latency#", "Waited#", "Model cost#", "Tokens#",
+          "Error"], runRows.length ? runRows : [empty(11, "No runs match.")], { id: "runs" })),
+    ];
+  }
+
+  const WINDOWS = [["3600", "last hour"], ["86400", "last day"], ["604800", "last 7 days"], ["2592000", "last 30 days"]];
+
+  async function models(params) {
+    const window = WINDOWS.some(([v]) => v === params.get("window")) ? params.get("window") : "86400";
+    const label = WINDOWS.find(([v]) => v === window)[1];
+    const data = await call("models/usage?window_s=" + window);
+    const picker = h("select", { name: "window", id: "filter-window" },
+      WINDOWS.map(([value, text]) => h("option", { value, selected: value === window }, text)));
+    picker.addEventListener("change", () => { location.hash = "#/models?window=" + picker.value; });
+    const total = data.models.reduce((sum, m) => sum + m.cost, 0);
+    const calls = data.models.reduce((sum, m) => sum + m.calls, 0);
+    const tokens = data.models.reduce((sum, m) => sum + m.tokens, 0);
+    const days = data.instance_days.map((d) => h("tr", { "data-instance-day": `${d.component}/${d.instance}/${d.day}` },
+      h("td", null, d.day), h("td", null, d.component),
+      h("td", null, h("a", { href: `#/components/${enc(d.component)}/instances/${enc(d.instance)}` }, d.instance)),
+      num(count(d.calls)), num(d.errors, { class: d.errors ? "num bad" : "num" }), num(count(d.tokens)),
+      num(usd(d.cost), { class: "num cost", "data-cost": d.cost })));
+    return [
+      h("h1", null, "Models"),
+      h("div", { class: "filters" }, h("label", null, "window", picker)),
+      h("div", { class: "stat-row" }, h("div", null, h("b", { id: "models-cost" }, usd(total)), "cost"),
+        h("div", null, h("b", null, count(calls)), "calls"), h("div", null, h("b", null, count(tokens)), "tokens")),
+      h("section", null, h("h2", null, `Per model, ${label}`),
+        usageTable("Model", data.models, (u) => u.model, "models", "No model calls in this window.")),
+      h("section", null, h("h2", null, `Per flow, ${label}`),
+        usageTable("Component / flow", data.flows, (u) => (u.component ? `${u.component}/${u.flow}` : ""), "model-flows",
+          "No model calls in this window.")),
+      h("section", null, h("h2", null, `Per instance and day (UTC), ${label}`),
+        table(["Day", "Component", "Instance", "Calls#", "Errors#", "Tokens#", "Cost#"],
+          days.length ? days : [empty(7, "No model calls in this window.")], { id: "instance-days" }),
+        data.truncated ? h("p", { class: "muted" }, "Only the costliest rows are shown.") : null),
     ];
   }
 
@@ -415,6 +491,7 @@
     else if (parts[0] === "components" && parts[2] === "instances" && parts.length === 4) render = () => instance(parts[1], parts[3]);
     else if (parts[0] === "queue") { page = "queue"; render = queue; }
     else if (parts[0] === "runs") { page = "runs"; render = () => runs(new URLSearchParams(search || "")); }
+    else if (parts[0] === "models") { page = "models"; render = () => models(new URLSearchParams(search || "")); }
     else render = overview;
     for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.page === page);
     try {
