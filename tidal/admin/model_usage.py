@@ -180,6 +180,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
+REQUESTS = ("chat", "completion", "embedding")
+"""Operations that are requests to a model (counted as calls); the other
+rows of ``model_calls`` record what the client decided or ran (``tool``,
+``decision``) and cost nothing themselves."""
+
+
 def _table(app: App) -> sa.Table:
     if app.runlog is not None:
         app.runlog.flush()
@@ -199,7 +205,11 @@ def _window_rows(
     table = _table(app)
     when = _when(table)
     since = (now or datetime.now(UTC)) - window
-    query = sa.select(*(table.c[c] for c in columns), when.label("at")).where(when >= since)
+    query = (
+        sa.select(*(table.c[c] for c in columns), when.label("at"))
+        .where(when >= since)
+        .where(table.c.operation.in_(REQUESTS))
+    )
     if components is not None:
         query = query.where(table.c.component.in_(components))
     with app.db.connect() as conn:
@@ -338,6 +348,7 @@ def run_model_totals(app: App, run_ids: Iterable[str]) -> dict[str, RunModelTota
             sa.func.sum(table.c.cost),
         )
         .where(table.c.run_id.in_(ids))
+        .where(table.c.operation.in_(REQUESTS))
         .group_by(table.c.run_id)
     )
     with app.db.connect() as conn:
