@@ -26,6 +26,7 @@ import contextlib
 import hmac
 import importlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 LOCAL_BACKENDS = {"gemma-3-270m": "tidal.models.local"}
 """Local models ``tidal models serve --local NAME`` knows: NAME -> the module
@@ -221,6 +224,9 @@ class _Service:
             return _json(await run_in_threadpool(method[verb], body))
         except BackendError as exc:
             return _refusal(exc)
+        except Exception as exc:  # a bug in the backend: still an OpenAI error body, and logged
+            logger.exception("the model backend failed on %s", request.url.path)
+            return _error(500, f"The model backend failed: {type(exc).__name__}: {exc}")
 
     async def stream(self, body: dict[str, Any], fault: Fault | None) -> Response:
         """Server-sent events of the backend's chunks, then ``[DONE]``. The

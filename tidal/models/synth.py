@@ -32,7 +32,8 @@ WORDS = (
 
 MAX_DEPTH = 6
 """Below this depth of a JSON schema, objects get only their required
-properties and arrays their minimum items, so recursive schemas end."""
+properties, arrays their minimum items and nullable values null, so
+recursive schemas end."""
 
 
 def canonical(value: Any) -> bytes:
@@ -86,6 +87,8 @@ def instance(schema: Any, draws: Draws, root: Any = None, depth: int = 0) -> Any
     followed.
     """
     root = schema if root is None else root
+    if depth > 4 * MAX_DEPTH:
+        raise ValueError("the schema nests too deep: a recursive schema needs an optional or nullable way out")
     if not isinstance(schema, dict):
         return None if schema is False else draws.choice(WORDS)
     if "$ref" in schema:
@@ -97,6 +100,8 @@ def instance(schema: Any, draws: Draws, root: Any = None, depth: int = 0) -> Any
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
             branches = [b for b in schema[key] if not (isinstance(b, dict) and b.get("type") == "null")]
+            if depth >= MAX_DEPTH and len(branches) < len(schema[key]):
+                return None  # deep down, take the way out of a recursive schema
             return instance((branches or schema[key])[0], draws, root, depth + 1)
     if schema.get("allOf"):
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -106,6 +111,8 @@ def instance(schema: Any, draws: Draws, root: Any = None, depth: int = 0) -> Any
                 merged = _merge(merged, part)
         return instance(merged, draws, root, depth + 1)
     kind = _type_of(schema)
+    if depth >= MAX_DEPTH and isinstance(schema.get("type"), list) and "null" in schema["type"]:
+        return None
     if kind == "object":
         return _object(schema, draws, root, depth)
     if kind == "array":
