@@ -15,8 +15,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from click.testing import CliRunner
 from pydantic import BaseModel
 
+from tidal.cli import main
+from tidal.exceptions import ConfigError
+from tidal.models.http import LOCAL_BACKENDS, local_backend
 from tidal.models.standin import StandIn
 
 from .conftest import REPO, StandInServer, running_standin
@@ -396,12 +400,16 @@ def test_the_command_prints_its_url_and_takes_a_script_and_faults(tmp_path: Path
 
 
 def test_the_command_refuses_bad_usage() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    both = ["models", "serve", "--stand-in", "--local", "gemma-3-270m"]
-    result = subprocess.run([sys.executable, "-m", "tidal", *both], capture_output=True, text=True, env=env, timeout=30)
-    assert result.returncode == 2 and "exactly one" in result.stderr
-    bad_fault = ["models", "serve", "--stand-in", "--fault", '{"kind": "nope"}']
-    result = subprocess.run(
-        [sys.executable, "-m", "tidal", *bad_fault], capture_output=True, text=True, env=env, timeout=30
-    )
-    assert result.returncode == 2 and "--fault" in result.stderr
+    runner = CliRunner()
+    both = runner.invoke(main, ["models", "serve", "--stand-in", "--local", "gemma-3-270m"])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    bad_fault = runner.invoke(main, ["models", "serve", "--stand-in", "--fault", '{"kind": "nope"}'])
+    assert bad_fault.exit_code == 2 and "--fault" in bad_fault.output
+    unknown = runner.invoke(main, ["models", "serve", "--local", "no-such-model"])
+    assert unknown.exit_code == 2 and "gemma-3-270m" in unknown.output
+
+
+def test_a_local_model_whose_module_is_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(LOCAL_BACKENDS, "tiny", "tidal.models.no_such_module")
+    with pytest.raises(ConfigError, match=r"tidal\.models\.no_such_module"):
+        local_backend("tiny")
