@@ -49,11 +49,19 @@ class StandInServer:
         self.process = process
         self.log = log  # the subprocess's stderr
         self.http = httpx.Client(base_url=base_url.removesuffix("/v1") + "/_stand-in", timeout=10)
+        self.clients: list[openai.OpenAI] = []
 
     def client(self, **options: Any) -> openai.OpenAI:
-        """An ``openai.OpenAI`` on this server: api key "x", no retries unless given."""
+        """An ``openai.OpenAI`` on this server: api key "x", no retries unless
+        given; closed when the test ends (:meth:`close_clients`)."""
         options = {"api_key": "x", "max_retries": 0, **options}
-        return openai.OpenAI(base_url=self.base_url, **options)
+        client = openai.OpenAI(base_url=self.base_url, **options)
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        while self.clients:
+            self.clients.pop().close()
 
     def faults(self, faults: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Replace the faults with ``faults`` (none given: leave them); returns them with their hits."""
@@ -80,6 +88,7 @@ class StandInServer:
             self.http.delete(route).raise_for_status()
 
     def stop(self) -> None:
+        self.close_clients()
         self.http.close()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -138,6 +147,7 @@ def running_standin(*, api_key: str | None = None, **settings: Any) -> Iterator[
         try:
             yield server
         finally:
+            server.close_clients()
             server.http.close()
 
 
@@ -154,4 +164,5 @@ def standin(standin_server: StandInServer) -> Iterator[StandInServer]:
     """The stand-in server, with no faults, no script and an empty request log."""
     standin_server.clear()
     yield standin_server
+    standin_server.close_clients()
     standin_server.clear()

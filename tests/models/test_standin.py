@@ -390,10 +390,10 @@ def test_the_command_prints_its_url_and_takes_a_script_and_faults(tmp_path: Path
             assert process.stdout is not None
             line = process.stdout.readline().strip()
             assert line.startswith("serving stand-in on http://127.0.0.1:") and line.endswith("/v1")
-            client = openai.OpenAI(base_url=line.split(" on ")[1], api_key="x", max_retries=0)
-            with pytest.raises(openai.InternalServerError):
-                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
-            answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
+            with openai.OpenAI(base_url=line.split(" on ")[1], api_key="x", max_retries=0) as client:
+                with pytest.raises(openai.InternalServerError):
+                    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
+                answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
             assert answer.choices[0].message.content == "pong"
         finally:
             process.terminate()

@@ -201,8 +201,8 @@ class _Service:
 
     async def call(self, request: Request, verb: str) -> Response:
         """A model endpoint: parse, check the key, inject a fault, ask the backend."""
-        body, refusal = await self.body(request)
-        refusal = refusal or self.refused(request)
+        body, malformed = await self.body(request)  # recorded even when refused: tests see what was sent
+        refusal = self.refused(request) or malformed
         if refusal is not None or body is None:
             return refusal or _error(400, "The request body must be a JSON object.")
         fault = self.faults.take(body.get("model"))
@@ -259,8 +259,10 @@ class _Service:
                 return
             finally:
                 close = getattr(chunks, "close", None)
-                if close is not None:
-                    await run_in_threadpool(close)
+                # a thread may still be inside next() when the client went away
+                with contextlib.suppress(ValueError):
+                    if close is not None:
+                        close()
             if drop_after is not None:
                 raise _Dropped  # a drop after the last chunk still loses [DONE]
             yield b"data: [DONE]\n\n"
@@ -365,7 +367,7 @@ def _add_control(app: FastAPI, service: _Service) -> None:
                 backend.set_script(parse_script(json.loads(await request.body())))
             except (json.JSONDecodeError, ScriptError) as exc:
                 return _error(400, str(exc), code="invalid_script")
-        return _json(len(backend.script))
+        return _json({"rules": len(backend.script)})
 
     async def requests(request: Request) -> Response:
         if (refusal := service.refused(request)) is not None:
