@@ -59,6 +59,9 @@ def test_the_same_request_gets_the_same_answer(standin: StandInServer) -> None:
     first = client.chat.completions.create(model="stand-in", messages=ASK, temperature=0.7)
     again = client.chat.completions.create(model="stand-in", messages=ASK, temperature=0.7)
     assert dump(first) == dump(again)
+    body = {"model": "stand-in", "messages": ASK, "n": 2, "logprobs": True, "top_logprobs": 2}
+    raw = [httpx.post(f"{standin.base_url}/chat/completions", json=body).content for _ in range(2)]
+    assert raw[0] == raw[1]  # byte for byte, id and created included
     assert first.choices[0].message.content
     other_seed = client.chat.completions.create(model="stand-in", messages=ASK, temperature=0.7, seed=1)
     other_model = client.chat.completions.create(model="gpt-4o-mini", messages=ASK, temperature=0.7)
