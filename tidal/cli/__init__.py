@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import demo, flows, keys, model_usage, queue, runs, serve, sql, state, worker
+from . import demo, flows, keys, models, queue, runs, serve, sql, state, worker
 from .output import TidalGroup
 
 
@@ -26,22 +26,12 @@ def main() -> None:
 
 
 def _register(group: click.Group) -> None:
-    for module in (demo, worker, serve, keys, flows, state, queue, runs, sql):
+    for module in (demo, worker, serve, keys, flows, state, queue, runs, sql, models):
         for command in module.COMMANDS:
             group.add_command(command)
 
 
 _register(main)
 
-
-# Until `tidal models` (tidal/cli/models.py, with `tidal models serve`) lands:
-# the group that `tidal models usage` belongs to. The merge keeps one group.
-@main.group("models")
-def models() -> None:
-    """Models: what their calls cost, their tokens and latency."""
-
-
-for _command in model_usage.MODEL_COMMANDS:
-    models.add_command(_command)
 
 __all__ = ["main"]

@@ -17,33 +17,68 @@ answers what the app's models cost. See docs/models.md.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING
 
-from .cache import ResponseCache, SemanticCache
-from .client import AsyncChatStream, ChatStream, Model
-from .embedders import Embedder, LocalEmbedder, RemoteEmbedder, embedder
-from .endpoints import Endpoint
-from .errors import (
-    ModelCallError,
-    ModelConfigError,
-    ModelError,
-    ModelInputError,
-    ModelStreamError,
-    StructuredOutputError,
-    ToolLoopError,
-)
-from .prices import ModelInfo, PriceTable, prices
-from .results import ChatResult, Choice, ToolCall, Usage
-from .tools import Tool, function_tool
+if TYPE_CHECKING:
+    from .cache import ResponseCache, SemanticCache
+    from .client import AsyncChatStream, ChatStream, Model, connect
+    from .embedders import Embedder, LocalEmbedder, RemoteEmbedder, embedder
+    from .endpoints import Endpoint
+    from .errors import (
+        ModelCallError,
+        ModelConfigError,
+        ModelError,
+        ModelInputError,
+        ModelStreamError,
+        StructuredOutputError,
+        ToolLoopError,
+    )
+    from .prices import ModelInfo, PriceTable, prices
+    from .results import ChatResult, Choice, ToolCall, Usage
+    from .tools import Tool, function_tool
+
+# The package loads its modules on first use of a name (the openai client,
+# numpy and pydantic cost ~400 ms), so that the CLI and the servers can hold
+# it: the same mechanism as tidal.relations.
+_MODULES = {
+    "ResponseCache": ".cache",
+    "SemanticCache": ".cache",
+    "AsyncChatStream": ".client",
+    "ChatStream": ".client",
+    "Model": ".client",
+    "connect": ".client",
+    "Embedder": ".embedders",
+    "LocalEmbedder": ".embedders",
+    "RemoteEmbedder": ".embedders",
+    "embedder": ".embedders",
+    "Endpoint": ".endpoints",
+    "ModelCallError": ".errors",
+    "ModelConfigError": ".errors",
+    "ModelError": ".errors",
+    "ModelInputError": ".errors",
+    "ModelStreamError": ".errors",
+    "StructuredOutputError": ".errors",
+    "ToolLoopError": ".errors",
+    "ModelInfo": ".prices",
+    "PriceTable": ".prices",
+    "prices": ".prices",
+    "ChatResult": ".results",
+    "Choice": ".results",
+    "ToolCall": ".results",
+    "Usage": ".results",
+    "Tool": ".tools",
+    "function_tool": ".tools",
+}
 
 
-def connect(url: str, **options: Any) -> Model:
-    """A client for the model ``url`` names (``openai://MODEL``,
-    ``http(s)://HOST/v1#MODEL``, ``ollama://MODEL``); ``options`` are
-    :class:`Model`'s (app, api_key, timeout, max_retries, rpm, tpm, cache,
-    semantic_cache, defaults, ...). Fails at once on an unknown scheme or a
-    missing key."""
-    return Model(url, **options)
+def __getattr__(name: str) -> object:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tidal.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
 __all__ = [

@@ -772,4 +772,13 @@ def tools_loop(
     return tools.loop(model, messages, settings, offered, tool_choice, max_steps, budget_usd, budget_tokens, cache)
 
 
-__all__ = ["AsyncChatStream", "ChatResult", "ChatStream", "Choice", "Model", "ToolCall", "Usage"]
+def connect(url: str, **options: Any) -> Model:
+    """A client for the model ``url`` names (``openai://MODEL``,
+    ``http(s)://HOST/v1#MODEL``, ``ollama://MODEL``); ``options`` are
+    :class:`Model`'s (app, api_key, timeout, max_retries, rpm, tpm, cache,
+    semantic_cache, defaults, ...). Fails at once on an unknown scheme or a
+    missing key."""
+    return Model(url, **options)
+
+
+__all__ = ["AsyncChatStream", "ChatResult", "ChatStream", "Choice", "Model", "ToolCall", "Usage", "connect"]
