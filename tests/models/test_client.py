@@ -6,6 +6,7 @@ helpers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -26,29 +27,46 @@ def app(tmp_path: Any) -> Any:
 
 
 @pytest.fixture
-def llm(standin: Any, app: Any) -> Any:
-    m = models.connect(standin.base_url + "#stand-in", app=app, backoff=0.01, max_backoff=0.05, timeout=5)
-    yield m
-    m.close()
+def connect() -> Any:
+    """``models.connect``, closing each client (its HTTP connections) after the test."""
+    made: list[Any] = []
+
+    def make(url: str, **options: Any) -> Any:
+        made.append(models.connect(url, **options))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.close()
+
+
+@pytest.fixture
+def llm(standin: Any, app: Any, connect: Any) -> Any:
+    return connect(standin.base_url + "#stand-in", app=app, backoff=0.01, max_backoff=0.05, timeout=5)
 
 
 def calls(app: Any, where: str = "1=1") -> list[dict[str, Any]]:
-    return app.sql(f"SELECT * FROM model_calls WHERE {where} ORDER BY started_at, id").dicts()
+    rows = list(app.sql(f"SELECT * FROM model_calls WHERE {where} ORDER BY started_at, id"))
+    for row in rows:  # JSON columns come back as text from raw SQL on SQLite
+        for key in ("params", "note"):
+            if isinstance(row[key], str):
+                row[key] = json.loads(row[key])
+    return rows
 
 
 # -- settings and URLs --------------------------------------------------------
 
 
-def test_unknown_scheme_and_missing_key_fail_at_connect(monkeypatch: Any) -> None:
+def test_unknown_scheme_and_missing_key_fail_at_connect(monkeypatch: Any, connect: Any) -> None:
     with pytest.raises(ModelConfigError, match="unknown model URL scheme 'ftp'"):
-        models.connect("ftp://host/v1#m")
+        connect("ftp://host/v1#m")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ModelConfigError, match="OPENAI_API_KEY"):
-        models.connect("openai://gpt-4o-mini")
+        connect("openai://gpt-4o-mini")
     with pytest.raises(ModelConfigError, match="names no model"):
-        models.connect("http://127.0.0.1:1/v1")
+        connect("http://127.0.0.1:1/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    m = models.connect("openai://gpt-4o-mini")
+    m = connect("openai://gpt-4o-mini")
     assert m.name == "gpt-4o-mini" and m.endpoint.base_url == "https://api.openai.com/v1"
     assert "sk-test" not in repr(m) and "sk-test" not in repr(m.endpoint)
 
@@ -74,8 +92,8 @@ def test_bad_sampling_values_are_refused_before_sending(
     assert standin.requests() == []
 
 
-def test_a_prompt_over_the_context_window_is_refused_before_sending(standin: Any, app: Any) -> None:
-    m = models.connect(standin.base_url + "#stand-in", app=app, context_window=100)
+def test_a_prompt_over_the_context_window_is_refused_before_sending(standin: Any, app: Any, connect: Any) -> None:
+    m = connect(standin.base_url + "#stand-in", app=app, context_window=100)
     with pytest.raises(ModelInputError, match="context window of 100") as info:
         m.chat("word " * 400)
     assert info.value.setting == "messages"
@@ -108,10 +126,12 @@ def test_a_call_in_a_serve_op_is_a_row_of_its_run(llm: Any, app: Any) -> None:
         assert row["cost"] == pytest.approx(expected)
         assert row["params"] == {"temperature": 0.5, "top_p": 0.9, "max_tokens": 20}
         # The join the dashboard and "cost per user per day" use.
-        joined = app.sql(
-            "SELECT r.instance, SUM(m.cost) AS cost FROM model_calls m JOIN runs r ON r.id = m.run_id "
-            "GROUP BY r.instance"
-        ).dicts()
+        joined = list(
+            app.sql(
+                "SELECT r.instance, SUM(m.cost) AS cost FROM model_calls m JOIN runs r ON r.id = m.run_id "
+                "GROUP BY r.instance"
+            )
+        )
         assert joined == [{"instance": "user-1", "cost": pytest.approx(expected)}]
     finally:
         models.prices.reset()
@@ -137,13 +157,13 @@ def test_logprobs_give_a_mean_logprob(llm: Any) -> None:
 # -- caches -------------------------------------------------------------------
 
 
-def test_deterministic_calls_are_cached_in_the_store(llm: Any, standin: Any, app: Any) -> None:
+def test_deterministic_calls_are_cached_in_the_store(llm: Any, standin: Any, app: Any, connect: Any) -> None:
     first = llm.chat("cache me", temperature=0)
     second = llm.chat("cache me", temperature=0)
     assert second.text == first.text and second.cache_hit == "exact" and second.cost == 0
     assert len(standin.requests()) == 1
     # A new client (empty in-process cache) finds the entry in the app's store.
-    other = models.connect(llm.endpoint.url, app=app)
+    other = connect(llm.endpoint.url, app=app)
     assert other.chat("cache me", temperature=0).cache_hit == "exact"
     assert len(standin.requests()) == 1
     # Not deterministic: asked each time; another setting: another entry.
@@ -155,10 +175,13 @@ def test_deterministic_calls_are_cached_in_the_store(llm: Any, standin: Any, app
     assert [r["cache_hit"] for r in rows] == [None, "exact", "exact", None, None, None]
 
 
-def test_semantic_cache_matches_close_questions_and_logs_the_similarity(standin: Any, app: Any) -> None:
+def test_semantic_cache_matches_close_questions_and_logs_the_similarity(
+    standin: Any, app: Any, connect: Any, request: Any
+) -> None:
     emb = models.embedder(standin.base_url + "#text-embedding-3-small", app=app)
+    request.addfinalizer(emb.model.close)
     sem = models.SemanticCache(emb, threshold=0.8)
-    m = models.connect(standin.base_url + "#stand-in", app=app, semantic_cache=sem)
+    m = connect(standin.base_url + "#stand-in", app=app, semantic_cache=sem)
     first = m.chat("how do I open a file in python", temperature=0.9, cache="semantic")
     close = m.chat("how do i open a file in python?", temperature=0.9, cache="semantic")
     far = m.chat("what is the capital of norway", temperature=0.9, cache="semantic")
@@ -191,18 +214,18 @@ def test_a_429_storm_is_surfaced_after_the_retries(llm: Any, standin: Any, app: 
     assert row["status"] == "error" and "429" in row["error"] and row["retries"] == 3
 
 
-def test_500s_are_retried_and_400s_are_not(llm: Any, standin: Any) -> None:
+def test_500s_are_retried_and_400s_are_not(llm: Any, standin: Any, connect: Any) -> None:
     standin.faults([{"kind": "500", "times": 1}])
     assert llm.chat("five hundred").retries == 1
     standin.clear()
-    m = models.connect(llm.endpoint.url, max_retries=2, backoff=0.01)
+    m = connect(llm.endpoint.url, max_retries=2, backoff=0.01)
     with pytest.raises(ModelCallError, match="HTTP 400") as info:
         m.chat("x", extra_body={"top_k": -3})
     assert info.value.retries == 0
 
 
-def test_a_timed_out_call_leaves_no_cache_entry(llm: Any, standin: Any, app: Any) -> None:
-    m = models.connect(llm.endpoint.url, app=app, timeout=0.3, max_retries=0)
+def test_a_timed_out_call_leaves_no_cache_entry(llm: Any, standin: Any, app: Any, connect: Any) -> None:
+    m = connect(llm.endpoint.url, app=app, timeout=0.3, max_retries=0)
     standin.faults([{"kind": "slow", "delay": 1.5}])
     with pytest.raises(ModelCallError, match="timed out"):
         m.chat("slow one", temperature=0)
@@ -285,7 +308,7 @@ def test_a_flow_as_a_tool_is_a_child_run(llm: Any, app: Any) -> None:
     tool_rows = calls(app, "operation = 'tool'")
     assert len(tool_rows) == 1 and tool_rows[0]["status"] == "ok"
     child = tool_rows[0]["note"]["child_run"]
-    run = app.sql("SELECT component, instance, flow FROM runs WHERE id = :id", {"id": child}).dicts()
+    run = list(app.sql("SELECT component, instance, flow FROM runs WHERE id = :id", {"id": child}))
     assert run == [{"component": "Orders", "instance": "shop", "flow": "status"}]
     assert tool_rows[0]["parent_call"] == r.steps[0].call_id
 
@@ -300,7 +323,7 @@ def test_a_tool_call_outside_the_callers_scope_is_refused(llm: Any, app: Any) ->
     assert "denied" in r.text and "has shipped" not in r.text
     row = calls(app, "operation = 'tool'")[0]
     assert row["status"] == "error" and row["error"].startswith("denied")
-    assert app.sql("SELECT COUNT(*) AS n FROM runs WHERE component = 'Orders'").dicts() == [{"n": 0}]
+    assert app.query(tidal.Run, {"component": "Orders"}) == []
 
 
 def test_functions_as_tools_and_the_step_limit(llm: Any, standin: Any) -> None:
@@ -333,7 +356,7 @@ def test_structured_output_validates(llm: Any) -> None:
 
 
 def test_malformed_structured_output_is_retried_then_reported(llm: Any, standin: Any) -> None:
-    standin.script([{"match": "city", "answer": "{not json"}])
+    standin.script([{"match": ".", "answer": "{not json"}])
     with pytest.raises(models.StructuredOutputError) as info:
         llm.structured("give me a city", Answer, retries=2)
     assert info.value.raw == "{not json" and info.value.attempts == 3
@@ -360,17 +383,18 @@ def test_self_consistency_takes_the_majority(llm: Any, standin: Any) -> None:
     assert r.text == "42" and r.note["votes"] == {"'42'": 3, "'7'": 1, "'41'": 1}
 
 
-def test_embeddings_through_the_endpoint(standin: Any, app: Any) -> None:
+def test_embeddings_through_the_endpoint(standin: Any, app: Any, request: Any) -> None:
     emb = models.embedder(standin.base_url + "#text-embedding-3-small", app=app)
+    request.addfinalizer(emb.model.close)
     v = emb.embed(["open a file", "opening files", "the moon"])
     assert v.shape[0] == 3
     assert v[0] @ v[1] > v[0] @ v[2]
     assert calls(app)[0]["operation"] == "embedding"
 
 
-def test_rate_limits_are_shared_through_the_apps_store(standin: Any, app: Any) -> None:
-    a = models.connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
-    b = models.connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
+def test_rate_limits_are_shared_through_the_apps_store(standin: Any, app: Any, connect: Any) -> None:
+    a = connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
+    b = connect(standin.base_url + "#stand-in", app=app, rpm=2, timeout=1)
     a.chat("one")
     b.chat("two")
     # Two per minute are spent (between both clients): the next would wait ~30 s.
@@ -378,5 +402,5 @@ def test_rate_limits_are_shared_through_the_apps_store(standin: Any, app: Any) -
         a.chat("three")
     assert len(standin.requests()) == 2
     # The bucket is the app store's: another app's store has its own.
-    other = models.connect(standin.base_url + "#stand-in", rpm=2, timeout=1)
+    other = connect(standin.base_url + "#stand-in", rpm=2, timeout=1)
     assert other.chat("four").text

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         StructuredOutputError,
         ToolLoopError,
     )
-    from .prices import ModelInfo, PriceTable, prices
+    from .pricing import ModelInfo, PriceTable, prices
     from .results import ChatResult, Choice, ToolCall, Usage
     from .tools import Tool, function_tool
 
@@ -60,9 +60,9 @@ _MODULES = {
     "ModelStreamError": ".errors",
     "StructuredOutputError": ".errors",
     "ToolLoopError": ".errors",
-    "ModelInfo": ".prices",
-    "PriceTable": ".prices",
-    "prices": ".prices",
+    "ModelInfo": ".pricing",
+    "PriceTable": ".pricing",
+    "prices": ".pricing",
     "ChatResult": ".results",
     "Choice": ".results",
     "ToolCall": ".results",

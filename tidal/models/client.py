@@ -15,6 +15,7 @@ gives up with an error that says how many there were.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ from . import sampling as choosing
 from .cache import DEFAULT_TTL, ResponseCache, SemanticCache, request_key
 from .endpoints import Endpoint, parse
 from .errors import ModelCallError, ModelConfigError, ModelInputError, ModelStreamError
-from .prices import ModelInfo, prices
+from .pricing import ModelInfo, prices
 from .results import ChatResult, Choice, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ class Model:
             raw, retries = self._send(call, self._client.embeddings.with_raw_response.create)
         data = orjson.loads(raw)
         rows = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
-        vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
+        vectors = np.asarray([_vector(r["embedding"]) for r in rows], dtype=np.float32)
         usage = Usage.of(data.get("usage"))
         cost = 0.0 if hit else self.info.cost(usage.prompt_tokens, 0)
         self._record(call, usage=usage, cost=cost, retries=retries, cache_hit="exact" if hit else None)
@@ -712,6 +713,14 @@ class _Opened:
 
     def __init__(self, stream: Any) -> None:
         self.content = stream
+
+
+def _vector(value: Any) -> Any:
+    """An embedding as sent: a list of floats, or base64 of little-endian
+    float32 (what the openai client asks for unless told otherwise)."""
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4")
+    return value
 
 
 def _store(app: Any) -> Any:

@@ -497,10 +497,12 @@ class StandIn:
         self, request: dict[str, Any], messages: list[dict[str, Any]], rule: Rule | None, seed: str, i: int
     ) -> list[dict[str, Any]]:
         choice = request.get("tool_choice", "auto")
-        if choice == "none" or messages[-1]["role"] == "tool":
+        if choice == "none":
             return []
-        if rule and rule.tool_calls:
+        if rule and rule.tool_calls:  # a rule of role "tool" may call again after a result
             return [_call(c.name, c.arguments, seed, i, k) for k, c in enumerate(rule.tool_calls)]
+        if messages[-1]["role"] == "tool":
+            return []
         tools = {
             t["function"]["name"]: t["function"]
             for t in request.get("tools") or []
