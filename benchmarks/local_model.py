@@ -12,8 +12,8 @@
   79 documentation topics (the first 1,500 characters of each, most cut at 256
   tokens), batches of 32, median of 3, for each runtime installed.
 
-``--threads N`` sets torch's and onnxruntime's intra-op threads (default 1:
-on a small shared machine more threads were slower); ``--skip-gemma`` /
+``--threads N`` sets torch's and onnxruntime's intra-op threads (default 1,
+so that runs on a shared machine compare); ``--skip-gemma`` /
 ``--skip-embed`` leave a part out. The figures go to stdout as one table.
 """
 
