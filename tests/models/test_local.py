@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tidal.models.backend import BackendError
-from tidal.models.local import TransformersBackend, backend
+from tidal.models.local import TransformersBackend, backend, gemma_chat_prompt
 from tidal.models.local_embed import DIM, LocalEmbedder, runtime_available
 
 # scripts/test.sh installs the embeddings and embeddings-onnx extras, so in CI
@@ -120,6 +120,50 @@ def test_minilm_backend_answers_openai_embeddings_requests() -> None:
 
 
 # -- Gemma 3 270M ------------------------------------------------------------
+
+
+def test_chat_messages_become_gemma_turns() -> None:
+    prompt = gemma_chat_prompt(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Bye"},
+        ]
+    )
+    assert prompt == (
+        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\nHello.<end_of_turn>\n"
+        "<start_of_turn>user\nBye<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    with pytest.raises(BackendError, match="tool"):
+        gemma_chat_prompt([{"role": "tool", "content": "42"}])
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 0}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
+)
+def test_bad_requests_are_refused_before_the_model_loads(extra: dict[str, Any], param: str) -> None:
+    model = TransformersBackend()
+    with pytest.raises(BackendError) as refused:
+        model.chat({"messages": PROMPT, **extra})
+    assert (refused.value.status, refused.value.param) == (400, param)
+    with pytest.raises(BackendError) as unknown:
+        model.chat({"model": "gpt-4o", "messages": PROMPT})
+    assert (unknown.value.status, unknown.value.code) == (404, "model_not_found")
+    assert model.load_seconds is None  # nothing loaded
+
 
 PROMPT = [{"role": "user", "content": "Write a Python function that adds two numbers."}]
 
