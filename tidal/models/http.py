@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOCAL_BACKENDS = {"gemma-3-270m": "tidal.models.local"}
+LOCAL_BACKENDS = {"gemma-3-270m": "tidal.models.local", "minilm": "tidal.models.local"}
 """Local models ``tidal models serve --local NAME`` knows: NAME -> the module
 whose ``load(name) -> Backend`` loads it (imported only when asked for)."""
 
@@ -67,7 +67,7 @@ STARTUP_TIMEOUT = 10.0
 
 def local_backend(name: str) -> Backend:
     """The local model ``name`` of :data:`LOCAL_BACKENDS`, loaded by its module's
-    ``load(name)``; :class:`~tidal.exceptions.ConfigError` when the name is
+    ``backend(name)``; :class:`~tidal.exceptions.ConfigError` when the name is
     unknown or its module (or a dependency of it) is not installed."""
     module_name = LOCAL_BACKENDS.get(name)
     if module_name is None:
@@ -80,7 +80,7 @@ def local_backend(name: str) -> Backend:
         raise ConfigError(
             f"local model {name!r} needs the Python package {exc.name!r}: install it (pip install {exc.name})"
         ) from exc
-    backend: Backend = module.load(name)
+    backend: Backend = module.backend(name)
     return backend
 
 
