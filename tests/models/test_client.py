@@ -276,6 +276,7 @@ def test_async_chat_and_stream(llm: Any) -> None:
         r = await llm.achat("async hello", temperature=0.4)
         s = llm.astream("async stream", temperature=0.4)
         pieces = [p async for p in s]
+        await llm.aclose()
         return r, pieces, s.result
 
     r, pieces, result = asyncio.run(main())

@@ -120,6 +120,7 @@ class Model:
             default_headers=self._headers or None,
         )
         self._aclient: openai.AsyncOpenAI | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
         self._alock = threading.Lock()
 
     # -- identity -----------------------------------------------------------
@@ -138,14 +139,23 @@ class Model:
         return f"<Model {self.endpoint.label}>"
 
     def close(self) -> None:
-        """Close the HTTP connections."""
+        """Close the HTTP connections (those of async calls: ``aclose``)."""
         self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the connections of async calls made on this event loop."""
+        client, self._aclient = self._aclient, None
+        if client is not None:
+            await client.close()
 
     @property
     def aclient(self) -> openai.AsyncOpenAI:
-        """The async wire client (made on first use)."""
+        """The async wire client of the running event loop (made on first
+        use there: its connections belong to that loop)."""
+        loop = asyncio.get_running_loop()
         with self._alock:
-            if self._aclient is None:
+            if self._aclient is None or self._aloop is not loop:
+                self._aloop = loop
                 self._aclient = openai.AsyncOpenAI(
                     base_url=self.endpoint.base_url,
                     api_key=self.endpoint.api_key,
