@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for fn, sink in order if r % 2 == 0 else reversed(order):
                 sink.extend(timed(fn, args.calls))
         app.flush_runs()
-        rows = app.sql("SELECT COUNT(*) AS n FROM model_calls").dicts()[0]["n"]
+        rows = app.sql("SELECT COUNT(*) AS n FROM model_calls").scalar()
         check(rows == 20 + args.rounds * args.calls, f"expected one model_calls row per call, found {rows}")
 
         first = llm.chat(MESSAGES, temperature=0, max_tokens=16)
