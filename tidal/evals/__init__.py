@@ -1,0 +1,1 @@
+"""Evaluate and improve: judges, comparisons, experiments (placeholder while it is built)."""
