@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -80,3 +81,32 @@ def test_a_tool_call_is_held_to_the_http_callers_scope(shop: tuple[tidal.App, An
     assert [r["status"] for r in tools] == ["ok", "error"]
     orders_runs = app.query(tidal.Run, {"component": "Orders"})
     assert [r.instance for r in orders_runs] == ["alice"]
+
+
+def test_model_tokens_stream_through_the_http_ndjson_stream(tmp_path: Any, standin: Any) -> None:
+    app = tidal.App("talk", store=f"sqlite:///{tmp_path}/talk.db")
+    llm = models.connect(standin.base_url + "#stand-in", app=app)
+    Chat = app.component("Chat")
+    results: list[Any] = []
+
+    @Chat.serve("talk")
+    def talk(state: Any, props: Any) -> Any:
+        s = llm.stream(props["q"], temperature=0.3, max_tokens=10)
+        yield from s
+        results.append(s.result)
+
+    try:
+        with (
+            TestClient(create_app(app)) as client,
+            client.stream("POST", "/components/Chat/instances/c/flows/talk/stream", json={"props": {"q": "hi"}}) as r,
+        ):
+            lines = [orjson.loads(line) for line in r.iter_lines() if line]
+        items = [line["item"] for line in lines if "item" in line]
+        assert len(items) == 10 and lines[-1]["done"] is True
+        assert "".join(items) == results[0].text
+        app.flush_runs()
+        row = next(iter(app.sql("SELECT run_id, completion_tokens, ttft_ms FROM model_calls")))
+        assert row["run_id"] == lines[-1]["run_id"] and row["completion_tokens"] == 10 and row["ttft_ms"] is not None
+    finally:
+        llm.close()
+        app.close()
