@@ -187,8 +187,7 @@ rows of ``model_calls`` record what the client decided or ran (``tool``,
 
 
 def _table(app: App) -> sa.Table:
-    if app.runlog is not None:
-        app.runlog.flush()
+    app.flush_runs()  # only when something is buffered: a dashboard poll must not take the writer's lock
     return app.db.relation(ModelCall).table
 
 

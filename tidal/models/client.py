@@ -29,8 +29,9 @@ import orjson
 
 from ..context import CurrentRun
 from ..stores.memory import MemoryStore
-from . import accounting, params, structured, tools
+from . import accounting, params, structured
 from . import sampling as choosing
+from . import tools as toolkit
 from .cache import DEFAULT_TTL, ResponseCache, SemanticCache, request_key
 from .endpoints import Endpoint, parse
 from .errors import ModelCallError, ModelConfigError, ModelInputError, ModelStreamError
@@ -196,7 +197,7 @@ class Model:
         msgs = params.messages_of(messages)
         settings = self._settings(sampling)
         if tools:
-            return tools_loop(self, msgs, settings, tools, tool_choice, max_steps, budget_usd, budget_tokens, cache)
+            return toolkit.loop(self, msgs, settings, tools, tool_choice, max_steps, budget_usd, budget_tokens, cache)
         return self.chat_once(msgs, settings, tool_choice=tool_choice, response_format=response_format,
                               cache=cache, extra_body=extra_body)  # fmt: skip
 
@@ -554,8 +555,8 @@ class Model:
                 await self._await_limits(call)
 
 
-class ChatStream:
-    """A streamed answer: iterate for text pieces; ``result`` when done."""
+class _Stream:
+    """What a streamed answer holds, sync or async."""
 
     def __init__(self, model: Model, call: _Call) -> None:
         self._model = model
@@ -568,61 +569,64 @@ class ChatStream:
         """The text so far."""
         return "".join(self._pieces)
 
+    def _from_cache(self) -> str | None:
+        """The whole answer as one piece when a cache has it."""
+        hit = self._model._cached(self._call, None)
+        if hit is None:
+            return None
+        self.result = hit
+        self._pieces.append(hit.text)
+        return hit.text
+
+    def _take(self, acc: _Accumulator, chunk: Any) -> str:
+        piece = acc.add(chunk)
+        if piece:
+            self._pieces.append(piece)
+        return piece
+
+
+class ChatStream(_Stream):
+    """A streamed answer: iterate for text pieces; ``result`` when done.
+    Any failure once the stream is open (the connection cut, the server's
+    error) raises ModelStreamError with the text so far."""
+
     def __iter__(self) -> Iterator[str]:
         model, call = self._model, self._call
-        hit = model._cached(call, None)
-        if hit is not None:
-            self.result = hit
-            self._pieces.append(hit.text)
-            yield hit.text
+        cached = self._from_cache()
+        if cached is not None:
+            yield cached
             return
         model._wait_for_limits(call)
         stream, retries = model._send(call, _streaming(model._client.chat.completions.create))
         acc = _Accumulator(model, call)
         try:
             for chunk in stream:
-                piece = acc.add(chunk)
+                piece = self._take(acc, chunk)
                 if piece:
-                    self._pieces.append(piece)
                     yield piece
-        except openai.OpenAIError as exc:
-            raise acc.broken(exc, retries) from exc
-        except Exception as exc:  # the connection cut mid-stream (httpx errors)
+        except Exception as exc:
             raise acc.broken(exc, retries) from exc
         finally:
             stream.close()
         self.result = acc.finish(retries)
 
 
-class AsyncChatStream:
+class AsyncChatStream(_Stream):
     """:class:`ChatStream` for async code."""
-
-    def __init__(self, model: Model, call: _Call) -> None:
-        self._model = model
-        self._call = call
-        self._pieces: list[str] = []
-        self.result: ChatResult | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self._pieces)
 
     async def __aiter__(self) -> AsyncIterator[str]:
         model, call = self._model, self._call
-        hit = model._cached(call, None)
-        if hit is not None:
-            self.result = hit
-            self._pieces.append(hit.text)
-            yield hit.text
+        cached = self._from_cache()
+        if cached is not None:
+            yield cached
             return
         await model._await_limits(call)
         stream, retries = await model._asend(call, _astreaming(model.aclient.chat.completions.create))
         acc = _Accumulator(model, call)
         try:
             async for chunk in stream:
-                piece = acc.add(chunk)
+                piece = self._take(acc, chunk)
                 if piece:
-                    self._pieces.append(piece)
                     yield piece
         except Exception as exc:
             raise acc.broken(exc, retries) from exc
@@ -774,21 +778,6 @@ def _message(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return str(exc.message)
-
-
-def tools_loop(
-    model: Model,
-    messages: list[dict[str, Any]],
-    settings: dict[str, Any],
-    offered: Sequence[Any],
-    tool_choice: Any,
-    max_steps: int,
-    budget_usd: float | None,
-    budget_tokens: int | None,
-    cache: bool | str,
-) -> ChatResult:
-    """See :func:`tidal.models.tools.loop` (kept as a name here for the client)."""
-    return tools.loop(model, messages, settings, offered, tool_choice, max_steps, budget_usd, budget_tokens, cache)
 
 
 def connect(url: str, **options: Any) -> Model:
