@@ -284,7 +284,7 @@ class TransformersBackend:
             if self.cache_converted:
                 self._save_converted(model, tokenizer, converted)
             model = model.to(dtype)
-        model.eval()
+        model.train(False)  # inference mode: no dropout
         self._tokenizer = tokenizer
         self._stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(_END_OF_TURN)) if i}
         limit = int(model.config.max_position_embeddings)
