@@ -438,7 +438,8 @@ COMPLETION_EXAMPLE = (
 )
 """One worked example: the local model is a *pretrained* one, which continues
 text rather than chats, so it is shown the pattern to continue."""
-COMPLETION_STOPS = ["\n\n", "\nQuestion:"]
+COMPLETION_STOPS = ["\n"]
+"""One line: past it, a base model goes on to invent the next question."""
 
 
 def local_model_installed() -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..app import App, set_default_app
@@ -335,7 +336,7 @@ def model_answers(console: Console, app: App, ex: ModuleType, index: Any, reques
     who = ex.answerer(requested)
     console.print(
         f"\n[bold]3.[/bold] answers written by a model from the top 3 hits: [bold]{who.description}[/bold] "
-        f"({who.why}; ready in {who.started_s:.1f} s). TIDAL_DOCS_MODEL=URL (any OpenAI-compatible model), "
+        f"({escape(who.why)}; ready in {who.started_s:.1f} s). TIDAL_DOCS_MODEL=URL (any OpenAI-compatible model), "
         "=local or =stand-in chooses another."
     )
     answers: list[dict[str, Any]] = []
