@@ -131,7 +131,8 @@ def leaderboard(
         raise ValueError(f"inconsistent must be 'tie' or 'drop', got {inconsistent!r}")
     rows = app.query(EvalVote, {"board": board})
     if not rows:
-        raise EvalNotFoundError(f"the leaderboard {board!r} has no votes; evals.vote() records them")
+        boards = sorted({v.board for v in app.query(EvalVote, limit=10_000)})
+        raise EvalNotFoundError("leaderboard", repr(board), boards, where="eval_votes (evals.vote() records votes)")
     kept = [r for r in rows if not (r.winner == "inconsistent" and inconsistent == "drop")]
     code = {"a": evalica.Winner.X, "b": evalica.Winner.Y}
     xs = [r.a for r in kept]

@@ -12,13 +12,13 @@ import orjson
 from rich.table import Table
 
 from ..app import App
-from ..exceptions import TidalError
+from ..exceptions import NotFoundError
 from .records import EvalRun, EvalScore
 from .stats import Interval, mean_interval, p_value
 
 
-class EvalNotFoundError(TidalError, LookupError):
-    """Raised when no eval run has the name or id asked for."""
+class EvalNotFoundError(NotFoundError):
+    """Raised when no eval run (or leaderboard) has the name asked for."""
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -89,7 +89,7 @@ class Report:
             found = app.query(EvalRun, {"name": name}, order_by="-created_at", limit=1)
             if not found:
                 known = sorted({r.name for r in app.query(EvalRun, limit=1000)})
-                raise EvalNotFoundError(f"no eval run named {name!r}; known: {', '.join(known) or 'none'}")
+                raise EvalNotFoundError("eval run", repr(name), known)
             run = found[0]
         return cls(run, app.query(EvalScore, {"eval_run_id": run.id}, order_by="example_id"))
 
