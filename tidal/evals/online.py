@@ -80,6 +80,7 @@ class Online:
         """Serve runs of the watched flow written since ``after`` (less the
         overlap) and not in ``seen``, oldest first."""
         app = self.component.app
+        app.flush_runs()  # this process's runs; other processes write theirs within the overlap
         floor = None if after is None else after - OVERLAP
         found: list[Run] = []
         offset = 0

@@ -160,6 +160,7 @@ def execute(
             bar.advance(job)
     if rows:
         app.insert_many(rows)
+    app.flush_runs()  # the target's runs, queryable next to their scores
     report = Report(run.model_copy(update={"finished_at": now()}), rows)
     report.run = app.upsert(report.run.model_copy(update={"summary": report.as_dict()["scorers"]}))
     return report
