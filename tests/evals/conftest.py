@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from models.conftest import standin, standin_server  # noqa: F401 - fixtures shared with tests/models
+from models import conftest as models_fixtures
 
 import tidal
 from tidal import models
 from tidal.config import Settings
+
+# The stand-in server's fixtures, shared with tests/models.
+standin_server = models_fixtures.standin_server
+standin = models_fixtures.standin
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ from tidal.relations.builtin import Run
 from .conftest import assistant
 
 CAPITALS = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo"}
-ROWS = [
-    {"input": {"question": f"Capital of {c}?"}, "reference": city, "tags": ["geo"]} for c, city in CAPITALS.items()
-]
+ROWS = [{"input": {"question": f"Capital of {c}?"}, "reference": city, "tags": ["geo"]} for c, city in CAPITALS.items()]
 KNOWN = {"Capital of France?": "Paris", "Capital of Italy?": "Rome", "Capital of Spain?": "Lisbon"}
 
 
@@ -47,7 +45,7 @@ class Faq(tidal.Record):
 def test_a_dataset_of_any_relation(app: tidal.App) -> None:
     app.insert_many([Faq(q="2+2?", a="4"), Faq(q="3+3?", a="6")])
     faq = evals.dataset(app, "faq", app.query(Faq), input=lambda f: f.q, reference=lambda f: f.a)
-    report = evals.run(faq, lambda q: str(eval(q[:-1])), [evals.exact_match], progress=False)  # noqa: S307
+    report = evals.run(faq, lambda q: str(eval(q[:-1])), [evals.exact_match], progress=False)
     assert report.scorers["exact_match"].mean == 1.0
     assert {r.example_id for r in report.rows} == {f.id for f in app.query(Faq)}
 

@@ -43,9 +43,7 @@ def leaderboard(
     """The standings of leaderboard NAME from its votes: Bradley-Terry
     scores with bootstrap intervals. Exit status 3 if it has no votes."""
     with open_app(app_name, store) as app:
-        board = evals.leaderboard(
-            app, name, resamples=resamples, inconsistent="drop" if drop_inconsistent else "tie"
-        )
+        board = evals.leaderboard(app, name, resamples=resamples, inconsistent="drop" if drop_inconsistent else "tie")
     if as_json:
         emit(board.as_dict())
         return

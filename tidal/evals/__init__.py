@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .datasets import Dataset, dataset
     from .judges import Judge, PairVerdict, Pairwise
-    from .leaderboard import Leaderboard, Standing, judge_vote, leaderboard, vote
-    from .online import Online, online
+    from .live import Online, online
+    from .ranking import Leaderboard, Standing, judge_vote, leaderboard, vote
     from .records import EvalRun, EvalScore, EvalVote, Example
-    from .replay import replay
+    from .replays import replay
     from .report import Comparison, EvalNotFoundError, PairedDifference, Report, ScorerSummary, compare
     from .runner import run
     from .scorers import Score, Scorer, embedding_similarity, exact_match, numeric, regex
@@ -44,18 +44,18 @@ _MODULES = {
     "Judge": ".judges",
     "Pairwise": ".judges",
     "PairVerdict": ".judges",
-    "Leaderboard": ".leaderboard",
-    "Standing": ".leaderboard",
-    "judge_vote": ".leaderboard",
-    "leaderboard": ".leaderboard",
-    "vote": ".leaderboard",
-    "Online": ".online",
-    "online": ".online",
+    "Leaderboard": ".ranking",
+    "Standing": ".ranking",
+    "judge_vote": ".ranking",
+    "leaderboard": ".ranking",
+    "vote": ".ranking",
+    "Online": ".live",
+    "online": ".live",
     "EvalRun": ".records",
     "EvalScore": ".records",
     "EvalVote": ".records",
     "Example": ".records",
-    "replay": ".replay",
+    "replay": ".replays",
     "Comparison": ".report",
     "EvalNotFoundError": ".report",
     "PairedDifference": ".report",

@@ -10,7 +10,7 @@ from ..app import App
 from ..component import Component
 from ..relations.builtin import Run
 from .judges import Pairwise
-from .leaderboard import judge_vote
+from .ranking import judge_vote
 from .records import EvalRun
 from .report import Report
 from .runner import Caller, Target, Task, execute, now
