@@ -56,8 +56,8 @@ def row_id(eval_run_id: str, run_id: str, scorer: str) -> str:
     return "sc-" + hashlib.sha256(f"{eval_run_id}\0{run_id}\0{scorer}".encode()).hexdigest()[:24]
 
 
-def _after(run: Run, floor: datetime | None) -> bool:
-    return floor is None or (run.created_at is not None and run.created_at >= floor)
+def _after(run: Run, floor: datetime) -> bool:
+    return run.created_at is not None and run.created_at >= floor
 
 
 @dataclass
@@ -76,12 +76,12 @@ class Online:
     def instance(self) -> Instance:
         return self.component(INSTANCE)
 
-    def new_runs(self, after: datetime | None, seen: set[str]) -> list[Run]:
+    def new_runs(self, start: datetime, after: datetime, seen: set[str]) -> list[Run]:
         """Serve runs of the watched flow written since ``after`` (less the
-        overlap) and not in ``seen``, oldest first."""
+        overlap, never before ``start``) and not in ``seen``, oldest first."""
         app = self.component.app
         app.flush_runs()  # this process's runs; other processes write theirs within the overlap
-        floor = None if after is None else after - OVERLAP
+        floor = max(after - OVERLAP, start)
         found: list[Run] = []
         offset = 0
         where = {"component": self.watched.name, "flow": self.flow, "kind": "serve", "status": "ok"}
@@ -89,7 +89,7 @@ class Online:
             page = app.query(Run, where, order_by="-created_at", limit=PAGE, offset=offset)
             found += [r for r in page if r.id not in seen and _after(r, floor)]
             last = page[-1].created_at if page else None
-            if len(page) < PAGE or floor is None or last is None or last < floor:
+            if len(page) < PAGE or last is None or last < floor:
                 break
             offset += PAGE
         found.sort(key=lambda r: (r.created_at or datetime.min, r.id))
@@ -154,21 +154,22 @@ def online(
 
     @evaluator.init_state
     def start() -> dict[str, Any]:
-        return {"after": since or now(), "seen": {}}
+        start = since or now()
+        return {"start": start, "after": start, "seen": {}}
 
     @evaluator.update(every=every, instance=INSTANCE)
     def tick(state: Any, props: Any) -> dict[str, Any]:
-        after: datetime | None = state["after"]
-        runs = handle.new_runs(after, set(state["seen"]))
+        after: datetime = state["after"]
+        runs = handle.new_runs(state["start"], after, set(state["seen"]))
         if not runs:
             return {}
         handle.score(runs)
         newest = max([r.created_at for r in runs if r.created_at], default=after)
         # Only ids inside the overlap can come back; older ones are dropped.
         seen = {**state["seen"], **{r.id: r.created_at for r in runs if r.created_at}}
-        if newest is not None:
-            seen = {k: t for k, t in seen.items() if t >= newest - OVERLAP}
+        seen = {k: t for k, t in seen.items() if t >= newest - OVERLAP}
         return {"after": newest, "seen": seen}
 
+    app.flush_runs()  # runs made before now get their times before the watermark is set
     handle.instance()  # creates the watermark now, so only later runs count
     return handle
