@@ -39,6 +39,7 @@ class _Duel(Scorer):
 
 def logged_runs(app: App, component: Component, flow: str, since: datetime | None, limit: int) -> list[Run]:
     """The latest ``limit`` successful serve runs of the flow since ``since``, oldest first."""
+    app.flush_runs()
     where = {"component": component.name, "flow": flow, "kind": "serve", "status": "ok"}
     runs = app.query(Run, where, order_by="-created_at", limit=limit)
     if since is not None:
