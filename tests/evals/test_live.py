@@ -18,10 +18,10 @@ from .conftest import assistant
 SCORE_SECONDS = 0.05
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> None:
+def wait_for(check: Any, timeout: float = 20.0, why: Any = lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out: {why()}"
         time.sleep(0.05)
 
 
@@ -60,7 +60,7 @@ def test_online_scores_a_sample_in_the_background(app: tidal.App) -> None:
     def scored() -> set[str | None]:
         return {r.target_run_id for r in app.query(evals.EvalScore, {"eval_run_id": live.eval_run_id})}
 
-    wait_for(lambda: scored() == expected)
+    wait_for(lambda: scored() == expected, why=lambda: f"scored {len(scored())} of {len(expected)}: {scored() - expected}")
     time.sleep(1.5)  # another tick or two: nothing is scored twice
     rows = app.query(evals.EvalScore, {"eval_run_id": live.eval_run_id})
     assert len(rows) == len(expected) and before not in scored()

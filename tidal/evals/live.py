@@ -60,6 +60,12 @@ def _after(run: Run, floor: datetime) -> bool:
     return run.created_at is not None and run.created_at >= floor
 
 
+def _began(run: Run, start: datetime) -> bool:
+    # A run still in a runs log's buffer when the evaluator started is
+    # written after it: its own start time tells.
+    return run.started_at is None or run.started_at >= start
+
+
 @dataclass
 class Online:
     """A running online evaluator: ``component`` is its scheduled
@@ -87,7 +93,7 @@ class Online:
         where = {"component": self.watched.name, "flow": self.flow, "kind": "serve", "status": "ok"}
         while True:
             page = app.query(Run, where, order_by="-created_at", limit=PAGE, offset=offset)
-            found += [r for r in page if r.id not in seen and _after(r, floor)]
+            found += [r for r in page if r.id not in seen and _after(r, floor) and _began(r, start)]
             last = page[-1].created_at if page else None
             if len(page) < PAGE or last is None or last < floor:
                 break
