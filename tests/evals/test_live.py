@@ -60,7 +60,7 @@ def test_online_scores_a_sample_in_the_background(app: tidal.App) -> None:
     def scored() -> set[str | None]:
         return {r.target_run_id for r in app.query(evals.EvalScore, {"eval_run_id": live.eval_run_id})}
 
-    wait_for(lambda: scored() == expected, why=lambda: f"scored {len(scored())} of {len(expected)}: {scored() - expected}")
+    wait_for(lambda: scored() == expected, why=lambda: f"scored {sorted(map(str, scored()))}, not {sorted(expected)}")
     time.sleep(1.5)  # another tick or two: nothing is scored twice
     rows = app.query(evals.EvalScore, {"eval_run_id": live.eval_run_id})
     assert len(rows) == len(expected) and before not in scored()
