@@ -225,6 +225,7 @@ class Runtime(Generic[C]):
         service_name: str | None = None,
         resource: Mapping[str, str] | None = None,
         timeout: float = constants.OTLP_TIMEOUT_S,
+        max_queue: int = constants.OTLP_MAX_QUEUE,
     ) -> TraceExporter:
         """Send every run this process logs, and every model call made in
         them, as OpenTelemetry spans (GenAI semantic conventions) to an
@@ -236,7 +237,11 @@ class Runtime(Generic[C]):
         ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``,
         then ``http://localhost:4318/v1/traces``; ``headers`` (an API key)
         default to ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``..._HEADERS``;
-        ``service_name`` to ``OTEL_SERVICE_NAME``, then the app's name.
+        ``service_name`` to ``OTEL_SERVICE_NAME``, then the app's name;
+        ``resource`` adds resource attributes (Phoenix files spans under
+        ``openinference.project.name``). ``timeout`` bounds one export
+        request; past ``max_queue`` unsent runs and calls, new ones are
+        dropped (and counted).
         Spans are made and sent off the serve path, by the runs log's writer
         and a thread of the exporter's own; a receiver that is down or slow
         costs dropped spans (``.stats()``), never a slower serve. Calling it
@@ -254,6 +259,7 @@ class Runtime(Generic[C]):
             service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or self.name,
             resource={"tidal.app": self.name, **(resource or {})},
             timeout=timeout,
+            max_queue=max_queue,
         )
         for old in [s for s in runlog.sinks if isinstance(s, TraceExporter) and s.endpoint == target]:
             runlog.sinks.remove(old)
@@ -265,6 +271,7 @@ class Runtime(Generic[C]):
             "service_name": service_name,
             "resource": resource,
             "timeout": timeout,
+            "max_queue": max_queue,
         }
         return exporter
 
