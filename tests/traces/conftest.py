@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+
 import pytest
 from models.conftest import standin, standin_server  # noqa: F401 - fixtures used by the tests here
 from phoenix_server import PhoenixServer, start_phoenix
@@ -22,4 +23,3 @@ def phoenix() -> Iterator[PhoenixServer]:
 def project() -> str:
     """A Phoenix project of the test's own (``openinference.project.name``)."""
     return f"tidal-{uuid.uuid4().hex[:10]}"
-

@@ -152,7 +152,8 @@ def test_a_tool_call_is_a_child_of_the_call_that_asked_for_it(
 
     @Agent.serve("ask")
     def ask(state: Any, props: Any) -> str:
-        return str(llm.chat("please use Orders_status for my order", tools=[Orders.flow("status", instance="shop")]).text)
+        tools = [Orders.flow("status", instance="shop")]
+        return str(llm.chat("please use Orders_status for my order", tools=tools).text)
 
     assert "has shipped" in Agent("a1").run("ask", {})
     sent(app, exporter)
