@@ -30,7 +30,7 @@ def dead_receiver(request: Any) -> Iterator[str]:
 def test_a_dead_receiver_never_slows_or_breaks_serving(tmp_path: Any, dead_receiver: str) -> None:
     app = tidal.App("traces-down", store=f"sqlite:///{tmp_path}/store.db")
     try:
-        exporter = app.export_traces(dead_receiver, timeout=1.0, max_queue=300)
+        exporter = app.export_traces(dead_receiver, timeout=3.0, max_queue=300)
         Echo = app.component("Echo")
 
         @Echo.serve("echo")
@@ -38,15 +38,16 @@ def test_a_dead_receiver_never_slows_or_breaks_serving(tmp_path: Any, dead_recei
             return props["i"]
 
         inst = Echo("e")
-        slowest = 0.0
+        serving = 0.0
         for burst in range(4):
             for i in range(250):
                 t0 = time.perf_counter()
                 assert inst.run("echo", {"i": burst * 1000 + i}) == burst * 1000 + i
-                slowest = max(slowest, time.perf_counter() - t0)
+                serving += time.perf_counter() - t0
             app.flush_runs()  # hands the burst to the exporter, which is stuck on the receiver
-        # A stuck export costs the serve path nothing: no run waited for it.
-        assert slowest < 0.25, slowest
+        # Each export request is stuck for up to 3 s: had any run waited for
+        # one, the 1,000 runs would have taken that long (they take ~20 ms).
+        assert serving < 2.0, serving
         assert app.sql("SELECT count(*) AS n FROM runs").scalar() == 1000
         exporter.flush(10)
         stats = exporter.stats()

@@ -133,7 +133,10 @@ def ids(key: str) -> tuple[int, int]:
 
 
 def _ns(epoch: float) -> int:
-    return int(epoch * 1_000_000) * 1000
+    """Epoch seconds as nanoseconds, to the microsecond the runs log stores
+    (rounded the same way, so that a span's times are its row's)."""
+    whole = int(epoch)
+    return whole * 1_000_000_000 + int((epoch - whole) * 1_000_000) * 1000
 
 
 def run_span(entry: Entry) -> Span:
