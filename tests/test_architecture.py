@@ -112,7 +112,8 @@ def test_import_tidal_stays_cheap() -> None:
     code = (
         "import sys, tidal\n"
         "C = tidal.Component('C')\n"
-        "heavy = ['sqlalchemy', 'numpy', 'pydantic', 'redis', 'fastapi', 'httpx', 'rich', 'pandas', 'pyarrow']\n"
+        "heavy = ['sqlalchemy', 'numpy', 'pydantic', 'redis', 'fastapi', 'httpx', 'rich', 'pandas', 'pyarrow',\n"
+        "         'opentelemetry']\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
     result = _python(code)

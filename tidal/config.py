@@ -9,6 +9,10 @@
                     ``$TIDAL_HOME/secret.key``)
 ``TIDAL_HISTORY_VERSIONS`` earlier versions kept per state key for
                     ``tidal state history`` / ``rollback`` (default 5; 0: off)
+``TIDAL_OTLP_ENDPOINT`` export runs and model calls as OpenTelemetry spans to
+                    this OTLP/HTTP URL (``.../v1/traces``); ``off``: never, even
+                    with ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` set, which
+                    otherwise turns export on too (docs/traces.md)
 =================== ===========================================================
 """
 
@@ -63,6 +67,40 @@ def history_versions() -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"TIDAL_HISTORY_VERSIONS must be a whole number >= 0, got {raw!r}") from None
+
+
+_OFF = ("", "0", "off", "false", "no", "none")
+
+
+def otlp_endpoint() -> str:
+    """Where traces go: ``TIDAL_OTLP_ENDPOINT``, else OpenTelemetry's
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else its
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``, else
+    :data:`~tidal.constants.OTLP_ENDPOINT`."""
+    own = os.environ.get("TIDAL_OTLP_ENDPOINT", "").strip()
+    if own.lower() not in _OFF:
+        return own
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if base:
+        return base.rstrip("/") + "/v1/traces"
+    return constants.OTLP_ENDPOINT
+
+
+def traces_from_env() -> str | None:
+    """What the environment says of trace export when the app does not:
+    ``"tidal"`` when ``TIDAL_OTLP_ENDPOINT`` turns it on, ``"otel"`` when
+    only OpenTelemetry's ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` does, None
+    when it is off (unset, ``TIDAL_OTLP_ENDPOINT=off``, or
+    ``OTEL_SDK_DISABLED=true``)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    own = os.environ.get("TIDAL_OTLP_ENDPOINT")
+    if own is not None:
+        return None if own.strip().lower() in _OFF else "tidal"
+    return "otel" if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() else None
 
 
 def _bound(variable: str, default: int) -> int:

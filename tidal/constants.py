@@ -78,3 +78,27 @@ HISTORY_VERSIONS = 5
 and roll a key back (``tidal state history`` / ``rollback``). Only keys a
 commit writes get an entry, so the cost follows the size of what changed;
 0 turns history off. Set with ``TIDAL_HISTORY_VERSIONS``."""
+
+OTLP_ENDPOINT = "http://localhost:4318/v1/traces"
+"""Where traces go when export is asked for without an endpoint and none is
+set in the environment: OpenTelemetry's default for OTLP over HTTP (a
+Collector, Jaeger; Phoenix listens on port 6006 instead)."""
+
+OTLP_TIMEOUT_S = 5.0
+"""How long one export request may take, the OTLP exporter's retries
+included. Only the exporter's own thread waits for it."""
+
+OTLP_MAX_QUEUE = 100_000
+"""Runs and model calls handed to a trace exporter and not yet sent past
+which new ones are dropped (and counted): a receiver that is down must not
+grow memory without bound. About 1 KB each."""
+
+OTLP_MAX_BATCH = 512
+"""Spans per export request (the SDK's BatchSpanProcessor default)."""
+
+OTLP_FLUSH_S = 1.0
+"""How often the exporter sends what it has when less than a batch waits."""
+
+OTLP_CLOSE_S = 10.0
+"""How long closing an app (or the process exiting) may wait for queued
+spans to be sent."""

@@ -15,6 +15,10 @@ that, counted in ``failed`` and dropped. Only errors of the database itself
 (locked, unreachable, full) keep a batch buffered for the next try.
 ``stats()`` tells how the writer is doing (``/readyz`` shows it).
 
+What is written can be passed on: each of ``sinks`` (a :class:`RunSink`) is
+told of every batch after it is stored, in the writer thread (the trace
+exporter, :mod:`tidal.engine.traces`, is one). The serve path never sees them.
+
 Processes: a forked child starts a log of its own (new id prefix, locks and
 writer thread; the parent's buffered runs stay the parent's), and what is
 buffered is written at exit (atexit, multiprocessing's exit finalizers, and
@@ -33,6 +37,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -143,6 +148,23 @@ class Entry(NamedTuple):
     """Seconds the update op waited in the queue; None for serve runs."""
 
 
+class RunSink:
+    """What the runs log tells of what it wrote: a hook whose methods do
+    nothing by default. They are called in the writer thread after each
+    batch is stored (runs the database refused included), so they must
+    return at once, handing any real work to a thread of their own: the
+    next batch waits for them. What they raise is logged and ignored."""
+
+    def runs_written(self, entries: Sequence[Entry]) -> None:
+        """A batch of runs was written."""
+
+    def rows_written(self, rows: Sequence[tuple[RecordClass, dict[str, Any]]]) -> None:
+        """A batch of other relations' rows (``model_calls``) was written."""
+
+    def close(self) -> None:
+        """The runs log closed after writing what it had: finish up."""
+
+
 _TEXT_FIELDS = ("id", "component", "instance", "flow", "kind", "status", "error")
 
 
@@ -231,6 +253,8 @@ class RunLog:
         self._batch = batch
         self._max_buffer = max_buffer
         self._retention = retention
+        self.sinks: list[RunSink] = []
+        """Told of each batch once written (see :class:`RunSink`)."""
         self._stop = threading.Event()
         self._fresh_process()
         _logs.add(self)
@@ -366,6 +390,8 @@ class RunLog:
             self._retrying = False
             total += len(entries)
             self._writes += 1
+            if self.sinks:
+                self._tell_sinks("runs_written", entries)
             if self._retention is not None and self._writes % 100 == 1:
                 try:
                     self.purge()
@@ -390,6 +416,8 @@ class RunLog:
         db = self.app.db
         try:
             self._insert(db, taken)
+            if self.sinks:
+                self._tell_sinks("rows_written", taken)
             return len(taken)
         except Exception as exc:
             if _unavailable(exc):
@@ -407,7 +435,16 @@ class RunLog:
                 self.failed += 1
                 self._failure(exc, retrying=False)
                 log.error("a %s row could not be stored and is dropped: %s", item[0].relation(), _describe(exc))
+        if self.sinks:
+            self._tell_sinks("rows_written", taken)
         return len(taken)
+
+    def _tell_sinks(self, what: str, batch: Sequence[Any]) -> None:
+        for sink in list(self.sinks):
+            try:
+                getattr(sink, what)(batch)
+            except Exception:
+                log.exception("runs log sink %r failed on a batch; the runs are stored", sink)
 
     @staticmethod
     def _insert(db: Any, rows: list[tuple[RecordClass, dict[str, Any]]]) -> None:
@@ -611,6 +648,15 @@ class RunLog:
             self._thread.join(10)
         self._flush_before_exit(None)
         _logs.discard(self)
+        self._close_sinks()
+
+    def _close_sinks(self) -> None:
+        """Tell the sinks that no more runs come (close, or the process exits)."""
+        for sink in list(self.sinks):
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing runs log sink %r failed", sink)
 
     def _flush_before_exit(self, timeout: float | None) -> None:
         """Write what is buffered; what cannot be written now is counted in
@@ -764,6 +810,7 @@ def _flush_all(timeout: float | None = None) -> None:
         if runlog._pid == os.getpid():
             try:
                 runlog._flush_before_exit(timeout)
+                runlog._close_sinks()
             except Exception:  # pragma: no cover - exit hooks must not raise
                 log.exception("writing the runs log at exit failed")
 

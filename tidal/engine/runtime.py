@@ -5,11 +5,12 @@ so that nothing in the engine depends on the API above it."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..codec import Codec, key_context, state_context
 from ..core.component import ComponentSpec
 from ..core.layout import KeyLayout, Layout, WholeLayout, unstorable
 from ..core.state import Decode, Snapshot
-from ..exceptions import StoreError
+from ..exceptions import ConfigError, StoreError
 from ..lru import LRU
 from ..stores import Store, from_url
 from .cache import LocalCache
@@ -31,10 +32,12 @@ from .executor import Executor
 from .process import ProcessWorker
 from .runlog import RunLog
 from .schedule import Scheduler
+from .traces import MISSING_EXTRA, TraceExporter
 
 if TYPE_CHECKING:
     from ..relations.database import Database
 
+log = logging.getLogger("tidal")
 
 C = TypeVar("C", bound=ComponentSpec, default=Any)
 """The component type a runtime holds (:class:`tidal.Component` in an App);
@@ -102,8 +105,12 @@ class Runtime(Generic[C]):
         self._runs_enabled = runs_log
         self._runs_retention = runs_retention
         self._runlog: RunLog | None = None
+        self._traces: dict[str, Any] | None = None
+        """How this app exports traces (``export_traces``' arguments), for a
+        forked update process to do the same."""
         self._closed = False
         _open.add(self)
+        self._traces_from_env()
 
     def reopened(self) -> Runtime[C]:
         """A new Runtime on the same store, home, key and settings with the
@@ -117,6 +124,8 @@ class Runtime(Generic[C]):
             settings=self.settings,
             runs_log=self.runs_log_enabled,
         )
+        if self._traces is not None and runtime._traces is None:
+            runtime.export_traces(**self._traces)
         # Every definition alive here, so that ops queued through an earlier
         # one of a shared name run its code there too; then the ones the
         # names stand for, as here.
@@ -207,6 +216,78 @@ class Runtime(Generic[C]):
                 if self._runlog is None:
                     self._runlog = RunLog(self, retention=self._runs_retention)
         return self._runlog
+
+    def export_traces(
+        self,
+        endpoint: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        service_name: str | None = None,
+        resource: Mapping[str, str] | None = None,
+        timeout: float = constants.OTLP_TIMEOUT_S,
+        max_queue: int = constants.OTLP_MAX_QUEUE,
+    ) -> TraceExporter:
+        """Send every run this process logs, and every model call made in
+        them, as OpenTelemetry spans (GenAI semantic conventions) to an
+        OTLP/HTTP receiver: Arize Phoenix, Langfuse, Jaeger, a Collector::
+
+            app.export_traces("http://127.0.0.1:6006/v1/traces")   # Phoenix
+
+        ``endpoint`` defaults to ``TIDAL_OTLP_ENDPOINT``, then the standard
+        ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+        then ``http://localhost:4318/v1/traces``; ``headers`` (an API key)
+        default to ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``..._HEADERS``;
+        ``service_name`` to ``OTEL_SERVICE_NAME``, then the app's name;
+        ``resource`` adds resource attributes (Phoenix files spans under
+        ``openinference.project.name``). ``timeout`` bounds one export
+        request; past ``max_queue`` unsent runs and calls, new ones are
+        dropped (and counted).
+        Spans are made and sent off the serve path, by the runs log's writer
+        and a thread of the exporter's own; a receiver that is down or slow
+        costs dropped spans (``.stats()``), never a slower serve. Calling it
+        again for the same endpoint replaces that exporter. Needs
+        ``pip install 'tidal[traces]'`` (ConfigError without it)."""
+        runlog = self.runlog
+        if runlog is None:
+            raise ConfigError(
+                f"app {self.name!r} keeps no runs log (runs_log=False), so it has no runs to export as traces"
+            )
+        target = endpoint or config.otlp_endpoint()
+        exporter = TraceExporter(
+            target,
+            headers=headers,
+            service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or self.name,
+            resource={"tidal.app": self.name, **(resource or {})},
+            timeout=timeout,
+            max_queue=max_queue,
+        )
+        for old in [s for s in runlog.sinks if isinstance(s, TraceExporter) and s.endpoint == target]:
+            runlog.sinks.remove(old)
+            old.close()
+        runlog.sinks.append(exporter)
+        self._traces = {
+            "endpoint": target,
+            "headers": headers,
+            "service_name": service_name,
+            "resource": resource,
+            "timeout": timeout,
+            "max_queue": max_queue,
+        }
+        return exporter
+
+    def _traces_from_env(self) -> None:
+        """Export traces when the environment asks for it (``TIDAL_OTLP_ENDPOINT``,
+        or OpenTelemetry's ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)."""
+        source = config.traces_from_env()
+        if source is None or not self._runs_enabled:
+            return
+        try:
+            self.export_traces()
+        except ConfigError:
+            if source == "tidal":
+                raise
+            # Set for other instrumentation of this process: not Tidal's to fail on.
+            log.warning("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set but %s", MISSING_EXTRA)
 
     def flush_runs(self, *, always: bool = False) -> None:
         """Write the runs log's buffered runs now (if any are pending, unless
