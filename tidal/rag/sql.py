@@ -304,7 +304,7 @@ class TextToSQL:
                 self.app.db.engine,
                 self.app.db.connect,
                 checked.sql,
-                tables=self.table_names,
+                tables=[*self.table_names, *checked.ctes],
                 max_rows=self.max_rows,
                 timeout_s=self.timeout_s,
             )

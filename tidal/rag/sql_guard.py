@@ -129,6 +129,9 @@ class Checked:
     comments: what is run."""
     tables: tuple[str, ...]
     """The allowed tables it reads, sorted."""
+    ctes: tuple[str, ...] = ()
+    """The names its CTEs define, sorted (SQLite's authorizer sees reads of
+    them as reads of tables)."""
 
 
 def check(sql: str, *, dialect: str, tables: Collection[str]) -> Checked:
@@ -158,15 +161,18 @@ def check(sql: str, *, dialect: str, tables: Collection[str]) -> Checked:
         raise UnsafeSQLError(f"refused: only a SELECT is allowed; this statement is {_statement_word(tree)}", sql)
     allowed = {_fold(name, quoted=False, dialect=read) for name in tables}
     read_tables: set[str] = set()
+    ctes: set[str] = set()
     for node, visible in _walk(tree, frozenset(), read):
         _check_node(node, read, sql)
+        if isinstance(node, exp.CTE):
+            ctes.add(_fold(node.alias, quoted=_alias_quoted(node), dialect=read))
         if isinstance(node, exp.Table):
             read_tables.update(_check_table(node, visible, allowed, read, sql))
     try:
         text = tree.sql(dialect=read, comments=False)
     except SqlglotError as exc:  # pragma: no cover - sqlglot writes back what it parsed
         raise UnsafeSQLError(f"refused: the SQL cannot be written back ({_first_line(exc)})", sql) from exc
-    return Checked(text, tuple(sorted(read_tables)))
+    return Checked(text, tuple(sorted(read_tables)), tuple(sorted(ctes)))
 
 
 def _walk(node: exp.Expression, ctes: frozenset[str], dialect: str) -> Iterator[tuple[exp.Expression, frozenset[str]]]:
