@@ -163,7 +163,7 @@ def test_sqlite_connection_reads_only_allowed_tables(tmp_path: Any) -> None:
     app = tidal.App("shop", store=f"sqlite:///{tmp_path / 'shop.db'}", home=tmp_path / "home")
     try:
         seed(app)
-        with pytest.raises(rag.SQLExecutionError, match="not authorized"):
+        with pytest.raises(rag.SQLExecutionError, match="prohibited"):
             run_read_only(
                 app.db.engine, app.db.connect, "SELECT * FROM secret", tables=["sale"], max_rows=10, timeout_s=1.0
             )
