@@ -26,6 +26,7 @@ background (``flush()`` waits for it).
 from __future__ import annotations
 
 import ast
+import decimal
 import functools
 import inspect
 import logging
@@ -34,7 +35,7 @@ import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,7 +98,8 @@ class SQLAnswer:
     """The checked SQL that ran (the model's, as the guard wrote it back)."""
     columns: list[str]
     rows: Rows
-    """At most ``max_rows`` rows (dicts; ``.tuples()``, ``.df()``, ``.arrow()``)."""
+    """At most ``max_rows`` rows (dicts; ``.tuples()``, ``.df()``, ``.arrow()``)
+    of JSON values: numbers, text, None; dates and times as ISO text."""
     run_id: str | None
     """The run in the runs log: give feedback on it."""
     truncated: bool = False
@@ -317,7 +319,7 @@ class TextToSQL:
             "model_sql": model_sql,
             "tables": list(checked.tables),
             "columns": fetched.columns,
-            "rows": [list(r) for r in fetched.rows],
+            "rows": [[json_value(v) for v in row] for row in fetched.rows],
             "row_count": len(fetched.rows),
             "truncated": fetched.truncated,
             "elapsed_ms": round(fetched.elapsed_ms, 3),
@@ -425,6 +427,21 @@ def _attribute_docstrings(cls: type) -> dict[str, str]:
         ):
             docs[stmt.target.id] = following.value.value
     return docs
+
+
+def json_value(value: Any) -> Any:
+    """A value of a row as JSON has it, the same on SQLite and PostgreSQL:
+    numbers (a whole Decimal as an int), text, None; dates and times as ISO
+    text, bytes as hex, anything else as its text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
 
 
 def _sample(value: Any) -> str:
