@@ -13,6 +13,7 @@ import pytest
 
 import tidal
 from tidal import models, rag
+from tidal.rag.sql_exec import run_read_only
 
 from .shop import TABLES, seed
 
@@ -94,9 +95,8 @@ def test_row_limit_flags_truncation(asker: rag.TextToSQL, standin: Any) -> None:
 
 
 def test_timeout_stops_a_runaway_query(asker: rag.TextToSQL, standin: Any) -> None:
-    standin.script(
-        [{"match": ".", "answer": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"}]
-    )
+    forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    standin.script([{"match": ".", "answer": forever}])
     with pytest.raises(rag.SQLTimeoutError) as caught:
         asker.ask("count forever")
     assert caught.value.run_id
@@ -136,9 +136,7 @@ def test_a_correction_appears_in_the_next_prompt_for_a_similar_question(
     assert "Questions answered before" not in system_prompt(standin)
 
 
-def test_feedback_with_corrected_sql_becomes_an_example(
-    db_app: tidal.App, asker: rag.TextToSQL, standin: Any
-) -> None:
+def test_feedback_with_corrected_sql_becomes_an_example(db_app: tidal.App, asker: rag.TextToSQL, standin: Any) -> None:
     standin.script([{"match": ".", "answer": "SELECT city FROM store"}])
     answer = asker.ask("Which stores sold Woolly Beanie?")
     right = (
@@ -199,8 +197,6 @@ def test_memory_store_uses_the_one_in_memory_connection_read_only(tmp_path: Path
         assert sql.ask("count the sales").rows.scalar() == 60
         # The connection is writable again afterwards (the app's own writes).
         app.insert(tidal.Feedback(run_id="x"))
-        from tidal.rag.sql_exec import run_read_only
-
         with pytest.raises(rag.SQLExecutionError):
             run_read_only(app.db.engine, app.db.connect, "DELETE FROM sale", tables=["sale"], max_rows=1, timeout_s=1)
         assert app.sql("SELECT count(*) FROM sale").scalar() == 60

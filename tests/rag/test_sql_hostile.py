@@ -23,7 +23,7 @@ TIMEOUT_S = 0.5
 
 HOSTILE: list[tuple[str, str, str]] = [
     # writes
-    ("insert", "INSERT INTO sale (id, product_id, store_id, units, sold_at) VALUES ('x', 'p1', 's1', 9, '2020-01-01')", REFUSED),
+    ("insert", "INSERT INTO sale (id, product_id, store_id, units, sold_at) VALUES ('x', 'p1', 's1', 9, '2020-01-01')", REFUSED),  # noqa: E501
     ("update", "UPDATE sale SET units = 0", REFUSED),
     ("delete", "DELETE FROM sale", REFUSED),
     ("replace", "REPLACE INTO product (id, name, price) VALUES ('p1', 'Evil', 0)", REFUSED),
@@ -75,13 +75,13 @@ HOSTILE: list[tuple[str, str, str]] = [
     # CTEs hiding writes
     ("cte-delete", "WITH gone AS (DELETE FROM sale RETURNING *) SELECT count(*) FROM gone", REFUSED),
     ("cte-update", "WITH x AS (UPDATE product SET price = 0 RETURNING id) SELECT * FROM x", REFUSED),
-    ("cte-insert", "WITH x AS (INSERT INTO store (id, city) VALUES ('evil', 'x') RETURNING id) SELECT * FROM x", REFUSED),
+    ("cte-insert", "WITH x AS (INSERT INTO store (id, city) VALUES ('evil', 'x') RETURNING id) SELECT * FROM x", REFUSED),  # noqa: E501
     # tables outside the list
     ("other-table", "SELECT * FROM secret", REFUSED),
     ("union-other-table", "SELECT name FROM product UNION SELECT token FROM secret", REFUSED),
     ("subquery-other-table", "SELECT * FROM sale WHERE product_id IN (SELECT token FROM secret)", REFUSED),
-    ("cte-out-of-scope", "SELECT * FROM (WITH secret AS (SELECT 1 AS token) SELECT * FROM secret) AS t, secret", REFUSED),
-    ("cte-forward-reference", "WITH a AS (SELECT * FROM secret), secret AS (SELECT 1 AS token) SELECT * FROM a", REFUSED),
+    ("cte-out-of-scope", "SELECT * FROM (WITH secret AS (SELECT 1 AS token) SELECT * FROM secret) AS t, secret", REFUSED),  # noqa: E501
+    ("cte-forward-reference", "WITH a AS (SELECT * FROM secret), secret AS (SELECT 1 AS token) SELECT * FROM a", REFUSED),  # noqa: E501
     ("runs-log", "SELECT * FROM runs", REFUSED),
     ("sqlite-master", "SELECT sql FROM sqlite_master", REFUSED),
     ("schema-qualified", "SELECT sql FROM main.sqlite_master", REFUSED),
@@ -95,7 +95,7 @@ HOSTILE: list[tuple[str, str, str]] = [
     ("parameter", "SELECT * FROM sale WHERE id = :id", REFUSED),
     ("prose", "I'm sorry, I cannot answer that.", REFUSED),
     # exhaustion: stopped by the time limit or the row limit
-    ("recursive-cte-bomb", "WITH RECURSIVE bomb(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM bomb) SELECT count(*) FROM bomb", TIMEOUT),
+    ("recursive-cte-bomb", "WITH RECURSIVE bomb(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM bomb) SELECT count(*) FROM bomb", TIMEOUT),  # noqa: E501
     ("cross-join-count", "SELECT count(*) FROM sale a, sale b, sale c, sale d, sale e", TIMEOUT),
     ("cross-join-rows", "SELECT a.id, b.id FROM sale a, sale b", TRUNCATED),
 ]  # fmt: skip

@@ -44,7 +44,7 @@ from .. import context
 from ..relations.builtin import Feedback, Run
 from ..relations.record import Record
 from ..relations.rows import Rows
-from .sql_errors import SQLAnswerError, UnsafeSQLError
+from .sql_errors import SQLAnswerError
 from .sql_exec import run_read_only
 from .sql_guard import check
 
@@ -68,8 +68,8 @@ MAX_SAMPLE_CHARS = 40
 _FENCE = re.compile(r"```[ \t]*(?:sql|postgresql|postgres|sqlite)?[ \t]*\n?(.*?)```", re.IGNORECASE | re.DOTALL)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
-    "a an and are by did do does for from how in is it many much of on or per the to was were what which who with"
-    .split()
+    {"a", "an", "and", "are", "by", "did", "do", "does", "for", "from", "how", "in", "is", "it", "many", "much",
+     "of", "on", "or", "per", "the", "to", "was", "were", "what", "which", "who", "with"}
 )  # fmt: skip
 
 
@@ -167,8 +167,9 @@ class TextToSQL:
         self.k_examples = k_examples
         self.embedder = embedder
         self.instructions = instructions
-        for cls in [*self.tables, SQLExample]:
-            app.db.register(cls)
+        relations: list[type[Record]] = [*self.tables, SQLExample]
+        for relation in relations:
+            app.db.register(relation)
         self.table_names = [cls.relation() for cls in self.tables]
         self.given = [self._given(example) for example in examples]
         self.component = app.component(COMPONENT_PREFIX + name, cache_ttl=0)
@@ -213,13 +214,16 @@ class TextToSQL:
         they show."""
         examples = self.similar_examples(question)
         dialect = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(self.dialect, self.dialect)
+        stored_as = (
+            " as text 'YYYY-MM-DD HH:MM:SS.ffffff': compare them with datetime('now', '-7 days')."
+            if dialect == "SQLite"
+            else "."
+        )
         parts = [
             f"You write one {dialect} SELECT query that answers the user's question from the tables below.",
             "Reply with the query only, in a ```sql code block. The query must only read: no INSERT, UPDATE, "
             "DELETE or DDL, no other tables, no parameters (write values into the query).",
-            f"Now is {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC. Datetimes are stored in UTC"
-            + (" as text 'YYYY-MM-DD HH:MM:SS.ffffff': compare them with datetime('now', '-7 days')." if dialect ==
-               "SQLite" else "."),  # fmt: skip
+            f"Now is {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC. Datetimes are stored in UTC{stored_as}",
         ]
         if self.instructions:
             parts.append(self.instructions)
@@ -364,9 +368,7 @@ class TextToSQL:
         return question
 
     def _store(self, run_id: str, question: str, sql: str) -> SQLExample:
-        example = SQLExample(
-            id=f"{self.name}:{run_id}", asker=self.name, question=question, sql=sql, run_id=run_id
-        )
+        example = SQLExample(id=f"{self.name}:{run_id}", asker=self.name, question=question, sql=sql, run_id=run_id)
         return self.app.upsert(example)
 
     def _given(self, example: tuple[str, str] | Mapping[str, str]) -> SQLExample:

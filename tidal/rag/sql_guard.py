@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -67,7 +68,7 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset(
 )  # fmt: skip
 """Syntax nodes a query may contain (functions are checked apart)."""
 
-ALLOWED_FUNCTIONS: frozenset[type[exp.Func]] = frozenset(
+ALLOWED_FUNCTIONS: frozenset[type[exp.Expression]] = frozenset(
     {
         # aggregates
         exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.GroupConcat, exp.ArrayAgg,
@@ -98,7 +99,7 @@ ALLOWED_NAMED_FUNCTIONS: dict[str, frozenset[str]] = {
 }
 """Functions sqlglot knows only by name (``Anonymous``), per dialect, lower case."""
 
-ALLOWED_TYPES: frozenset[exp.DataType.Type] = frozenset(
+ALLOWED_TYPES: frozenset[Any] = frozenset(
     {
         exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR,
         exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT,
@@ -141,9 +142,7 @@ def check(sql: str, *, dialect: str, tables: Collection[str]) -> Checked:
     ``postgresql``)."""
     read = DIALECTS.get(dialect)
     if read is None:
-        raise UnsafeSQLError(
-            f"text-to-SQL supports {', '.join(sorted(DIALECTS))} databases, not {dialect!r}", sql
-        )
+        raise UnsafeSQLError(f"text-to-SQL supports {', '.join(sorted(DIALECTS))} databases, not {dialect!r}", sql)
     if not isinstance(sql, str) or not sql.strip():
         raise UnsafeSQLError("the model gave no SQL", sql if isinstance(sql, str) else repr(sql))
     try:
@@ -218,9 +217,7 @@ def _check_node(node: exp.Expression, dialect: str, sql: str) -> None:
     raise UnsafeSQLError(f"refused: {_statement_word(node)} is not allowed in a read-only query", sql)
 
 
-def _check_table(
-    node: exp.Table, visible: frozenset[str], allowed: set[str], dialect: str, sql: str
-) -> Iterator[str]:
+def _check_table(node: exp.Table, visible: frozenset[str], allowed: set[str], dialect: str, sql: str) -> Iterator[str]:
     if not isinstance(node.this, exp.Identifier):
         raise UnsafeSQLError(f"refused: {node.this.sql(dialect=dialect)} in FROM is not a table name", sql)
     for part in ("db", "catalog"):
@@ -261,7 +258,7 @@ def _alias_quoted(cte: exp.CTE) -> bool:
     return bool(isinstance(ident, exp.Identifier) and ident.args.get("quoted"))
 
 
-def _statement_word(node: exp.Expression) -> str:
+def _statement_word(node: exp.Expr) -> str:
     for kind, word in _STATEMENT_WORDS.items():
         if isinstance(node, kind):
             return word
