@@ -288,8 +288,11 @@ class TextToSQL:
         (after the guard accepted it), and as feedback on the run."""
         question = self._question_of(run_id)
         checked = self.check(sql)
+        # The example first: the feedback fires the trigger that stores it
+        # too, and an upsert of the same id racing this one could fail.
+        example = self._store(run_id, question, checked)
         self.app.feedback(run_id, label=CORRECTION_LABEL, comment=sql)
-        return self._store(run_id, question, checked)
+        return example
 
     def flush(self) -> None:
         """Wait until corrections given as feedback are stored as examples."""
@@ -346,7 +349,9 @@ class TextToSQL:
         except (SQLAnswerError, LookupError) as exc:
             log.warning("correction of run %s not stored as an example: %s", feedback.run_id, exc)
             return None
-        self._store(feedback.run_id, question, checked)
+        known = self.app.get(SQLExample, self._example_id(feedback.run_id))
+        if known is None or known.sql != checked:
+            self._store(feedback.run_id, question, checked)
         return None
 
     # -- helpers ------------------------------------------------------------
@@ -368,8 +373,11 @@ class TextToSQL:
         return question
 
     def _store(self, run_id: str, question: str, sql: str) -> SQLExample:
-        example = SQLExample(id=f"{self.name}:{run_id}", asker=self.name, question=question, sql=sql, run_id=run_id)
+        example = SQLExample(id=self._example_id(run_id), asker=self.name, question=question, sql=sql, run_id=run_id)
         return self.app.upsert(example)
+
+    def _example_id(self, run_id: str) -> str:
+        return f"{self.name}:{run_id}"
 
     def _given(self, example: tuple[str, str] | Mapping[str, str]) -> SQLExample:
         if isinstance(example, Mapping):
