@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +61,6 @@ def audit(
     fields: Sequence[str],
     target: Target,
     *,
-    dim: int | None,
     repair: bool = False,
 ) -> AuditReport:
     """Check every source row against the generation's live chunks; with
@@ -73,6 +73,9 @@ def audit(
     for row in rows:
         by_doc.setdefault(row[0], []).append(row)
     report.chunks = len(rows)
+    # The vectors' size: the most common one (no embedding is spent on it).
+    sizes = Counter(len(r[6]) for r in rows if r[6] is not None)
+    dim = sizes.most_common(1)[0][0] // 4 if sizes else None
     seen: set[str] = set()
     for record in db.query(source, order_by="id"):
         report.documents += 1

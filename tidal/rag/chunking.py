@@ -50,13 +50,13 @@ class Chunking:
         limit = self.chunk_chars - self.overlap
         pieces: list[str] = []
         for paragraph in _PARAGRAPHS.split(text.strip()):
-            paragraph = paragraph.strip()
+            paragraph = paragraph.strip("\n").rstrip()  # indentation kept (code)
             while len(paragraph) > limit:
                 cut = paragraph.rfind(" ", limit // 2, limit)
                 cut = cut if cut > 0 else limit
-                pieces.append(paragraph[:cut].strip())
+                pieces.append(paragraph[:cut].rstrip())
                 paragraph = paragraph[cut:].strip()
-            if paragraph:
+            if paragraph.strip():
                 pieces.append(paragraph)
         chunks: list[str] = []
         current = ""

@@ -145,7 +145,6 @@ class Index:
         self.lineage = Lineage(app.db, name)
         self._mirror: Mirror | None = None
         self._mirror_lock = threading.Lock()
-        self._dim: int | None = None
         self._rebuilder: threading.Thread | None = None
         self.component = app.component(f"rag:{name}", cache_ttl=0)
         self._define()
@@ -242,9 +241,7 @@ class Index:
         if head.building is None or head.building_config != self.config:
             return False
         target = Target(head.building, self.chunking, self.embedder.name, self._embed)
-        report = audit(self.app.db, self.lineage, self.source, self.text, self.fields, target,
-                       dim=None, repair=True)  # fmt: skip
-        del report
+        audit(self.app.db, self.lineage, self.source, self.text, self.fields, target, repair=True)
         with self.app.db.begin() as conn:
             self.lineage.take(conn, 0)
             now = self.lineage.head(conn)
@@ -302,7 +299,7 @@ class Index:
         with self.app.db.connect() as conn:
             for start in range(0, len(ids), 500):
                 query = sa.select(table.c.id, table.c.updated_at).where(table.c.id.in_(ids[start : start + 500]))
-                out.update((i, version_of(u)) for i, u in conn.execute(query).tuples())
+                out.update((i, version_of(u)) for i, u in conn.execute(query).all())
         return out
 
     def _search(self, query: str, k: int, where: dict[str, Any] | None) -> tuple[list[Hit], int]:
@@ -386,12 +383,7 @@ class Index:
                 f"{self.config}; audit it from a process with that configuration, or wait for the rebuild"
             )
         target = Target(head.active, self.chunking, self.embedder.name, self._embed)
-        dim = self._dim or self._probe_dim()
-        return audit(self.app.db, self.lineage, self.source, self.text, self.fields, target, dim=dim, repair=repair)
-
-    def _probe_dim(self) -> int:
-        self._dim = int(self.embedder.embed(["dimension probe"]).shape[1])
-        return self._dim
+        return audit(self.app.db, self.lineage, self.source, self.text, self.fields, target, repair=repair)
 
     def stats(self) -> IndexStats:
         head = self._head()

@@ -188,7 +188,7 @@ class Lineage:
         now = datetime.now(UTC)
         c = self.chunks
         ids = [r["id"] for r in rows]
-        created = dict(conn.execute(sa.select(c.c.id, c.c.created_at).where(c.c.id.in_(ids))).tuples().all())
+        created = dict(conn.execute(sa.select(c.c.id, c.c.created_at).where(c.c.id.in_(ids))).all())
         conn.execute(c.delete().where(c.c.id.in_(ids)))
         full = []
         for i, r in enumerate(rows, start=1):
@@ -206,7 +206,7 @@ class Lineage:
             .limit(limit)
         )  # fmt: skip
         with self.db.connect() as conn:
-            return list(conn.execute(query).tuples())
+            return list(conn.execute(query).all())
 
     def generation_rows(self, generation: int, columns: Iterable[str], live_only: bool = True) -> list[Any]:
         c = self.chunks
@@ -216,7 +216,7 @@ class Lineage:
         if live_only:
             query = query.where(c.c.live.is_(True))
         with self.db.connect() as conn:
-            return list(conn.execute(query).tuples())
+            return list(conn.execute(query).all())
 
     def drop_generation(self, generation: int) -> int:
         c = self.chunks
