@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from tests.rag.conftest import CountingEmbedder, Doc, make_app
-
 from tidal import rag
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pydoc_data.topics
+
 import pytest
 
 import tidal
@@ -142,9 +143,8 @@ def test_hybrid_ranking_on_the_help_topics(app: tidal.App, emb: CountingEmbedder
 
 def test_answer_and_tool(app: tidal.App, emb: CountingEmbedder) -> None:
     from tidal import models
-    from tidal.models.http import serving
+    from tidal.models.http import build_app, serving
     from tidal.models.standin import StandIn
-    from tidal.models.http import build_app
 
     load_topics(app, ["nonlocal", "global"])
     ix = open_index(app, emb)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field
 
 from ..relations import Database, Record
 
@@ -44,7 +45,7 @@ class Chunk(Record):
     content_hash: str = ""
     embedder: str = ""
     vector: bytes | None = None
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = Field(default_factory=dict)
     seq: int = 0
     live: bool = True
 

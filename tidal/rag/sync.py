@@ -82,10 +82,10 @@ def sync_doc(
         with db.connect() as conn:
             existing = lineage.live_chunks(conn, target.generation, doc_id)
             reusable = {} if force else lineage.by_hash(conn, target.generation, hashes, target.embedder_name)
-        if target.embed is None and record is not None:
-            # Only removals here: keep the chunks if they are of this version.
-            if all(r["doc_version"] == version for r in existing.values()):
-                return SyncResult(unchanged=len(existing))
+        # Only removals in a generation of another embedder: its chunks stay
+        # while they are of the document's version.
+        if target.embed is None and record is not None and all(r["doc_version"] == version for r in existing.values()):
+            return SyncResult(unchanged=len(existing))
         vectors: dict[str, bytes] = {}
         for h, t in zip(hashes, texts, strict=True):
             row = reusable.get(h)
