@@ -162,3 +162,17 @@ def test_answer_and_tool(app: tidal.App, emb: CountingEmbedder) -> None:
     tool = ix.as_tool()
     result, run_id = tool.run({"query": "nonlocal", "k": 1})
     assert result[0]["doc_id"] == "nonlocal" and run_id
+
+
+def test_with_the_offline_minilm_embedder(app: tidal.App) -> None:
+    from tidal import models
+
+    minilm = models.embedder("local://minilm")
+    load_topics(app, ["nonlocal", "global", "for", "while", "try", "with"])
+    ix = rag.Index(app, "docs", source=Doc, text=text, embedder=minilm)
+    ix.flush(timeout=100)
+    hits = ix.search("how do I catch an exception?", k=3)
+    assert hits[0].doc_id == "try" and hits[0].vector is not None and len(hits) == 3
+    assert ix.audit().clean
+    calls = app.sql("SELECT count(*) AS n FROM model_calls WHERE operation = 'embedding'")[0]["n"]
+    assert calls >= 2
