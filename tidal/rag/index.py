@@ -171,7 +171,9 @@ class Index:
 
         @comp.serve("search")
         def search(state: Any, props: Any) -> dict[str, Any]:
-            hits, generation = self._search(props["query"], int(props.get("k", 10)), props.get("where"))
+            vector = props.get("vector")
+            given = None if vector is None else np.asarray(vector, dtype=np.float32)
+            hits, generation = self._search(props["query"], int(props.get("k", 10)), props.get("where"), given)
             return {"generation": generation, "hits": [h.as_dict() for h in hits]}
 
         @comp.serve("answer")
@@ -302,11 +304,14 @@ class Index:
                 out.update((i, version_of(u)) for i, u in conn.execute(query).all())
         return out
 
-    def _search(self, query: str, k: int, where: dict[str, Any] | None) -> tuple[list[Hit], int]:
+    def _search(
+        self, query: str, k: int, where: dict[str, Any] | None, vector: np.ndarray | None = None
+    ) -> tuple[list[Hit], int]:
         mirror, head = self._fresh_mirror()
-        config = json.loads(head.active_config or "{}")
-        embedder = self._embedders.get(config.get("embedder", ""))
-        vector = embedder.embed([query])[0] if embedder is not None else None
+        if vector is None:
+            config = json.loads(head.active_config or "{}")
+            embedder = self._embedders.get(config.get("embedder", ""))
+            vector = embedder.embed([query])[0] if embedder is not None else None
         return self.search_vector(mirror, query, vector, k, where), head.active
 
     def search_vector(
@@ -330,17 +335,23 @@ class Index:
                 break
         return hits
 
-    def search(self, query: str, k: int = 10, where: dict[str, Any] | None = None) -> Hits:
+    def search(
+        self, query: str, k: int = 10, where: dict[str, Any] | None = None, *, vector: Sequence[float] | None = None
+    ) -> Hits:
         """The ``k`` best chunks for ``query``: BM25 and vector similarity
         fused by reciprocal rank; ``where`` keeps chunks whose source fields
-        equal its values. The search is a run of flow ``search`` of component
+        equal its values; ``vector``, the query's embedding if the caller
+        has it already (made by the index's embedder). The search is a run of flow ``search`` of component
         ``rag:<name>`` (``hits.run_id``), its hits the run's result."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         bad = [f for f in (where or {}) if f not in self.fields]
         if bad:
             raise ValueError(f"where= names {bad}, not among the index's fields {list(self.fields)}")
-        result = self._searcher.run("search", {"query": query, "k": k, "where": where or None})
+        props: dict[str, Any] = {"query": query, "k": k, "where": where or None}
+        if vector is not None:
+            props["vector"] = [float(x) for x in vector]
+        result = self._searcher.run("search", props)
         hits = [Hit(**h) for h in result["hits"]]
         return Hits(query, hits, self._searcher.last_run_id, result["generation"])
 

@@ -99,7 +99,7 @@ class Vectors:
 
     def _build(self, index_cls: Any, slots: np.ndarray, data: np.ndarray) -> None:
         try:
-            ann = index_cls(ndim=self.dim, metric="ip", dtype="f16")
+            ann = index_cls(ndim=self.dim, metric="ip", dtype="f16", expansion_add=64)
             ann.add(slots, data)
             with self._lock:
                 for slot in self._dirty or ():
