@@ -15,6 +15,7 @@ the live check against the source, the runs log).
 from __future__ import annotations
 
 import json
+import pydoc_data.topics
 import sys
 import threading
 import time
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydoc_data.topics
 
 import tidal
 from tidal import models, rag
@@ -112,7 +112,8 @@ def freshness(n: int = 100, rate: float = 20.0) -> dict[str, Any]:
         watcher.join()
         lags = [seen[i] * 1000 for i in seen]
         return {"docs": n, "rate_per_s": rate, "searchable": len(seen), "p50_ms": percentile(lags, 50),
-                "p99_ms": percentile(lags, 99), "max_ms": max(lags), "insert_call_p50_ms": percentile(insert_ms, 50), "minilm_chunks_per_s": round(embed_rate, 1),
+                "p99_ms": percentile(lags, 99), "max_ms": max(lags), "insert_call_p50_ms": percentile(insert_ms, 50),
+                "minilm_chunks_per_s": round(embed_rate, 1),
                 "chars_per_doc": len(text(Doc(title="doc 0", body=body)))}  # fmt: skip
 
 
