@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.rag.conftest import CountingEmbedder, Doc, make_app
+from tests.rag.common import CountingEmbedder, Doc, make_app
 from tidal import rag
 
 

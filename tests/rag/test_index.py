@@ -9,7 +9,7 @@ import pytest
 import tidal
 from tidal import rag
 
-from .conftest import CountingEmbedder, Doc
+from .common import CountingEmbedder, Doc
 
 TOPICS = pydoc_data.topics.topics
 
@@ -87,7 +87,7 @@ def test_unchanged_corpus_reindexed_embeds_nothing_and_one_edit_embeds_only_its_
 
 
 def test_a_new_app_on_the_same_database_embeds_nothing(tmp_path, emb: CountingEmbedder) -> None:  # type: ignore[no-untyped-def]
-    from .conftest import make_app
+    from .common import make_app
 
     with make_app(tmp_path) as app:
         load_topics(app, sorted(TOPICS)[:10])

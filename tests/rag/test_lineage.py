@@ -14,7 +14,7 @@ from pathlib import Path
 import tidal
 from tidal import rag
 
-from .conftest import CountingEmbedder, Doc, make_app
+from .common import CountingEmbedder, Doc, make_app
 
 REPO = Path(__file__).resolve().parents[2]
 
