@@ -8,8 +8,7 @@ server and client, and the data-frame types load on first use, so that
 
 from __future__ import annotations
 
-import importlib
-
+from . import lazy
 from .app import App, default_app, set_default_app
 from .compat import (
     RedisParams,
@@ -75,12 +74,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy.attributes(__name__, _LAZY, globals(), keep=False)
 
 __version__ = "0.1.0"
 

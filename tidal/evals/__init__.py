@@ -22,8 +22,9 @@ See docs/evals.md.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:
     from .datasets import Dataset, dataset
@@ -72,14 +73,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal.evals' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
+__getattr__ = lazy.attributes(__name__, _MODULES, globals())
 
 __all__ = [
     # Datasets

@@ -17,8 +17,9 @@ answers what the app's models cost. See docs/models.md.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:
     from .cache import ResponseCache, SemanticCache
@@ -72,14 +73,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
+__getattr__ = lazy.attributes(__name__, _MODULES, globals())
 
 __all__ = [
     # Connecting

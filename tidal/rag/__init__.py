@@ -19,8 +19,9 @@ over the app's relations (:class:`TextToSQL`). See docs/rag.md.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 # The index's names are imported here: ``answer`` is both a module and the
 # function, and importing the function last keeps the name the function.
@@ -51,14 +52,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal.rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
+__getattr__ = lazy.attributes(__name__, _MODULES, globals())
 
 __all__ = [
     # The index

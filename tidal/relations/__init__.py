@@ -9,8 +9,9 @@ the same mechanism as ``tidal.stores.SCHEMES`` and ``tidal._LAZY``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:
     from .builtin import Feedback, ModelCall, Run
@@ -30,13 +31,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal.relations' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy.attributes(__name__, _MODULES, globals())
 
 
 def load() -> None:

@@ -8,8 +8,9 @@ slowing ``tidal --help``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:
     from .auth import JWT_SECRET_ENV, Auth, Principal, Scope, issue_token
@@ -33,14 +34,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tidal.server' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy.attributes(__name__, _MODULES, globals())
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
