@@ -12,7 +12,8 @@ class Hit:
     """One chunk found: its document, the document's version it was made
     from, its number in the document, its text, and its fused score with the
     parts it came from (BM25 score and rank, cosine and rank; None where the
-    chunk was not among that side's candidates)."""
+    chunk was not among that side's candidates), and ``ranked``, the
+    learned ranker's score the hits are ordered by (docs/rag.md)."""
 
     doc_id: str
     doc_version: str
@@ -24,6 +25,7 @@ class Hit:
     vector: float | None = None
     vector_rank: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    ranked: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

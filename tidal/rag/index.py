@@ -25,11 +25,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..models import Embedder, Tool
+from ..relations.builtin import Feedback, Run
+from . import ranking
 from .audit import AuditReport, audit
 from .chunking import Chunking
 from .hits import Hit, Hits
 from .lineage import Head, IndexRow, Lineage, version_of
-from .mirror import Mirror
+from .mirror import RRF_K, Mirror
 from .prompt import messages
 from .sync import SyncResult, Target, sync_doc
 from .vectors import ANN_THRESHOLD
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
     from ..relations import Record
 
 log = logging.getLogger("tidal.rag")
+
+SEARCH_INSTANCE = "search"
+"""The index component's instance that serves searches and keeps the ranker."""
+LEARN = "learn_ranking"
+"""The flow of the feedback trigger that trains the ranker."""
 
 CHARS_PER_TOKEN = 4
 """``chunk_tokens`` is turned into characters at this rate (English text)."""
@@ -150,7 +157,7 @@ class Index:
         self._define()
         self.lineage.create(self.config)
         _registry.setdefault(app, {})[name] = self
-        self._searcher = self.component("search")
+        self._searcher = self.component(SEARCH_INSTANCE)
         self._start()
 
     # -- the component ----------------------------------------------------
@@ -163,7 +170,7 @@ class Index:
 
         @comp.init_state
         def setup() -> dict[str, Any]:
-            return {}
+            return {"ranker": ranking.initial_state()}
 
         @comp.update("index", on=self.source, instance=self._shard)
         def index(state: Any, props: Any) -> None:
@@ -173,16 +180,25 @@ class Index:
         def search(state: Any, props: Any) -> dict[str, Any]:
             vector = props.get("vector")
             given = None if vector is None else np.asarray(vector, dtype=np.float32)
-            hits, generation = self._search(props["query"], int(props.get("k", 10)), props.get("where"), given)
-            return {"generation": generation, "hits": [h.as_dict() for h in hits]}
+            ranker = state.get("ranker")
+            hits, x, generation = self._search(props["query"], int(props.get("k", 10)), props.get("where"), given,
+                                               ranker)  # fmt: skip
+            return {"generation": generation, "hits": [h.as_dict() for h in hits],
+                    "features": [[round(float(v), 6) for v in row] for row in x]}  # fmt: skip
 
         @comp.serve("answer")
         def answer(state: Any, props: Any) -> dict[str, Any]:
             model = self._models[props["model"]]
-            hits, generation = self._search(props["question"], int(props.get("k", 5)), props.get("where"))
+            hits, _, generation = self._search(props["question"], int(props.get("k", 5)), props.get("where"), None,
+                                               state.get("ranker"))  # fmt: skip
             reply = model.chat(messages(props["question"], hits), **props.get("params", {}))
             cites = [{"doc_id": h.doc_id, "doc_version": h.doc_version, "chunk_no": h.chunk_no} for h in hits]
             return {"text": reply.text, "citations": cites, "generation": generation, "model": model.name}
+
+        # Feedback on a search trains the ranker, kept as the key ``ranker``
+        # of the instance that serves searches: a search reads it with its
+        # state, and a rollback of that key restores the old order.
+        comp.update(LEARN, on=Feedback, events=["insert"], instance=SEARCH_INSTANCE)(self._learn)
 
         self._models: dict[str, Model] = {}
 
@@ -305,35 +321,104 @@ class Index:
         return out
 
     def _search(
-        self, query: str, k: int, where: dict[str, Any] | None, vector: np.ndarray | None = None
-    ) -> tuple[list[Hit], int]:
+        self,
+        query: str,
+        k: int,
+        where: dict[str, Any] | None,
+        vector: np.ndarray | None = None,
+        ranker: dict[str, Any] | None = None,
+    ) -> tuple[list[Hit], np.ndarray, int]:
         mirror, head = self._fresh_mirror()
         if vector is None:
             config = json.loads(head.active_config or "{}")
             embedder = self._embedders.get(config.get("embedder", ""))
             vector = embedder.embed([query])[0] if embedder is not None else None
-        return self.search_vector(mirror, query, vector, k, where), head.active
+        hits, x = self.search_vector(mirror, query, vector, k, where, ranker)
+        return hits, x, head.active
 
     def search_vector(
-        self, mirror: Mirror, query: str, vector: np.ndarray | None, k: int, where: dict[str, Any] | None
-    ) -> list[Hit]:
+        self,
+        mirror: Mirror,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        where: dict[str, Any] | None,
+        ranker: dict[str, Any] | None = None,
+    ) -> tuple[list[Hit], np.ndarray]:
         """The search itself, given the query's vector (benchmarks call it
-        to leave the query's embedding out)."""
-        candidates = mirror.search(query, vector, max(50, 5 * k), where)
+        to leave the query's embedding out) and the ranker's state; the hits
+        and their feature rows."""
+        candidates = mirror.search(query, vector, max(ranking.RERANK, 5 * k), where)[: max(ranking.RERANK, 5 * k)]
+        priors = dict((ranker or {}).get("priors") or {})
+        x = ranking.features(
+            np.array([c.score for c in candidates]),
+            [c.lexical for c in candidates],
+            [c.lexical_rank for c in candidates],
+            [c.vector for c in candidates],
+            [c.vector_rank for c in candidates],
+            [ranking.prior(priors.get(c.slot.doc_id)) for c in candidates],
+            RRF_K,
+        )
+        scores = x @ ranking.weights_of({"ranker": ranker})
+        order = np.argsort(-scores, kind="stable")
         # The live check: a chunk is returned only if its document is still
         # stored at the version it was made from, so that once an update or
         # delete of the source commits, its old chunks are never returned,
         # even before the index has caught up with it.
         versions = self._source_versions({c.slot.doc_id for c in candidates})
         hits: list[Hit] = []
-        for c in candidates:
+        rows: list[int] = []
+        for i in order:
+            c = candidates[int(i)]
             if versions.get(c.slot.doc_id) != c.slot.doc_version:
                 continue
             hits.append(Hit(c.slot.doc_id, c.slot.doc_version, c.slot.chunk_no, c.slot.text, c.score,
-                            c.lexical, c.lexical_rank, c.vector, c.vector_rank, c.slot.fields))  # fmt: skip
+                            c.lexical, c.lexical_rank, c.vector, c.vector_rank, c.slot.fields,
+                            round(float(scores[i]), 6)))  # fmt: skip
+            rows.append(int(i))
             if len(hits) == k:
                 break
-        return hits
+        return hits, x[rows]
+
+    # -- learning from feedback -------------------------------------------
+
+    def feedback(self, hits: Hits | str, doc_id: str | None = None, *, relevant: bool = True) -> Feedback:
+        """Say that ``doc_id`` (the top hit's document when None) was
+        relevant, or not, to the search ``hits`` (or its run id): feedback
+        ``label="relevant"|"irrelevant"``, ``comment=doc_id`` on the search's
+        run, which trains the ranker in the background (:meth:`flush_ranker`)."""
+        run_id = hits if isinstance(hits, str) else hits.run_id
+        if run_id is None:
+            raise ValueError("these hits have no run id; give feedback on hits returned by search()")
+        label = "relevant" if relevant else "irrelevant"
+        return self.app.feedback(run_id, label=label, comment=doc_id)
+
+    def flush_ranker(self, timeout: float | None = None) -> None:
+        """Wait until every feedback given so far has trained the ranker."""
+        self._searcher.flush_update(LEARN, timeout=timeout)
+
+    def ranker(self) -> dict[str, Any]:
+        """The ranker's state: ``weights`` (by ``features``), the per-document
+        feedback counts ``priors`` ({doc_id: [relevant, irrelevant]}) and the
+        judgements ``trained`` on."""
+        stored = self._searcher.read_state("ranker")
+        return dict(stored) if stored else ranking.initial_state()
+
+    def _learn(self, state: Any, props: Any) -> dict[str, Any] | None:
+        feedback = props["record"]
+        if not isinstance(feedback, Feedback) or feedback.component != self.component.name:
+            return None
+        if feedback.flow != "search":
+            return None
+        run = self.app.get(Run, feedback.run_id)
+        result = run.result if run is not None and isinstance(run.result, dict) else {}
+        hits = list(result.get("hits") or [])
+        judged: ranking.Judgement | None = ranking.judgement(feedback.label, feedback.score, feedback.comment, hits)
+        if judged is None:
+            return None
+        x = np.asarray(result.get("features") or [], dtype=np.float64).reshape(-1, len(ranking.FEATURES))
+        doc_ids = [str(h["doc_id"]) for h in hits][: len(x)]
+        return {"ranker": ranking.learn(state.get("ranker"), doc_ids, x[: len(doc_ids)], judged)}
 
     def search(
         self, query: str, k: int = 10, where: dict[str, Any] | None = None, *, vector: Sequence[float] | None = None

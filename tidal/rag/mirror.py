@@ -73,7 +73,8 @@ class Mirror:
                 for key, doc_id, chunk_no, version, text, vector, fields, seq, live in rows:
                     old = self.by_key.pop(key, None)
                     if old is not None:
-                        self.lexical.remove(old)
+                        gone = self.slots[old]
+                        self.lexical.remove(old, gone.text if gone is not None else "")
                         self.vectors.remove(old)
                         self.slots[old] = None
                         self.free.append(old)
