@@ -54,9 +54,10 @@ STATE = ("detector", "n", "drift_at", "last_refit")
 
 @dataclass(frozen=True)
 class Holdout:
-    """Which labelled rows judge a candidate: the ``last`` most recent rows
-    of ``relation`` whose id hashes under ``fraction`` (the same rows in
-    every process). Those rows are never given to the refit.
+    """Which labelled rows judge a candidate: among the ``last`` most
+    recent rows of ``relation``, those whose id hashes under ``fraction``
+    (the same rows in every process). Held-out rows are never given to the
+    refit.
 
     A row names the run it labels (field ``run``) and the right answer
     (field ``label``); the input is the run's props, unless ``input`` makes
@@ -74,10 +75,11 @@ class Holdout:
 
     def split(self, app: App, window: int) -> tuple[list[Record], list[Record]]:
         """The latest ``window`` rows that are not held out (the refit's
-        training rows) and the latest ``last`` held-out rows, oldest first."""
-        rows = app.query(self.relation, order_by="-created_at", limit=max(window, int(self.last / self.fraction)))
+        training rows) and the held-out rows among the latest ``last``,
+        both oldest first."""
+        rows = app.query(self.relation, order_by="-created_at", limit=window + self.last)
         train = [r for r in rows if not self.held(r)][:window]
-        held = [r for r in rows if self.held(r)][: self.last]
+        held = [r for r in rows[: self.last] if self.held(r)]
         return train[::-1], held[::-1]
 
     def answer(self, row: Record) -> Any:
