@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return sum(values) / len(values) if values else None
 
     print(f"digits stream: n={args.n}, shift halfway (inverted pixels), labels 10 predictions late, seeds {args.seeds}")
-    print(f"{'monitor':14s} {'before':>7s} {'0-200':>7s} {'200-end':>8s} {'overall':>8s} {'delay':>6s} "
-          f"{'gap':>6s} {'promoted':>8s} {'rejected':>8s} {'false':>6s} {'s/run':>6s}")
+    print(
+        f"{'monitor':14s} {'before':>7s} {'0-200':>7s} {'200-end':>8s} {'overall':>8s} {'delay':>6s} "
+        f"{'gap':>6s} {'promoted':>8s} {'rejected':>8s} {'false':>6s} {'s/run':>6s}"
+    )
     oracle = mean("oracle", "after_200") or 0.0
     summary: dict[str, Any] = {}
     for label in results:

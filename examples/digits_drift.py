@@ -140,7 +140,9 @@ def main(n: int = 1200, store: str | None = None, detector: str | Detector = "ad
         events = monitor.events(INSTANCE)
         for e in events:
             scores = f"shadow {e.old_score:.2f} -> {e.new_score:.2f}" if e.new_score is not None else e.error
-            print(f"  label {e.labels_seen:4d}: {e.trigger:8s} {e.outcome:8s} ({scores}; serving version {e.serving_version})")
+            print(
+                f"  label {e.labels_seen:4d}: {e.trigger:8s} {e.outcome:8s} ({scores}; replaces v{e.serving_version})"
+            )
         detected = next((e.labels_seen for e in events if e.trigger == "drift"), None)
         figures = {
             "before_shift": accuracy(right[:s]),
@@ -153,7 +155,10 @@ def main(n: int = 1200, store: str | None = None, detector: str | Detector = "ad
         print(f"Just after it (100 digits): {figures['first_100_after']:.1%}")
         print(f"Detected {figures['detected_after']} labels after the shift; {figures['promotions']} refits promoted.")
         print(f"From 200 digits after the shift on: {figures['after_200']:.1%}")
-        print(f"Undo a promotion: tidal state history Digits {INSTANCE} model; tidal state rollback Digits {INSTANCE} model VERSION")
+        print(
+            f"Undo a promotion: tidal state history Digits {INSTANCE} model, "
+            f"then tidal state rollback Digits {INSTANCE} model VERSION"
+        )
         return figures
     finally:
         app.close()

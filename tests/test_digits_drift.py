@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("river")
 
-import tidal  # noqa: E402
-from examples import digits_drift as digits  # noqa: E402
-from tidal import admin  # noqa: E402
+import tidal
+from examples import digits_drift as digits
+from tidal import admin
 
 
 def test_the_digits_app_detects_the_shift_and_recovers(tmp_path: Path) -> None:
@@ -39,8 +39,13 @@ def test_the_digits_app_detects_the_shift_and_recovers(tmp_path: Path) -> None:
         inverted = data.images[-40:] / 16.0
         first = digits.train(*data.initial).predict(inverted)
         assert (inst.read_state("model").predict(inverted) == first).all()
-        assert sum(inst.run("predict", {"pixels": [float(p) for p in x]}) == y for x, y in zip(
-            data.images[-40:], data.labels[-40:], strict=True)) < 15  # the old model fails the inverted digits again
+        assert (
+            sum(
+                inst.run("predict", {"pixels": [float(p) for p in x]}) == y
+                for x, y in zip(data.images[-40:], data.labels[-40:], strict=True)
+            )
+            < 15
+        )  # the old model fails the inverted digits again
     finally:
         app.close()
 

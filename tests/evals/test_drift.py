@@ -12,6 +12,7 @@ import pytest
 
 import tidal
 from tidal import admin, evals
+from tidal.evals import drift
 from tidal.evals.drift import At
 
 
@@ -82,7 +83,7 @@ def test_detectors_find_a_shift_and_keep_their_state_through_pickling() -> None:
         assert fired and 400 <= fired[0] < 480, (det.name, fired)
         assert det.last["mean_recent"] < det.last["mean_before"]
     with pytest.raises(ValueError, match="known"):
-        evals.monitor.__globals__["detector"]("cusum")
+        drift.detector("cusum")
 
 
 def test_drift_is_detected_and_a_refit_recovers(app: tidal.App) -> None:
@@ -103,7 +104,7 @@ def test_drift_is_detected_and_a_refit_recovers(app: tidal.App) -> None:
     assert Clf("clf").read_state("model") == {"flip": True}
     assert sum(right[400:]) / 100 > 0.85  # recovered
     assert {e.trigger for e in events[1:]} <= {"followup"}
-    assert list(app.sql("select count(*) as n from drift_events"))[0]["n"] == len(events)
+    assert next(iter(app.sql("select count(*) as n from drift_events")))["n"] == len(events)
 
 
 def test_a_stable_stream_raises_no_alarm(app: tidal.App) -> None:

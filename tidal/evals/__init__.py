@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .datasets import Dataset, dataset
-    from .judges import Judge, PairVerdict, Pairwise
     from .drift import Adwin, Detector, KSWindows, PageHinkley
+    from .judges import Judge, PairVerdict, Pairwise
     from .live import Online, online
-    from .monitor import Holdout, Monitor, holdout, monitor
+    from .monitors import Holdout, Monitor, holdout, monitor
     from .ranking import Leaderboard, Standing, judge_vote, leaderboard, vote
     from .records import DriftEvent, EvalRun, EvalScore, EvalVote, Example
     from .replays import replay
@@ -57,10 +57,10 @@ _MODULES = {
     "Detector": ".drift",
     "KSWindows": ".drift",
     "PageHinkley": ".drift",
-    "Holdout": ".monitor",
-    "Monitor": ".monitor",
-    "holdout": ".monitor",
-    "monitor": ".monitor",
+    "Holdout": ".monitors",
+    "Monitor": ".monitors",
+    "holdout": ".monitors",
+    "monitor": ".monitors",
     "DriftEvent": ".records",
     "Online": ".live",
     "online": ".live",

@@ -116,9 +116,7 @@ class PageHinkley(Detector):
     ) -> None:
         super().__init__()
         self.threshold = threshold
-        self._ph = _river_drift().PageHinkley(
-            threshold=threshold, delta=delta, min_instances=min_instances, mode=mode
-        )
+        self._ph = _river_drift().PageHinkley(threshold=threshold, delta=delta, min_instances=min_instances, mode=mode)
 
     def step(self, x: float) -> bool:
         self._ph.update(x)

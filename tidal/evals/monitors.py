@@ -40,7 +40,8 @@ from ..core.props import Properties
 from ..instance import Instance
 from ..relations.builtin import Run
 from ..relations.record import Record
-from .drift import Detector, detector
+from . import drift
+from .drift import Detector
 from .live import sampled
 from .records import DriftEvent
 from .runner import now
@@ -104,7 +105,7 @@ def holdout(
 ) -> Holdout:
     """Held-out recent labelled data for a monitor's shadow check::
 
-        evals.holdout(Labelled, last=200)      # rows with run_id and label fields
+    evals.holdout(Labelled, last=200)      # rows with run_id and label fields
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
@@ -247,10 +248,14 @@ class Monitor:
         if fired and self._worse(det) and cooled:
             changes["drift_at"] = changes["last_refit"] = n
             self._queue(instance, n, "drift", det)
-        elif drift_at is not None and cooled and 0 < n - drift_at <= self.retrain_for:
-            if (n - drift_at) % self.retrain_every == 0:
-                changes["last_refit"] = n
-                self._queue(instance, n, "followup", det)
+        elif (
+            drift_at is not None
+            and cooled
+            and 0 < n - drift_at <= self.retrain_for
+            and (n - drift_at) % self.retrain_every == 0
+        ):
+            changes["last_refit"] = n
+            self._queue(instance, n, "followup", det)
         return changes
 
     def _worse(self, det: Detector) -> bool:
@@ -259,7 +264,7 @@ class Monitor:
         before, recent = det.last.get("mean_before"), det.last.get("mean_recent")
         if before is None or recent is None:
             return True
-        return recent < before if self.direction == "down" else recent > before
+        return bool(recent < before) if self.direction == "down" else bool(recent > before)
 
     def _route(self, row: Record) -> str:
         return self.route if isinstance(self.route, str) else self.route(row)
@@ -385,7 +390,7 @@ def monitor(
         raise ValueError(f"retrain_every must be at least 1, got {retrain_every!r}")
     app: App = component.app
     label = name or f"{component.name}.{flow}"
-    template = globals()["detector"](detector) if isinstance(detector, str) else detector
+    template = drift.detector(detector)
     mon_name = "evals-monitor-" + hashlib.sha256(label.encode()).hexdigest()[:12]
     handle = Monitor(
         name=label,
@@ -395,7 +400,7 @@ def monitor(
         refit_flow=f"refit:{label}",
         shadow=shadow,
         template=template,
-        watch=_accuracy(app, shadow, metric) if watch == "accuracy" else watch,  # type: ignore[arg-type]
+        watch=_accuracy(app, shadow, metric) if watch == "accuracy" else watch,
         direction=direction or ("down" if watch == "accuracy" else "both"),
         train=train,
         retrain_every=retrain_every,
