@@ -1,5 +1,6 @@
 """Evaluation: datasets, scorers, AI judges, eval runs and reports,
-pairwise leaderboards, online scoring of production runs and replay.
+pairwise leaderboards, online scoring of production runs, replay, and
+monitors whose drift triggers a shadow-checked refit.
 
 ::
 
@@ -14,6 +15,7 @@ pairwise leaderboards, online scoring of production runs and replay.
     evals.leaderboard(app, "style")                 # Bradley-Terry with bootstrap intervals
     evals.online(Assistant, flow="ask", sample=0.05, scorers=[judge])
     evals.replay(app, Assistant, "ask", variant=other, judge=evals.Pairwise(llm))
+    evals.monitor(Clf, "predict", refit="fit", shadow=evals.holdout(Labelled, last=200))
 
 Every score is a row of ``eval_scores`` naming its eval run, example,
 scorer, judge model, prompt version and the run that produced the output.
@@ -28,10 +30,12 @@ from .. import lazy
 
 if TYPE_CHECKING:
     from .datasets import Dataset, dataset
+    from .drift import Adwin, Detector, KSWindows, PageHinkley
     from .judges import Judge, PairVerdict, Pairwise
     from .live import Online, online
+    from .monitors import Holdout, Monitor, holdout, monitor
     from .ranking import Leaderboard, Standing, judge_vote, leaderboard, vote
-    from .records import EvalRun, EvalScore, EvalVote, Example
+    from .records import DriftEvent, EvalRun, EvalScore, EvalVote, Example
     from .replays import replay
     from .report import Comparison, EvalNotFoundError, PairedDifference, Report, ScorerSummary, compare
     from .runner import run
@@ -50,6 +54,15 @@ _MODULES = {
     "judge_vote": ".ranking",
     "leaderboard": ".ranking",
     "vote": ".ranking",
+    "Adwin": ".drift",
+    "Detector": ".drift",
+    "KSWindows": ".drift",
+    "PageHinkley": ".drift",
+    "Holdout": ".monitors",
+    "Monitor": ".monitors",
+    "holdout": ".monitors",
+    "monitor": ".monitors",
+    "DriftEvent": ".records",
     "Online": ".live",
     "online": ".live",
     "EvalRun": ".records",
@@ -107,7 +120,17 @@ __all__ = [
     "Online",
     "online",
     "replay",
+    # Drift and safe refits
+    "Adwin",
+    "Detector",
+    "Holdout",
+    "KSWindows",
+    "Monitor",
+    "PageHinkley",
+    "holdout",
+    "monitor",
     # Relations and errors
+    "DriftEvent",
     "EvalNotFoundError",
     "EvalRun",
     "EvalScore",

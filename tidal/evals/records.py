@@ -85,3 +85,38 @@ class EvalVote(Record):
     prompt_version: str | None = None
     example_id: str | None = None
     reason: str | None = None
+
+
+class DriftEvent(Record):
+    """A drift a monitor detected and the refit it led to (the
+    ``drift_events`` relation): what the detector saw, the shadow check of
+    the candidate state against the serving one, and the outcome."""
+
+    __relation__ = "drift_events"
+
+    monitor: str
+    component: str
+    instance: str
+    trigger: str = "drift"
+    """``drift`` (the detector fired) or ``followup`` (a refit as labels of
+    the new regime accumulate after a drift)."""
+    detected_at: datetime
+    labels_seen: int = 0
+    """Values the monitor had watched when it fired."""
+    detector: dict[str, Any] = Field(default_factory=dict)
+    """The detector's stats: its name, means before and after, its own numbers."""
+    outcome: str = "pending"
+    """``pending``, then ``promoted``, ``rejected`` (the candidate is kept
+    aside) or ``failed`` (the refit raised; the serving state is untouched)."""
+    old_score: float | None = None
+    new_score: float | None = None
+    """Shadow scores of the serving and the candidate state on the held-out rows."""
+    shadow_n: int = 0
+    train_n: int = 0
+    serving_version: int | None = None
+    """The target instance's version when the refit ran: the state a
+    promotion replaces (``tidal state rollback`` goes back to it)."""
+    keys: list[str] = Field(default_factory=list)
+    """The state keys the candidate changes."""
+    error: str | None = None
+    finished_at: datetime | None = None
