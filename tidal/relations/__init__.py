@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .builtin import Feedback, ModelCall, Run
+    from .builtin import ExperimentPin, Feedback, GuardViolation, ModelCall, Run
     from .database import Database
     from .record import Record, Vector, relation_name
     from .rows import Rows
@@ -27,6 +27,8 @@ _MODULES = {
     "Run": ".builtin",
     "Feedback": ".builtin",
     "ModelCall": ".builtin",
+    "GuardViolation": ".builtin",
+    "ExperimentPin": ".builtin",
 }
 
 
@@ -46,4 +48,9 @@ def load() -> None:
         __getattr__(name)
 
 
-__all__ = ["Database", "Feedback", "ModelCall", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
+__all__ = [
+    "Database",
+    "ExperimentPin",
+    "Feedback",
+    "GuardViolation",
+    "ModelCall", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
