@@ -55,8 +55,13 @@ class VariantResolver:
                 return
             pins = {row.id: row.variant for row in rows}
             if pins != self._pins:
+                first = self._loaded_at == float("-inf")
                 self._pins = pins
                 self._cache.clear()
+                if not first:
+                    # Serve results cached before the promotion were computed
+                    # with the old variants.
+                    self.runtime.cache.clear()
             self._loaded_at = time.monotonic()
 
     def variant_of(self, component: str, param: str, variants: Variants, instance: str) -> str:
