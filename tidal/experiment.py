@@ -129,10 +129,8 @@ class Experiment:
         spec = runtime.components.get(component)
         definition = spec.params.get(param) if spec is not None else None
         if spec is not None and not isinstance(dict.get(spec.params, param), Variants):
-            raise NotFoundError(
-                f"component {component} has no Variants param {param!r}; its experiments: "
-                f"{[experiment_name(component, p) for p in spec.variant_params] or 'none'}"
-            )
+            known = [experiment_name(component, p) for p in spec.variant_params]
+            raise NotFoundError("experiment", name, known, where=f"component {component} (no Variants param {param!r})")
         self.definition: Variants | None = definition if isinstance(definition, Variants) else None
         """The Variants (None when this process has not loaded the component:
         the report then reads the variants from the runs alone)."""
@@ -140,7 +138,7 @@ class Experiment:
     def variant(self, instance: str) -> str:
         """The variant ``instance`` gets (promotion included)."""
         if self.definition is None:
-            raise NotFoundError(f"component {self.component} is not defined in this process; load the app's code")
+            raise NotFoundError("component", self.component, [], where="this process (load the app's code)")
         return self.runtime.variant_of(self.component, self.param, self.definition, instance)
 
     @property

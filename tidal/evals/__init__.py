@@ -73,6 +73,8 @@ _MODULES = {
 
 
 def __getattr__(name: str) -> object:
+    if name == "guards":  # the built-in guardrails, a module of their own
+        return importlib.import_module(".guards", __name__)
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module 'tidal.evals' has no attribute {name!r}")
