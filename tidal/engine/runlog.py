@@ -453,9 +453,12 @@ class RunLog:
         by_relation: dict[RecordClass, list[dict[str, Any]]] = {}
         for relation, row in rows:
             by_relation.setdefault(relation, []).append(row)
+        # Tables first: registering one (creating it) inside the transaction
+        # would wait on the transaction's own lock.
+        tables = {relation: db.relation(relation).table for relation in by_relation}
         with db.begin() as conn:
             for relation, values in by_relation.items():
-                conn.execute(db.relation(relation).table.insert(), values)
+                conn.execute(tables[relation].insert(), values)
 
     def _write_batch(self, entries: list[Entry]) -> None:
         """Store a batch, or account for every run of it: only a failure of
