@@ -144,9 +144,9 @@ def test_no_data_and_one_variant_say_so(app: tidal.App) -> None:
     styled(app, tidal.Variants(only="terse"), name="Solo")
     report = app.experiment("Solo.style").report()
     assert "has one variant ('only')" in report.message and report.leader is None
-    with pytest.raises(tidal.NotFoundError, match="no Variants param 'greeting'.*known: Assistant.style"):
+    with pytest.raises(tidal.NotFoundError, match=r"no Variants param 'greeting'.*known: Assistant.style"):
         app.experiment("Assistant.greeting")
-    with pytest.raises(tidal.DefinitionError, match="Component.param"):
+    with pytest.raises(tidal.DefinitionError, match=r"Component.param"):
         app.experiment("nodot")
     assert app.experiments() == ["Assistant.style", "Solo.style"]
 

@@ -262,7 +262,7 @@ class Experiment:
                 f"experiment {self.name} has one variant ({self.definition.names[0]!r}): there is nothing to "
                 "compare; give Variants a second one"
             )
-        if not results or all(r.runs == 0 for r in results) and all(r.n == 0 for r in results):
+        if not results or (all(r.runs == 0 for r in results) and all(r.n == 0 for r in results)):
             return f"experiment {self.name} has no runs yet: nothing to report"
         if all(r.n == 0 for r in results):
             return f"experiment {self.name} has runs but no {source} yet: {how}"

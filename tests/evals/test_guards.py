@@ -29,7 +29,7 @@ def test_block_names_the_guard_and_logs_the_violation(app: tidal.App) -> None:
 
     inst = comp("u")
     assert inst.run("ask", {"text": "short"}) == "short"
-    with pytest.raises(tidal.GuardrailError, match="guard 'max_length' blocked the output of Bot.ask") as err:
+    with pytest.raises(tidal.GuardrailError, match=r"guard 'max_length' blocked the output of Bot.ask") as err:
         inst.run("ask", {"text": "far too long an answer"})
     assert err.value.guard == "max_length" and err.value.stage == "output"
     [(run_id, guard, stage, action, detail)] = violations(app)

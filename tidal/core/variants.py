@@ -41,7 +41,9 @@ class Variants:
         given = dict(weights) if weights is not None else {name: 1.0 for name in values}
         unknown = sorted(set(given) - set(values))
         if unknown:
-            raise DefinitionError(f"Variants: weights name unknown variants {unknown}; the variants are {sorted(values)}")
+            raise DefinitionError(
+                f"Variants: weights name unknown variants {unknown}; the variants are {sorted(values)}"
+            )
         for name, weight in given.items():
             if not isinstance(weight, int | float) or weight < 0 or weight != weight:
                 raise DefinitionError(f"Variants: the weight of {name!r} must be a number >= 0, got {weight!r}")
@@ -102,5 +104,5 @@ class Params(dict[str, Any]):
                 return value.values[chosen]
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self else default
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - self.get is this method

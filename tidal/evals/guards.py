@@ -174,7 +174,7 @@ def schema(model: type[BaseModel], action: Action = "block", **kwargs: Any) -> S
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in is it its of on or that the this to was were will with "
+    "a an and are as at be but by for from has have in is it its of on or that the this to was were will with "  # noqa: SIM905
     "you your i we they he she not no do does can".split()
 )
 

@@ -53,4 +53,11 @@ __all__ = [
     "ExperimentPin",
     "Feedback",
     "GuardViolation",
-    "ModelCall", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
+    "ModelCall",
+    "Record",
+    "Rows",
+    "Run",
+    "Vector",
+    "load",
+    "relation_name",
+]
