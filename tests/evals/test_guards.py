@@ -161,6 +161,9 @@ def test_schema_grounded_and_pii_patterns(app: tidal.App) -> None:
     props = {"sources": ["The Eiffel Tower is in Paris and opened in 1889."]}
     assert grounded.check_output("The Eiffel Tower opened in 1889.", props) is None
     assert "not grounded" in (grounded.check_output("It opened in 1889. Bananas grow on the moon.", props) or "")
+    cut = guards.max_length(3, action="redact", key="answer")
+    assert cut.check_output({"answer": "abcdef", "model": "m" * 9}, {}) == "6 characters, over the limit of 3"
+    assert cut.redact({"answer": "abcdef", "model": "m"}) == {"answer": "abc", "model": "m"}
     found = dict(guards.find_pii("bob@x.org; DE89 3704 0044 0532 0130 00; 4111 1111 1111 1111; 4111 1111 1111 1112"))
     assert found.keys() >= {"email", "iban", "card"}
     assert [m for k, m in guards.find_pii("4111 1111 1111 1112") if k == "card"] == []  # fails Luhn

@@ -120,25 +120,36 @@ def pii(on: str = "both", action: Action = "block", **kwargs: Any) -> PII:
 
 
 class MaxLength(Guard):
-    """A result (its text) longer than ``n`` characters; ``redact`` cuts it."""
+    """A result (its text; ``result[key]`` with ``key``) longer than ``n``
+    characters; ``redact`` cuts it to ``n``."""
 
     name = "max_length"
 
-    def __init__(self, n: int, action: Action = "block", **kwargs: Any) -> None:
+    def __init__(self, n: int, action: Action = "block", *, key: str | None = None, **kwargs: Any) -> None:
         super().__init__(action, **kwargs)
         self.n = n
+        self.key = key
+
+    def _text(self, result: Any) -> Any:
+        return result.get(self.key, "") if self.key is not None and isinstance(result, dict) else result
 
     def check_output(self, result: Any, props: dict[str, Any]) -> str | None:
-        size = len(result if isinstance(result, str) else str(result))
+        text = self._text(result)
+        size = len(text if isinstance(text, str) else str(text))
         return f"{size} characters, over the limit of {self.n}" if size > self.n else None
 
     def redact(self, value: Any) -> Any:
-        return value[: self.n] if isinstance(value, str) else value
+        text = self._text(value)
+        if not isinstance(text, str):
+            return value
+        if self.key is not None and isinstance(value, dict):
+            return {**value, self.key: text[: self.n]}
+        return text[: self.n]
 
 
-def max_length(n: int, action: Action = "block", **kwargs: Any) -> MaxLength:
+def max_length(n: int, action: Action = "block", *, key: str | None = None, **kwargs: Any) -> MaxLength:
     """A guard on the length of the result (see :class:`MaxLength`)."""
-    return MaxLength(n, action, **kwargs)
+    return MaxLength(n, action, key=key, **kwargs)
 
 
 class Schema(Guard):
