@@ -609,7 +609,10 @@ def ask(state: Any, props: Any) -> list[dict[str, Any]]:
 @DocsIndex.serve(
     "answer",
     # Guardrails: personal data in an answer is redacted, a rambling answer cut.
-    guard=[guards.pii(on="output", action="redact"), guards.max_length(MAX_ANSWER_CHARS, action="redact", key="answer")],
+    guard=[
+        guards.pii(on="output", action="redact"),
+        guards.max_length(MAX_ANSWER_CHARS, action="redact", key="answer"),
+    ],
 )
 def answer(state: Any, props: Any) -> dict[str, Any]:
     """Answer a question with a model, the top hits as its context: the

@@ -4,14 +4,17 @@ one-variant and no-data messages; promotion."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import tidal
+from tidal.cli import main
 from tidal.experiment import boundary
 
 
@@ -184,3 +187,21 @@ def test_report_without_the_definition_reads_variants_from_the_runs(app: tidal.A
         assert sum(v.n for v in report.variants) == 40
     finally:
         bare.close()
+
+
+def test_cli_report(app: tidal.App, tmp_path: Path) -> None:
+    comp = styled(app, tidal.Variants(a="terse", b="friendly"))
+    feedback_loop(app, comp, 30, {"terse": 0.4, "friendly": 0.7})
+    app.flush_runs(always=True)
+    store = f"sqlite:///{tmp_path}/store.db"
+    env = {"TIDAL_HOME": str(tmp_path / "home")}
+    out = CliRunner().invoke(
+        main, ["experiments", "report", "Assistant.style", "--app", "experiments", "--store", store, "--json"], env=env
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["experiment"] == "Assistant.style" and sum(v["n"] for v in data["variants"]) == 30
+    text = CliRunner().invoke(
+        main, ["experiments", "report", "Assistant.style", "--app", "experiments", "--store", store], env=env
+    )
+    assert "variant" in text.output and "confidence sequence" in text.output
