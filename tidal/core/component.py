@@ -158,7 +158,7 @@ class ComponentSpec:
         params = dict(params or {})
         self.variant_params: dict[str, Variants] = variant_params(params)
         """The params that are experiments (:class:`~tidal.core.variants.Variants`)."""
-        self._params: dict[str, Any] = Params(name, params) if self.variant_params else params
+        self._params: dict[str, Any] = Params(self, params) if self.variant_params else params
         self._cache_ttl = cache_ttl
         self._cache_mode: CacheMode = cache_mode
         self._init_state_fn: Callable[..., dict[str, Any]] | None = None

@@ -91,17 +91,18 @@ class Params(dict[str, Any]):
 
     __slots__ = ("component",)
 
-    def __init__(self, component: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, component: Any, params: Mapping[str, Any]) -> None:
         super().__init__(params)
         self.component = component
+        """The ComponentSpec whose params these are."""
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
         if type(value) is Variants:
             run = current_run.get()
             if run is not None:
-                chosen = run.runtime.variant_of(self.component, key, value, run.instance)
-                return value.values[chosen]
+                # Resolved once per instance and cached by the runtime.
+                return value.values[run.runtime.variants(self.component, run.instance)[key]]
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
