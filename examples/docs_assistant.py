@@ -61,6 +61,7 @@ import numpy as np
 
 import tidal
 from tidal import Component, models
+from tidal.evals import guards
 
 BACKEND_ENV = "TIDAL_DOCS_BACKEND"
 INDEX = "python-docs"
@@ -567,13 +568,24 @@ def _prepare(state: Any, props: Any) -> tuple[str, list[str], Any, dict[str, Any
     settings = {"temperature": float(props.get("temperature") or 0.0), "max_tokens": ANSWER_TOKENS}
     if answerer().completion:
         return question, [h["id"] for h in hits], COMPLETION_EXAMPLE + text + "\nAnswer:", settings
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
+    system = SYSTEM_PROMPT + DocsIndex.params["style"]  # this instance's variant of the experiment
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
     return question, [h["id"] for h in hits], messages, settings
 
 
 # --------------------------------------------------------------------------- the component
 
-DocsIndex = Component("DocsIndex", params={"k": 3})
+STYLES = tidal.Variants(
+    terse="",
+    friendly=" Be warm and encouraging, and end with a short tip.",
+)
+"""An experiment on the answers' style (``tidal experiments report
+DocsIndex.style``): each index instance gets one style for good; the
+report compares the feedback and judge scores of the two."""
+
+MAX_ANSWER_CHARS = 2_000
+
+DocsIndex = Component("DocsIndex", params={"k": 3, "style": STYLES})
 
 
 @DocsIndex.init_state
@@ -594,7 +606,14 @@ def ask(state: Any, props: Any) -> list[dict[str, Any]]:
     return search(state["backend"], shards, state["boosts"], str(props["question"]), k)
 
 
-@DocsIndex.serve("answer")
+@DocsIndex.serve(
+    "answer",
+    # Guardrails: personal data in an answer is redacted, a rambling answer cut.
+    guard=[
+        guards.pii(on="output", action="redact"),
+        guards.max_length(MAX_ANSWER_CHARS, action="redact", key="answer"),
+    ],
+)
 def answer(state: Any, props: Any) -> dict[str, Any]:
     """Answer a question with a model, the top hits as its context: the
     answer's text, the topic ids it cites, and the model's name."""

@@ -25,11 +25,13 @@ from .component import Component
 from .config import Settings
 from .core.policies import DiscardPolicy
 from .core.props import Properties
+from .core.variants import Variants
 from .engine.migrate import MigrationResult
 from .exceptions import (
     ConfigError,
     DefinitionError,
     FailedOp,
+    GuardrailError,
     InitStateError,
     LeaseLostError,
     MissingPropError,
@@ -64,6 +66,8 @@ _LAZY = {
     "Run": "tidal.relations.builtin",
     "Feedback": "tidal.relations.builtin",
     "ModelCall": "tidal.relations.builtin",
+    "GuardViolation": "tidal.relations.builtin",
+    "ExperimentPin": "tidal.relations.builtin",
     # The HTTP side pulls in FastAPI and httpx.
     "Client": "tidal.client",
     "AsyncClient": "tidal.client",
@@ -87,11 +91,14 @@ __all__ = [
     "Instance",
     "Properties",
     "Settings",
+    "Variants",
     "default_app",
     "set_default_app",
     # Relations and the runs log
     "Database",
+    "ExperimentPin",
     "Feedback",
+    "GuardViolation",
     "ModelCall",
     "Record",
     "Rows",
@@ -118,6 +125,7 @@ __all__ = [
     "ConfigError",
     "DefinitionError",
     "FailedOp",
+    "GuardrailError",
     "InitStateError",
     "LeaseLostError",
     "MissingPropError",

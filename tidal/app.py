@@ -17,6 +17,7 @@ from .engine.dispatch import trigger_op
 from .engine.freshness import Freshness, freshness
 from .engine.runtime import Runtime
 from .exceptions import DefinitionError, RecordNotFoundError
+from .experiment import Experiment
 
 if TYPE_CHECKING:
     from .relations import Record, Rows
@@ -212,6 +213,18 @@ class App(Runtime[Component]):
             )
         )
         return stored
+
+    # -- experiments ------------------------------------------------------
+
+    def experiment(self, name: str) -> Experiment:
+        """The experiment ``Component.param`` (a :class:`tidal.Variants`
+        param): ``.report(metric="feedback" | scorer name)``,
+        ``.promote(variant)``, ``.variant(instance)``. See docs/evals.md."""
+        return Experiment(self, name)
+
+    def experiments(self) -> list[str]:
+        """The names of the experiments of this process's components."""
+        return sorted(f"{c.name}.{param}" for c in self.components.values() for param in c.variant_params)
 
     def freshness(
         self, components: list[str] | None = None, window: timedelta = timedelta(minutes=5)

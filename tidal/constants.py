@@ -102,3 +102,12 @@ OTLP_FLUSH_S = 1.0
 OTLP_CLOSE_S = 10.0
 """How long closing an app (or the process exiting) may wait for queued
 spans to be sent."""
+
+PINS_REFRESH_S = 5.0
+"""How often a process re-reads which experiments were promoted
+(``experiment_pins``) while serving instances of components with Variants:
+a promotion made elsewhere reaches every process within this time."""
+
+VARIANT_INSTANCES = 10_000
+"""Instances whose resolved variants a process keeps (least recently used
+dropped: resolving again is a hash per Variants param)."""

@@ -23,12 +23,14 @@
     ├── NotFoundError (LookupError)   an operator named a component, instance,
     │                               key, version or op that does not exist
     ├── SchemaError                 a relation's class no longer fits its table
+    ├── GuardrailError              a serve op's guard blocked its input or output, or raised
     └── ReadOnlyError (PermissionError)  a write through read-only app.sql
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 class TidalError(Exception):
@@ -189,6 +191,21 @@ class NotFoundError(TidalError, LookupError):
 
 class SchemaError(TidalError):
     """Raised when a Record class is incompatible with its stored table."""
+
+
+class GuardrailError(TidalError):
+    """Raised when a guard of a serve op (``guard=[...]``) blocks its props
+    or its result, or when the guard itself raised. ``guard`` names it,
+    ``stage`` is ``input`` or ``output``, ``detail`` says what it found."""
+
+    def __init__(self, message: str, guard: str, stage: str, detail: str) -> None:
+        super().__init__(message)
+        self.guard = guard
+        self.stage = stage
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.guard, self.stage, self.detail))
 
 
 class ReadOnlyError(TidalError, PermissionError):

@@ -198,6 +198,7 @@ class Instance:
                     latency,  # latency
                     error,  # error
                     None,  # waited
+                    None if not self.component.variant_params else self.app.variants(self.component, self._id),
                 ),
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import demo, evals, flows, keys, models, queue, rag, runs, serve, sql, state, worker
+from . import demo, evals, experiments, flows, keys, models, queue, rag, runs, serve, sql, state, worker
 from .output import TidalGroup
 
 
@@ -26,7 +26,7 @@ def main() -> None:
 
 
 def _register(group: click.Group) -> None:
-    for module in (demo, worker, serve, keys, flows, state, queue, runs, sql, models, evals, rag):
+    for module in (demo, worker, serve, keys, flows, state, queue, runs, sql, models, evals, rag, experiments):
         for command in module.COMMANDS:
             group.add_command(command)
 

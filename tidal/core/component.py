@@ -14,9 +14,11 @@ from typing import Any, Literal
 from ..constants import DEFAULT_CACHE_TTL
 from ..exceptions import DefinitionError, InitStateError
 from ..types import is_record_class
+from .guards import Guard, as_guards, guarded
 from .policies import DiscardPolicy, validate_policy
 from .props import is_props_schema
 from .triggers import EVENTS, InstanceRoute, Schedule, Trigger, check_cron, check_events, parse_every
+from .variants import Params, Variants, variant_params
 
 CacheMode = Literal["version", "ttl"]
 """``version``: a cached serve result is reused only while the state version
@@ -35,6 +37,8 @@ class ServeRoute:
     fn: Callable[..., Any]
     kind: Literal["sync", "async", "gen", "agen"]
     cache: CacheMode | None  # None: the component's mode
+    guards: tuple[Guard, ...] = ()
+    """The op's guardrails (``fn`` is then the op wrapped by them)."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,10 @@ class ComponentSpec:
         if cache_mode not in _CACHE_MODES:
             raise DefinitionError(f"Component {name}: cache_mode must be one of {_CACHE_MODES}, got {cache_mode!r}")
         self._name = name
-        self._params: dict[str, Any] = dict(params or {})
+        params = dict(params or {})
+        self.variant_params: dict[str, Variants] = variant_params(params)
+        """The params that are experiments (:class:`~tidal.core.variants.Variants`)."""
+        self._params: dict[str, Any] = Params(self, params) if self.variant_params else params
         self._cache_ttl = cache_ttl
         self._cache_mode: CacheMode = cache_mode
         self._init_state_fn: Callable[..., dict[str, Any]] | None = None
@@ -176,7 +183,9 @@ class ComponentSpec:
 
     @property
     def params(self) -> dict[str, Any]:
-        """Fixed parameters, for ops to read as ``C.params["x"]``."""
+        """Fixed parameters, for ops to read as ``C.params["x"]``; a
+        :class:`~tidal.core.variants.Variants` param reads as the running
+        instance's variant value."""
         return self._params
 
     @property
@@ -269,6 +278,7 @@ class ComponentSpec:
         instance: InstanceRoute = "global",
         into: type | None = None,
         props: Any = None,
+        guard: Iterable[Any] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate the serve op of one or more flows: ``fn(state, props)``,
         plain, async, generator or async generator. ``cache`` overrides the
@@ -284,9 +294,15 @@ class ComponentSpec:
         With ``on=RecordClass`` the flow also runs in the background whenever
         such a record changes (props ``record``, ``event``, ``old``), and with
         ``into=OtherRecord`` each result is stored as a record of that
-        relation, with the triggering record's id."""
+        relation, with the triggering record's id.
+
+        ``guard=[...]`` puts guardrails around the op (plain or async ones):
+        each checks the props before and the result after, and blocks,
+        redacts, retries or falls back (see :mod:`tidal.core.guards`; the
+        built-ins are in ``tidal.evals.guards``)."""
         where = f"Component {self._name}.serve"
         flow_keys = _keys(keys, where)
+        guards = as_guards(guard, where)
         if cache is not None and cache not in _CACHE_MODES:
             raise DefinitionError(f"{where}: cache must be one of {_CACHE_MODES}, got {cache!r}")
         trigger_events = check_events(events, where)
@@ -305,8 +321,15 @@ class ComponentSpec:
                         f"({getattr(other, '__name__', other)!r}); a flow has at most one"
                     )
             self._declare_props(flow_keys, props, fn, where)
+            kind = _kind(fn)
+            if guards and kind in ("gen", "agen"):
+                raise DefinitionError(
+                    f"{where}: guard= needs the whole result to check; op {fn.__name__!r} is a generator "
+                    "(make it return its result, or check the items yourself)"
+                )
             for key in flow_keys:
-                self.serve_routes[key] = ServeRoute(key, fn, _kind(fn), cache)
+                op = guarded(fn, guards, kind, f"{self._name}.{key}") if guards else fn
+                self.serve_routes[key] = ServeRoute(key, op, kind, cache, guards)
                 if on is not None:
                     self.triggers.append(Trigger(on, trigger_events, instance, key, serve=True, into=into))
             if on is not None:

@@ -350,6 +350,7 @@ class Executor:
         live: dict[str, Any] | None = unstorable(snap.loaded) if isinstance(layout, WholeLayout) else None
         raw = snap.raw_items
         runlog = app.runlog
+        variants = app.variants(component, instance) if component.variant_params else None
         for op in claim.ops:
             t0, wall0 = time.perf_counter(), time.time()
             flow, props, ran = "?", None, False
@@ -407,7 +408,7 @@ class Executor:
                         id=run_id, component=name, instance=instance, flow=flow, kind="update", status="error",
                         props=props, result=None, cached=False, version_read=None, version_written=None,
                         op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=error,
-                        waited=wall0 - op.enqueued_at,
+                        waited=wall0 - op.enqueued_at, variants=variants,
                     )
                 )  # fmt: skip
                 continue
@@ -431,7 +432,7 @@ class Executor:
                     id=run_id, component=name, instance=instance, flow=flow, kind="update", status=status,
                     props=props, result=sorted(delta), cached=False, version_read=None, version_written=None,
                     op_id=op.id, started=wall0, latency=time.perf_counter() - t0, error=None,
-                    waited=wall0 - op.enqueued_at,
+                    waited=wall0 - op.enqueued_at, variants=variants,
                 )
             )  # fmt: skip
         return changes, done, failed, bump, runs, live

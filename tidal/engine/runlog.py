@@ -146,6 +146,8 @@ class Entry(NamedTuple):
     error: str | None
     waited: float | None
     """Seconds the update op waited in the queue; None for serve runs."""
+    variants: dict[str, str] | None = None
+    """The instance's variant of each Variants param (None without any)."""
 
 
 class RunSink:
@@ -451,9 +453,12 @@ class RunLog:
         by_relation: dict[RecordClass, list[dict[str, Any]]] = {}
         for relation, row in rows:
             by_relation.setdefault(relation, []).append(row)
+        # Tables first: registering one (creating it) inside the transaction
+        # would wait on the transaction's own lock.
+        tables = {relation: db.relation(relation).table for relation in by_relation}
         with db.begin() as conn:
             for relation, values in by_relation.items():
-                conn.execute(db.relation(relation).table.insert(), values)
+                conn.execute(tables[relation].insert(), values)
 
     def _write_batch(self, entries: list[Entry]) -> None:
         """Store a batch, or account for every run of it: only a failure of
@@ -594,6 +599,7 @@ class RunLog:
                     "started_at": begun,
                     "finished_at": begun + timedelta(seconds=e.latency),
                     "waited_ms": None if e.waited is None else e.waited * 1000.0,
+                    "variants": e.variants,
                 }
             )
         with db.begin() as conn:
@@ -615,7 +621,7 @@ class RunLog:
         rows: list[tuple[Any, ...]] = []
         append = rows.append
         for (run_id, comp, inst, flow, kind, status, props, result, cached, v_read, v_written, op_id, started,
-             latency, error, waited) in entries:  # fmt: skip
+             latency, error, waited, variants) in entries:  # fmt: skip
             p, r = json_text(props), json_text(result)
             if (p and len(p) > cap) or (r and len(r) > cap) or (error and len(error) > cap):
                 p, r, error = _cap_json(p, cap), _cap_json(r, cap), _cap_text(error, cap)
@@ -623,7 +629,7 @@ class RunLog:
             append(
                 (run_id, now, now, comp, inst, flow, kind, status, p, r, int(cached), v_read, v_written, op_id,
                  latency * 1000.0, error, _sqlite_time(started), _sqlite_time(started + latency),
-                 None if waited is None else waited * 1000.0)
+                 None if waited is None else waited * 1000.0, None if variants is None else json_text(variants))
             )  # fmt: skip
         with db.begin() as conn:
             # The driver's own executemany: SQLAlchemy would inspect every row.

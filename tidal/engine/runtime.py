@@ -20,9 +20,11 @@ from typing_extensions import TypeVar
 
 from .. import config, constants, relations
 from ..codec import Codec, key_context, state_context
+from ..context import CurrentRun
 from ..core.component import ComponentSpec
 from ..core.layout import KeyLayout, Layout, WholeLayout, unstorable
 from ..core.state import Decode, Snapshot
+from ..core.variants import Variants
 from ..exceptions import ConfigError, StoreError
 from ..lru import LRU
 from ..stores import Store, from_url
@@ -33,6 +35,7 @@ from .process import ProcessWorker
 from .runlog import RunLog
 from .schedule import Scheduler
 from .traces import MISSING_EXTRA, TraceExporter
+from .variants import VariantResolver
 
 if TYPE_CHECKING:
     from ..relations.database import Database
@@ -108,6 +111,7 @@ class Runtime(Generic[C]):
         self._traces: dict[str, Any] | None = None
         """How this app exports traces (``export_traces``' arguments), for a
         forked update process to do the same."""
+        self._variants: VariantResolver | None = None
         self._closed = False
         _open.add(self)
         self._traces_from_env()
@@ -216,6 +220,46 @@ class Runtime(Generic[C]):
                 if self._runlog is None:
                     self._runlog = RunLog(self, retention=self._runs_retention)
         return self._runlog
+
+    # -- experiments and guardrails ------------------------------------------
+
+    @property
+    def variant_resolver(self) -> VariantResolver:
+        """Which variant each instance gets, promotions applied."""
+        if self._variants is None:
+            self._variants = VariantResolver(self)
+        return self._variants
+
+    def variants(self, component: ComponentSpec, instance: str) -> dict[str, str]:
+        """``instance``'s variant of each Variants param of ``component``
+        (what its runs record)."""
+        return self.variant_resolver.variants(component, instance)
+
+    def variant_of(self, component: str, param: str, variants: Variants, instance: str) -> str:
+        """The variant ``instance`` gets for ``component.param`` (how
+        ``C.params[param]`` reads inside an op)."""
+        return self.variant_resolver.variant_of(component, param, variants, instance)
+
+    def record_violation(self, run: CurrentRun, guard: str, stage: str, action: str, detail: str) -> None:
+        """Log what a guard found in ``run`` (a ``guard_violations`` row,
+        written with the runs)."""
+        runlog = self.runlog
+        if runlog is None:
+            return
+        runlog.record_row(
+            relations.GuardViolation,
+            {
+                "id": runlog.new_id(),
+                "run_id": run.id,
+                "component": run.component,
+                "instance": run.instance,
+                "flow": run.flow,
+                "guard": guard,
+                "stage": stage,
+                "action": action,
+                "detail": detail[:10_000],
+            },
+        )
 
     def export_traces(
         self,

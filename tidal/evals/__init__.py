@@ -24,6 +24,7 @@ See docs/evals.md.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from .. import lazy
@@ -86,7 +87,14 @@ _MODULES = {
 }
 
 
-__getattr__ = lazy.attributes(__name__, _MODULES, globals())
+_names = lazy.attributes(__name__, _MODULES, globals())
+
+
+def __getattr__(name: str) -> object:
+    if name == "guards":  # the built-in guardrails: a module of their own
+        return importlib.import_module(".guards", __name__)
+    return _names(name)
+
 
 __all__ = [
     # Datasets

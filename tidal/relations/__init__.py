@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .. import lazy
 
 if TYPE_CHECKING:
-    from .builtin import Feedback, ModelCall, Run
+    from .builtin import ExperimentPin, Feedback, GuardViolation, ModelCall, Run
     from .database import Database
     from .record import Record, Vector, relation_name
     from .rows import Rows
@@ -28,6 +28,8 @@ _MODULES = {
     "Run": ".builtin",
     "Feedback": ".builtin",
     "ModelCall": ".builtin",
+    "GuardViolation": ".builtin",
+    "ExperimentPin": ".builtin",
 }
 
 
@@ -41,4 +43,16 @@ def load() -> None:
         __getattr__(name)
 
 
-__all__ = ["Database", "Feedback", "ModelCall", "Record", "Rows", "Run", "Vector", "load", "relation_name"]
+__all__ = [
+    "Database",
+    "ExperimentPin",
+    "Feedback",
+    "GuardViolation",
+    "ModelCall",
+    "Record",
+    "Rows",
+    "Run",
+    "Vector",
+    "load",
+    "relation_name",
+]

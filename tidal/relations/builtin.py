@@ -1,5 +1,5 @@
-"""The built-in relations every app has: ``runs``, ``feedback`` and
-``model_calls``."""
+"""The built-in relations every app has: ``runs``, ``feedback``,
+``model_calls``, ``guard_violations`` and ``experiment_pins``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class Run(Record):
     finished_at: datetime | None = None
     waited_ms: float | None = None
     """For update runs: how long the op waited in the queue before it ran."""
+    variants: dict[str, str] | None = None
+    """For components with :class:`tidal.Variants` params: the instance's
+    variant of each (param -> variant name)."""
 
 
 class Feedback(Record):
@@ -91,3 +94,31 @@ class ModelCall(Record):
     note: Any = None
     """What a helper decided (best-of-n's winner and scores, a tool call's
     arguments and child run), as JSON."""
+
+
+class GuardViolation(Record):
+    """What a serve op's guard found (the ``guard_violations`` relation),
+    written by the runs log with the run (``run_id``)."""
+
+    __relation__ = "guard_violations"
+
+    run_id: str = ""
+    component: str = ""
+    instance: str = ""
+    flow: str = ""
+    guard: str
+    stage: str
+    """``input`` (the props) or ``output`` (the result)."""
+    action: str
+    """``block``, ``redact``, ``retry``, ``fallback``, or ``error`` (the guard raised)."""
+    detail: str = ""
+
+
+class ExperimentPin(Record):
+    """A promoted experiment (the ``experiment_pins`` relation; ``id`` is
+    the experiment's name, ``Component.param``): every instance gets
+    ``variant``."""
+
+    __relation__ = "experiment_pins"
+
+    variant: str

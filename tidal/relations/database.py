@@ -206,6 +206,11 @@ class Database:
             rel = self._relations[cls.relation()]
         return rel
 
+    def has_table(self, name: str) -> bool:
+        """Whether the database has a table ``name`` (a relation some code
+        of the app stored rows in, registered here or not)."""
+        return bool(sa.inspect(self.engine).has_table(name))
+
     def relation_class(self, name: str) -> type[Record] | None:
         """The Record class registered for a table name."""
         rel = self._relations.get(name)
