@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv with the dev extras and run the whole check: lint, types, tests.
-TIDAL_EXTRAS=dev,embeddings,embeddings-onnx
+TIDAL_EXTRAS=dev,embeddings,embeddings-onnx,rag
 source "$(dirname "$0")/_env.sh"
 # The dashboard tests drive a real headless Chromium (tests/dashboard installs it too when missing).
 if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
