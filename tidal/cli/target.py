@@ -156,9 +156,12 @@ def load_app(
     settings = None if lease_seconds is None else Settings(lease_seconds=lease_seconds)
     fallback = new_app(app_name, store, db=db, settings=settings)
     set_default_app(fallback)
+    # Only the components TARGET defines are its own: others this process
+    # holds (a caller that runs the CLI in process) keep their app.
+    before = set(defined_components())
     try:
         module = import_target(where)
-        defined = defined_components()
+        defined = [c for c in defined_components() if c not in before]
         app = _pick(module, target, attr, fallback, defined)
         if app is not fallback:
             if db is not None:
