@@ -207,14 +207,16 @@ class Instance:
     def _failed(self, flow_key: str, p: Properties, snap: Snapshot | None, started: Started) -> None:
         self._log(flow_key, p, None, False, snap, started, traceback.format_exc())
 
-    def _start(self, flow_key: str) -> tuple[Started, CurrentRun]:
-        """When a serve run starts, and the run its op runs in (its id is
-        known before the op runs, so that a model call in it can name it)."""
+    def _start(self) -> Started:
+        """When a serve run starts, and its id (known before the op runs, so
+        that a model call in it can name its run: see :meth:`_run`)."""
         runlog = self.app.runlog
-        run_id = runlog.new_id() if runlog is not None else ""
-        return (time.perf_counter(), time.time(), run_id), CurrentRun(
-            run_id, self.component.name, self._id, flow_key, "serve", self.app
-        )
+        return time.perf_counter(), time.time(), runlog.new_id() if runlog is not None else ""
+
+    def _run(self, flow_key: str, started: Started) -> CurrentRun:
+        """The run a serve op runs in (made only when the op runs: a cache
+        hit needs none)."""
+        return CurrentRun(started[2], self.component.name, self._id, flow_key, "serve", self.app)
 
     @property
     def last_run_id(self) -> str | None:
@@ -241,11 +243,11 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
-        started, ctx = self._start(flow_key)
+        started = self._start()
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
-            token = current_run.set(ctx)
+            token = current_run.set(self._run(flow_key, started))
             try:
                 result = serving.call_sync(serve, snap, p)
             except Exception:
@@ -272,11 +274,11 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        started, ctx = self._start(flow_key)
+        started = self._start()
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if serve is not None and not hit:
             assert snap is not None
-            token = current_run.set(ctx)
+            token = current_run.set(self._run(flow_key, started))
             try:
                 result = await serving.call_async(serve, snap, p)
             except Exception:
@@ -308,7 +310,7 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             self._wait(None)
-        started, ctx = self._start(flow_key)
+        started = self._start()
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         if hit:
             yield from result
@@ -316,7 +318,7 @@ class Instance:
             assert snap is not None
             items: list[Any] = []
             try:
-                yield from serving.within(ctx, serving.iterate(serve, snap, p, items))
+                yield from serving.within(self._run(flow_key, started), serving.iterate(serve, snap, p, items))
             except Exception:
                 self._failed(flow_key, p, snap, started)
                 raise
@@ -338,7 +340,7 @@ class Instance:
         props = self.check_props(flow_key, props)
         if force_refresh:
             await asyncio.to_thread(self._wait, None)
-        started, ctx = self._start(flow_key)
+        started = self._start()
         p, snap, key, hit, result = self._prepare(serve, props, ignore_cache or force_refresh)
         streams = serve is not None and serve.kind in ("gen", "agen")
         if hit:
@@ -348,7 +350,9 @@ class Instance:
             assert snap is not None
             items: list[Any] = []
             try:
-                async for item in serving.awithin(ctx, serving.aiterate(serve, snap, p, items)):
+                async for item in serving.awithin(
+                    self._run(flow_key, started), serving.aiterate(serve, snap, p, items)
+                ):
                     yield item
             except Exception:
                 self._failed(flow_key, p, snap, started)

@@ -221,8 +221,8 @@ class Model:
         if hit is not None:
             return hit
         self._wait_for_limits(call)
-        raw, retries = self._send(call, self._client.chat.completions.with_raw_response.create)
-        return self._finish(call, raw, retries, parent_call=parent_call)
+        response, retries = self._send(call, self._client.chat.completions.with_raw_response.create)
+        return self._finish(call, response.content, retries, parent_call=parent_call)
 
     async def achat(
         self,
@@ -242,8 +242,8 @@ class Model:
         if hit is not None:
             return hit
         await self._await_limits(call)
-        raw, retries = await self._asend(call, self.aclient.chat.completions.with_raw_response.create)
-        return self._finish(call, raw, retries)
+        response, retries = await self._asend(call, self.aclient.chat.completions.with_raw_response.create)
+        return self._finish(call, response.content, retries)
 
     def complete(self, prompt: str, *, cache: bool = True, **sampling: Any) -> ChatResult:
         """A plain-text completion of ``prompt`` (the completions API)."""
@@ -257,8 +257,8 @@ class Model:
         if hit is not None:
             return hit
         self._wait_for_limits(call)
-        raw, retries = self._send(call, self._client.completions.with_raw_response.create)
-        return self._finish(call, raw, retries)
+        response, retries = self._send(call, self._client.completions.with_raw_response.create)
+        return self._finish(call, response.content, retries)
 
     def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> np.ndarray:
         """Embeddings of ``texts`` (one row each, float32) from the
@@ -278,7 +278,8 @@ class Model:
         retries, hit = 0, raw is not None
         if raw is None:
             self._wait_for_limits(call)
-            raw, retries = self._send(call, self._client.embeddings.with_raw_response.create)
+            response, retries = self._send(call, self._client.embeddings.with_raw_response.create)
+            raw = response.content
         data = orjson.loads(raw)
         rows = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
         vectors = np.asarray([_vector(r["embedding"]) for r in rows], dtype=np.float32)
@@ -527,32 +528,28 @@ class Model:
         return wait
 
     def _send(self, call: _Call, create: Any) -> tuple[Any, int]:
+        """``create(**body)`` (a raw response, or an opened stream) and how
+        many retries it took; each retry waits its turn in the rate limits."""
         retries = 0
-        kwargs = _kwargs(call.body)
         while True:
             try:
-                response = create(**kwargs)
-                return response.content, retries
+                return create(**call.body), retries
             except openai.OpenAIError as exc:
                 wait = self._retry_wait(call, exc, retries)
             retries += 1
             time.sleep(wait)
-            if retries and (self.rpm is not None or self.tpm is not None):
-                self._wait_for_limits(call)
+            self._wait_for_limits(call)
 
     async def _asend(self, call: _Call, create: Any) -> tuple[Any, int]:
         retries = 0
-        kwargs = _kwargs(call.body)
         while True:
             try:
-                response = await create(**kwargs)
-                return response.content, retries
+                return await create(**call.body), retries
             except openai.OpenAIError as exc:
                 wait = self._retry_wait(call, exc, retries)
             retries += 1
             await asyncio.sleep(wait)
-            if self.rpm is not None or self.tpm is not None:
-                await self._await_limits(call)
+            await self._await_limits(call)
 
 
 class _Stream:
@@ -710,23 +707,16 @@ class _Accumulator:
 
 def _streaming(create: Any) -> Any:
     def send(**kwargs: Any) -> Any:
-        return _Opened(create(stream=True, stream_options={"include_usage": True}, **kwargs))
+        return create(stream=True, stream_options={"include_usage": True}, **kwargs)
 
     return send
 
 
 def _astreaming(create: Any) -> Any:
     async def send(**kwargs: Any) -> Any:
-        return _Opened(await create(stream=True, stream_options={"include_usage": True}, **kwargs))
+        return await create(stream=True, stream_options={"include_usage": True}, **kwargs)
 
     return send
-
-
-class _Opened:
-    """An opened stream passed through ``_send`` (which returns ``.content``)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.content = stream
 
 
 def _vector(value: Any) -> Any:
@@ -751,10 +741,6 @@ def _extra(body: dict[str, Any], settings: dict[str, Any], extra_body: dict[str,
         extra.update(extra_body)
     if extra:
         body["extra_body"] = extra
-
-
-def _kwargs(body: dict[str, Any]) -> dict[str, Any]:
-    return body
 
 
 def _retry_after(headers: Any) -> float | None:
